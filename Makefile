@@ -1,0 +1,25 @@
+# Entry points of the README. Each target works from a fresh clone: it creates
+# the virtualenv in $(VENV) and installs the package with what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Use the smaller CPU build of TensorFlow unless a GPU is visible.
+LEAF_AUDIO_TENSORFLOW ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tensorflow || echo tensorflow-cpu)
+export LEAF_AUDIO_TENSORFLOW
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test clean-venv
+
+$(VENV)/.installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest tests
+
+clean-venv:
+	rm -rf $(VENV)

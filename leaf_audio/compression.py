@@ -1,0 +1,245 @@
+"""The last stage of a frontend: dynamic range compression.
+
+  log_compression / LogCompression   log(x + offset), mel-style
+  PCENCompression                    per-channel energy normalisation (PCEN),
+                                     learnable as sPCEN in LEAF
+  ExponentialMovingAverage           the smoother inside PCEN
+
+All act on non-negative energies [batch, frames, channels] and keep the shape.
+"""
+
+import keras
+import tensorflow as tf
+
+from leaf_audio import serialization
+
+
+@serialization.register()
+def log_compression(inputs, log_offset: float = 1e-5):
+  """log(inputs + log_offset), the compression of mel filterbanks."""
+  return tf.math.log(inputs + log_offset)
+
+
+@serialization.register()
+class LogCompression(keras.layers.Layer):
+  """Log compression, log(x + log_offset), as a layer.
+
+  Args:
+    log_offset: float, default 1e-5; keeps log finite at x = 0.
+
+  Input and output shape: any, usually [batch, frames, channels].
+  """
+
+  def __init__(self, log_offset: float = 1e-5, **kwargs):
+    super().__init__(**kwargs)
+    if not log_offset > 0:
+      raise ValueError('LogCompression: log_offset must be > 0 so that log '
+                       f'stays finite at zero energy; got {log_offset!r}.')
+    self.log_offset = log_offset
+
+  def call(self, inputs):
+    return log_compression(inputs, self.log_offset)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    config = super().get_config()
+    config['log_offset'] = self.log_offset
+    return config
+
+
+@serialization.register()
+class MinValue(keras.constraints.Constraint):
+  """Clips a variable from below: w -> max(w, min_value)."""
+
+  def __init__(self, min_value: float):
+    self.min_value = min_value
+
+  def __call__(self, w):
+    return tf.maximum(w, tf.cast(self.min_value, w.dtype))
+
+  def get_config(self):
+    return {'min_value': self.min_value}
+
+
+# A graph function even when called eagerly: an eager tf.scan steps through
+# the frames in Python (43 s instead of 1 s for 60000 frames).
+@tf.function(reduce_retracing=True, autograph=False)
+def _smooth(inputs, initial_state, coeff):
+  """m[t] = coeff x[t] + (1 - coeff) m[t-1]; inputs [batch, frames, channels]."""
+  smoothed = tf.scan(lambda m, x: coeff * x + (1. - coeff) * m,
+                     tf.transpose(inputs, (1, 0, 2)),
+                     initializer=initial_state)
+  return tf.transpose(smoothed, (1, 0, 2))
+
+
+@serialization.register()
+class ExponentialMovingAverage(keras.layers.Layer):
+  """First-order IIR smoother along time.
+
+  m[t] = s x[t] + (1 - s) m[t - 1], with m[-1] = initial_state. The smoothing
+  coefficient s is clipped to [0, 1] in the forward pass.
+
+  Args:
+    coeff_init: float, initial smoothing coefficient s.
+    per_channel: bool, default False; one coefficient per channel instead of
+      one shared by all.
+    trainable: bool, default False.
+
+  Call arguments:
+    inputs: [batch, frames, channels].
+    initial_state: [batch, channels], the smoother's state before frame 0.
+
+  Output shape: [batch, frames, channels].
+  """
+
+  def __init__(self,
+               coeff_init: float = 0.04,
+               per_channel: bool = False,
+               **kwargs):
+    kwargs.setdefault('trainable', False)
+    super().__init__(**kwargs)
+    self.coeff_init = coeff_init
+    self.per_channel = bool(per_channel)
+
+  def build(self, input_shape):
+    self.smooth = self.add_weight(
+        name='smooth',
+        shape=(input_shape[-1],) if self.per_channel else (1,),
+        initializer=keras.initializers.Constant(self.coeff_init))
+
+  def call(self, inputs, initial_state):
+    return _smooth(inputs, initial_state,
+                   tf.clip_by_value(self.smooth, 0., 1.))
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'coeff_init': self.coeff_init,
+        'per_channel': self.per_channel,
+    })
+    return config
+
+
+@serialization.register()
+class PCENCompression(keras.layers.Layer):
+  """Per-Channel Energy Normalization (Wang et al., ICASSP 2017).
+
+    PCEN(x)[t] = (x[t] / (floor + M[t])**alpha + delta)**(1/r) - delta**(1/r),
+  where M is an `ExponentialMovingAverage` of x started at x[0]. In the forward
+  pass alpha is clipped to <= 1, r to >= 1 and, unless `min_delta` is None,
+  delta to >= min_delta (also enforced on the variable after each optimizer
+  step): a negative delta makes the root of a negative number, NaN.
+
+  LEAF's sPCEN is `PCENCompression(alpha=0.96, smooth_coef=0.04, delta=2.0,
+  root=2.0, floor=1e-12, trainable=True, learn_smooth_coef=True,
+  per_channel_smooth_coef=True)`.
+
+  Args:
+    alpha: float, default 0.96; initial gain-normalisation exponent.
+    smooth_coef: float, default 0.04; initial smoother coefficient.
+    delta: float, default 2.0; initial bias added before the root.
+    root: float, default 2.0; initial root r.
+    floor: float, default 1e-6; added to M to avoid division by zero.
+    trainable: bool, default False; learn alpha, delta and root (one per
+      channel each).
+    learn_smooth_coef: bool, default False; learn the smoother coefficient.
+    per_channel_smooth_coef: bool, default False; one smoother coefficient per
+      channel instead of one shared.
+    min_delta: float or None, default 1e-6; lower bound of delta. None restores
+      the original release's unconstrained delta.
+
+  Input and output shape: [batch, frames, channels].
+  """
+
+  def __init__(self,
+               alpha: float = 0.96,
+               smooth_coef: float = 0.04,
+               delta: float = 2.0,
+               root: float = 2.0,
+               floor: float = 1e-6,
+               trainable: bool = False,
+               learn_smooth_coef: bool = False,
+               per_channel_smooth_coef: bool = False,
+               min_delta=1e-6,
+               **kwargs):
+    # `trainable` selects which PCEN parameters learn, as in the original
+    # release, so the layer itself stays trainable for the smoother's sake.
+    super().__init__(**kwargs)
+    if not floor > 0:
+      raise ValueError(f'PCENCompression: floor must be > 0; got {floor!r}.')
+    if min_delta is not None and delta < min_delta:
+      raise ValueError(f'PCENCompression: delta={delta!r} is below '
+                       f'min_delta={min_delta!r}.')
+    if not 0. <= smooth_coef <= 1.:
+      raise ValueError('PCENCompression: smooth_coef must be in [0, 1]; got '
+                       f'{smooth_coef!r}.')
+    self.alpha_init = alpha
+    self.smooth_coef = smooth_coef
+    self.delta_init = delta
+    self.root_init = root
+    self.floor = floor
+    self.learn_params = bool(trainable)
+    self.learn_smooth_coef = bool(learn_smooth_coef)
+    self.per_channel_smooth_coef = bool(per_channel_smooth_coef)
+    self.min_delta = min_delta
+    self.ema = ExponentialMovingAverage(
+        coeff_init=smooth_coef,
+        per_channel=per_channel_smooth_coef,
+        trainable=learn_smooth_coef,
+        dtype=self.dtype_policy,
+        name='EMA')
+
+  def build(self, input_shape):
+    channels = input_shape[-1]
+    if channels is None:
+      raise ValueError('PCENCompression needs a known number of channels; got '
+                       f'shape {tuple(input_shape)}.')
+
+    def parameter(name, value, constraint=None):
+      return self.add_weight(
+          name=name,
+          shape=(channels,),
+          initializer=keras.initializers.Constant(value),
+          trainable=self.learn_params,
+          constraint=constraint)
+
+    self.alpha = parameter('alpha', self.alpha_init)
+    self.delta = parameter(
+        'delta', self.delta_init,
+        None if self.min_delta is None else MinValue(self.min_delta))
+    self.root = parameter('root', self.root_init)
+    self.ema.build(input_shape)
+
+  def call(self, inputs):
+    alpha = tf.minimum(self.alpha, 1.0)
+    root = tf.maximum(self.root, 1.0)
+    delta = self.delta
+    if self.min_delta is not None:
+      delta = tf.maximum(delta, self.min_delta)
+    smoother = self.ema(inputs, initial_state=inputs[:, 0])
+    one_over_root = 1. / root
+    return ((inputs / (self.floor + smoother)**alpha + delta)**one_over_root -
+            delta**one_over_root)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'alpha': self.alpha_init,
+        'smooth_coef': self.smooth_coef,
+        'delta': self.delta_init,
+        'root': self.root_init,
+        'floor': self.floor,
+        'trainable': self.learn_params,
+        'learn_smooth_coef': self.learn_smooth_coef,
+        'per_channel_smooth_coef': self.per_channel_smooth_coef,
+        'min_delta': self.min_delta,
+    })
+    return config

@@ -1,0 +1,670 @@
+"""Audio frontends: waveform -> filterbank -> non-linearity -> pooling -> compression.
+
+  Leaf                   Gabor filters, squared modulus, Gaussian pooling, sPCEN
+  TimeDomainFilterbanks  free conv (Gabor init), squared modulus, shared
+                         learnable window ('valid'), log
+  SincNet                sinc filters, LeakyReLU, max pooling, LayerNorm
+  SincNetPlus            sinc filters, LeakyReLU, Gaussian pooling, fixed PCEN
+  MelFilterbanks         STFT, mel matrix, log (nothing learnable)
+
+This module only composes the stages; each stage lives in its own module.
+All frontends take float audio [batch, samples] or [batch, samples, 1] in
+[-1, 1] and return [batch, frames, n_filters] in float32.
+"""
+
+import functools
+import inspect
+
+import keras
+import tensorflow as tf
+
+from leaf_audio import augment
+from leaf_audio import compression
+from leaf_audio import convolution
+from leaf_audio import framing
+from leaf_audio import initializers
+from leaf_audio import melfilters
+from leaf_audio import modulus
+from leaf_audio import pooling
+from leaf_audio import serialization
+from leaf_audio import validation
+
+
+class _FrontendDefault:
+  """Marks an argument left at the frontend's own default."""
+
+  def __repr__(self):
+    return 'DEFAULT'
+
+
+# Sentinel for "this frontend's default". None keeps the original release's
+# meaning: no compression, no activation, Keras' default initializer.
+DEFAULT = _FrontendDefault()
+
+DEFAULT_MIN_FREQ_HZ = 60.0
+DEFAULT_MAX_FREQ_HZ = 7800.0
+
+
+def _default_max_freq(sample_rate):
+  """7800 Hz, the original default, capped at Nyquist."""
+  return min(DEFAULT_MAX_FREQ_HZ, sample_rate / 2.)
+
+
+def _as_layer(fn, owner: str, argument: str, dtype):
+  """Turns a compression or activation argument into a Keras layer."""
+  if fn is None or fn is tf.identity:
+    return keras.layers.Identity(dtype=dtype)
+  if isinstance(fn, keras.layers.Layer):
+    return fn
+  if fn is compression.log_compression:
+    return compression.LogCompression(dtype=dtype)
+  if (isinstance(fn, functools.partial) and
+      fn.func is compression.log_compression and not fn.args):
+    return compression.LogCompression(dtype=dtype, **fn.keywords)
+  if isinstance(fn, (dict, str)):
+    return _as_layer(serialization.deserialize(fn), owner, argument, dtype)
+  if callable(fn):
+    return keras.layers.Lambda(fn, dtype=dtype)
+  raise TypeError(f'{owner}: {argument} must be a Keras layer, a callable or '
+                  f'None; got {fn!r}.')
+
+
+def _accepts(cls, argument: str) -> bool:
+  """Whether `cls(...)` names `argument` in its constructor signature."""
+  return argument in inspect.signature(cls.__init__).parameters
+
+
+def _check_sample_rate_matches(owner, argument, initializer, sample_rate):
+  rate = getattr(initializer, 'sample_rate', None)
+  if rate is not None and rate != sample_rate:
+    raise ValueError(
+        f'{owner}: {argument} was built for sample_rate={rate} Hz but the '
+        f'frontend runs at sample_rate={sample_rate} Hz; pass an initializer '
+        f'with sample_rate={sample_rate}.')
+
+
+@serialization.register()
+class Leaf(keras.layers.Layer):
+  """LEAF, a learnable audio frontend (Zeghidour et al., ICLR 2021).
+
+  waveform -> [pre-emphasis] -> complex Gabor filterbank (`GaborConv1D`) ->
+  squared modulus -> Gaussian lowpass pooling per channel -> max(x, 1e-5) ->
+  sPCEN. Initialised as mel filterbanks (60-7800 Hz) and trained jointly with
+  the classifier.
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride
+  (160 samples), 'same' padding everywhere (ceil(samples / 160) frames),
+  Gaussian pooling initialised at sigma 0.4, sPCEN with alpha 0.96, smoothing
+  0.04 per channel, delta 2, root 2, floor 1e-12, all learnable. 280 trainable
+  parameters: 80 Gabor, 40 pooling, 160 PCEN.
+
+  Arguments left at `DEFAULT` take this frontend's default; subclasses
+  (`TimeDomainFilterbanks`, `SincNet`, `SincNetPlus`) change only the defaults.
+
+  Args:
+    learn_pooling: bool, default True; learn the pooling windows.
+    learn_filters: bool, default True; learn the filterbank (and pre-emphasis).
+    conv1d_cls: filterbank class, default `GaborConv1D`; called with (filters=
+      2 * n_filters, kernel_size, strides=1, padding='same', use_bias=False,
+      kernel_initializer, kernel_regularizer, name, trainable[, sample_rate]).
+    activation: layer or callable applied after the filterbank, default
+      `SquaredModulus()`; None for none.
+    pooling_cls: pooling class, default `GaussianLowpassPooling`; called with
+      (kernel_size, strides, padding[, kernel_initializer, kernel_regularizer]).
+    n_filters: int, default 40; number of output channels.
+    sample_rate: sampling rate of the input in Hz, default 16000.
+    window_len: filter and pooling window in ms, default 25; the window has
+      sample_rate * window_len // 1000 + 1 samples.
+    window_stride: hop between frames in ms, default 10.
+    compression_fn: layer or callable applied last, default sPCEN (see above);
+      `functools.partial(log_compression, log_offset=...)` becomes a
+      `LogCompression` layer; None for no compression.
+    preemp: bool, default False; apply a learnable 2-tap pre-emphasis first,
+      y[n] = x[n+1] - 0.97 x[n].
+    preemp_init: default `PreempInit()`.
+    complex_conv_init: initializer of the filterbank, default
+      `GaborInit(sample_rate, min_freq=60, max_freq=min(7800, sample_rate/2))`.
+      An explicitly passed initializer is used as is.
+    pooling_init: initializer of the pooling, default Constant(0.4).
+    regularizer_fn: optional Keras regularizer of the learned kernels.
+    mean_var_norm: bool, default False; per-example, per-channel mean and
+      variance normalisation over time after compression (instance norm).
+    spec_augment: bool or `SpecAugment` layer, default False; applied in
+      training only.
+    pooling_padding: 'same' (default) or 'valid'; the pooling's padding.
+    pre_compression_floor: float or None, default 1e-5; the pooled energies are
+      clipped to at least this value before compression, as in the original
+      release (for SincNet it also clips the negative LeakyReLU outputs).
+      None disables the clipping.
+    **kwargs: Keras layer arguments (name, dtype). The dtype defaults to
+      float32 so that the frontend computes in float32 under mixed precision.
+
+  Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
+  Output shape: [batch, frames, n_filters].
+
+  Example:
+    >>> leaf = Leaf()
+    >>> leaf(tf.zeros([2, 16000])).shape
+    TensorShape([2, 100, 40])
+  """
+
+  def __init__(self,
+               learn_pooling: bool = True,
+               learn_filters: bool = True,
+               conv1d_cls=DEFAULT,
+               activation=DEFAULT,
+               pooling_cls=DEFAULT,
+               n_filters: int = 40,
+               sample_rate: float = 16000,
+               window_len: float = 25.,
+               window_stride: float = 10.,
+               compression_fn=DEFAULT,
+               preemp: bool = False,
+               preemp_init=DEFAULT,
+               complex_conv_init=DEFAULT,
+               pooling_init=DEFAULT,
+               regularizer_fn=None,
+               mean_var_norm: bool = False,
+               spec_augment=False,
+               pooling_padding=DEFAULT,
+               pre_compression_floor=1e-5,
+               **kwargs):
+    kwargs.setdefault('dtype', 'float32')
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    self.n_filters = validation.check_positive_int(owner, 'n_filters',
+                                                   n_filters)
+    self.sample_rate = validation.check_positive_number(owner, 'sample_rate',
+                                                        sample_rate)
+    self.window_len = validation.check_duration_ms(owner, 'window_len',
+                                                   window_len)
+    self.window_stride = validation.check_duration_ms(owner, 'window_stride',
+                                                      window_stride)
+    self.window_size = framing.window_length_samples(sample_rate, window_len)
+    self.stride = framing.window_stride_samples(sample_rate, window_stride)
+    if self.stride < 1:
+      raise ValueError(
+          f'{owner}: window_stride={window_stride} ms at sample_rate='
+          f'{sample_rate} Hz is less than one sample.')
+    if pre_compression_floor is not None and not pre_compression_floor >= 0:
+      raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
+                       f' got {pre_compression_floor!r}.')
+    self.learn_pooling = bool(learn_pooling)
+    self.learn_filters = bool(learn_filters)
+    self.preemp = bool(preemp)
+    self.mean_var_norm = bool(mean_var_norm)
+    self.pre_compression_floor = pre_compression_floor
+    self.regularizer_fn = keras.regularizers.get(regularizer_fn)
+
+    def resolve(value, default):
+      return default() if value is DEFAULT else value
+
+    self.conv1d_cls = serialization.deserialize_class(
+        resolve(conv1d_cls, self._default_conv1d_cls), owner, 'conv1d_cls')
+    self.pooling_cls = serialization.deserialize_class(
+        resolve(pooling_cls, self._default_pooling_cls), owner, 'pooling_cls')
+    self.pooling_padding = validation.check_padding(
+        owner, 'pooling_padding',
+        resolve(pooling_padding, self._default_pooling_padding))
+    self.complex_conv_init = keras.initializers.get(
+        serialization.deserialize(
+            resolve(complex_conv_init, self._default_complex_conv_init)))
+    _check_sample_rate_matches(owner, 'complex_conv_init',
+                               self.complex_conv_init, sample_rate)
+    pooling_takes_kernel = _accepts(self.pooling_cls, 'kernel_initializer')
+    if pooling_init is DEFAULT:
+      pooling_init = (
+          self._default_pooling_init() if pooling_takes_kernel else None)
+    elif pooling_init is not None and not pooling_takes_kernel:
+      raise ValueError(
+          f'{owner}: pooling_init={pooling_init!r} was given but '
+          f'{self.pooling_cls.__name__} has no kernel to initialise.')
+    self.pooling_init = keras.initializers.get(
+        serialization.deserialize(pooling_init))
+    _check_sample_rate_matches(owner, 'pooling_init', self.pooling_init,
+                               sample_rate)
+    self.preemp_init = keras.initializers.get(
+        serialization.deserialize(
+            resolve(preemp_init, initializers.PreempInit)))
+    policy = self.dtype_policy
+
+    if self.preemp:
+      self._preemp_conv = keras.layers.Conv1D(
+          filters=1,
+          kernel_size=2,
+          strides=1,
+          padding='same',
+          use_bias=False,
+          kernel_initializer=self.preemp_init,
+          kernel_regularizer=self.regularizer_fn if learn_filters else None,
+          trainable=self.learn_filters,
+          dtype=policy,
+          name='tfbanks_preemp')
+
+    conv_kwargs = dict(
+        filters=2 * self.n_filters,
+        kernel_size=self.window_size,
+        strides=1,
+        padding='same',
+        use_bias=False,
+        kernel_initializer=self.complex_conv_init,
+        kernel_regularizer=self.regularizer_fn if learn_filters else None,
+        trainable=self.learn_filters,
+        dtype=policy,
+        name='tfbanks_complex_conv')
+    if _accepts(self.conv1d_cls, 'sample_rate'):
+      conv_kwargs['sample_rate'] = sample_rate
+    self._complex_conv = self.conv1d_cls(**conv_kwargs)
+
+    self._activation = _as_layer(
+        resolve(activation, self._default_activation), owner, 'activation',
+        policy)
+
+    pooling_kwargs = dict(
+        kernel_size=self.window_size,
+        strides=self.stride,
+        padding=self.pooling_padding,
+        trainable=self.learn_pooling,
+        dtype=policy,
+        name='learnable_pooling')
+    if pooling_takes_kernel:
+      pooling_kwargs.update(
+          kernel_initializer=self.pooling_init,
+          kernel_regularizer=self.regularizer_fn if learn_pooling else None)
+    self._pooling = self.pooling_cls(**pooling_kwargs)
+
+    self._compression = _as_layer(
+        resolve(compression_fn, self._default_compression), owner,
+        'compression_fn', policy)
+
+    self._instance_norm = None
+    if self.mean_var_norm:
+      self._instance_norm = keras.layers.GroupNormalization(
+          groups=self.n_filters,
+          axis=-1,
+          epsilon=1e-6,
+          dtype=policy,
+          name='tfbanks_instancenorm')
+
+    if spec_augment is True:
+      spec_augment = augment.SpecAugment(dtype=policy)
+    spec_augment = serialization.deserialize(spec_augment)
+    if spec_augment is not False and spec_augment is not None and (
+        not isinstance(spec_augment, keras.layers.Layer)):
+      raise TypeError(f'{owner}: spec_augment must be a bool or a SpecAugment '
+                      f'layer; got {spec_augment!r}.')
+    self._spec_augment = spec_augment or None
+
+  # Defaults of this frontend; subclasses override them.
+  def _default_conv1d_cls(self):
+    return convolution.GaborConv1D
+
+  def _default_pooling_cls(self):
+    return pooling.GaussianLowpassPooling
+
+  def _default_pooling_padding(self):
+    return 'same'
+
+  def _default_activation(self):
+    return modulus.SquaredModulus(dtype=self.dtype_policy,
+                                  name='squared_modulus')
+
+  def _default_complex_conv_init(self):
+    return initializers.GaborInit(
+        sample_rate=self.sample_rate,
+        min_freq=DEFAULT_MIN_FREQ_HZ,
+        max_freq=_default_max_freq(self.sample_rate))
+
+  def _default_pooling_init(self):
+    return keras.initializers.Constant(0.4)
+
+  def _default_compression(self):
+    return compression.PCENCompression(
+        alpha=0.96,
+        smooth_coef=0.04,
+        delta=2.0,
+        root=2.0,
+        floor=1e-12,
+        trainable=True,
+        learn_smooth_coef=True,
+        per_channel_smooth_coef=True,
+        dtype=self.dtype_policy,
+        name='PCEN')
+
+  @property
+  def stages(self):
+    """The stage layers in the order they run (pre-emphasis first if any)."""
+    layers = [self._preemp_conv] if self.preemp else []
+    layers += [self._complex_conv, self._activation, self._pooling]
+    return layers
+
+  def _min_samples(self):
+    return self.window_size if self.pooling_padding == 'valid' else 1
+
+  def build(self, input_shape):
+    owner = type(self).__name__
+    shape = validation.waveform_shape(owner, input_shape)
+    if shape[1] is not None and shape[1] < self._min_samples():
+      raise ValueError(
+          f"{owner} pools with 'valid' padding and needs at least "
+          f'{self.window_size} samples ({self.window_len} ms at '
+          f'{self.sample_rate} Hz); got input shape {tuple(input_shape)}.')
+    for layer in self.stages:
+      if not layer.built:
+        layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+    for layer in (self._compression, self._instance_norm, self._spec_augment):
+      if layer is not None and not layer.built:
+        layer.build(shape)
+
+  def call(self, inputs, training=None):
+    owner = type(self).__name__
+    validation.check_float_waveform(owner, inputs.dtype)
+    outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
+    if outputs.shape[1] is None and self._min_samples() > 1:
+      tf.debugging.assert_greater_equal(
+          tf.shape(outputs)[1], self._min_samples(),
+          message=(f"{owner} pools with 'valid' padding and needs at least "
+                   f'{self.window_size} samples'))
+    for layer in self.stages:
+      outputs = layer(outputs)
+    if self.pre_compression_floor is not None:
+      outputs = tf.maximum(outputs, self.pre_compression_floor)
+    outputs = self._compression(outputs)
+    if self._instance_norm is not None:
+      outputs = self._instance_norm(outputs)
+    if self._spec_augment is not None:
+      outputs = self._spec_augment(outputs, training=training)
+    return outputs
+
+  def compute_output_shape(self, input_shape):
+    shape = validation.waveform_shape(type(self).__name__, input_shape)
+    for layer in self.stages:
+      shape = layer.compute_output_shape(shape)
+    return shape
+
+  def get_config(self):
+    owner = type(self).__name__
+    config = super().get_config()
+    config.update({
+        'learn_pooling': self.learn_pooling,
+        'learn_filters': self.learn_filters,
+        'conv1d_cls': serialization.serialize_class(self.conv1d_cls, owner,
+                                                    'conv1d_cls'),
+        'activation': serialization.serialize(self._activation),
+        'pooling_cls': serialization.serialize_class(self.pooling_cls, owner,
+                                                     'pooling_cls'),
+        'n_filters': self.n_filters,
+        'sample_rate': self.sample_rate,
+        'window_len': self.window_len,
+        'window_stride': self.window_stride,
+        'compression_fn': serialization.serialize(self._compression),
+        'preemp': self.preemp,
+        'preemp_init': serialization.serialize(self.preemp_init),
+        'complex_conv_init': serialization.serialize(self.complex_conv_init),
+        'pooling_init': serialization.serialize(self.pooling_init),
+        'regularizer_fn': serialization.serialize(self.regularizer_fn),
+        'mean_var_norm': self.mean_var_norm,
+        'spec_augment': (serialization.serialize(self._spec_augment)
+                         if self._spec_augment is not None else False),
+        'pooling_padding': self.pooling_padding,
+        'pre_compression_floor': self.pre_compression_floor,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    for key in ('activation', 'compression_fn', 'preemp_init',
+                'complex_conv_init', 'pooling_init', 'regularizer_fn',
+                'spec_augment'):
+      config[key] = serialization.deserialize(config.get(key))
+    return cls(**config)
+
+
+@serialization.register()
+class TimeDomainFilterbanks(Leaf):
+  """Time-Domain filterbanks (Zeghidour et al., ICASSP 2018, Section 2).
+
+  A plain `keras.layers.Conv1D` initialised with Gabor filters that match mel
+  filterbanks (real and imaginary parts as separate channels), squared modulus,
+  one learnable lowpass window shared by all channels (`LearnablePooling1D`,
+  squared Hann init) with 'valid' padding, max(x, 1e-5), log(x + 1e-5).
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride,
+  'same' convolution and 'valid' pooling: (samples - 401) // 160 + 1 frames, so
+  an input needs at least one window (401 samples). 32481 trainable
+  parameters: 32080 convolution (401 x 80), 401 pooling window.
+
+  Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=Conv1D,
+  pooling_cls=LearnablePooling1D, pooling_padding='valid', complex_conv_init=
+  GaborInit(sample_rate, 60, min(7800, sample_rate / 2)), pooling_init=
+  LowpassInit(sample_rate, window_len), compression_fn=LogCompression(1e-5).
+
+  Input shape: [batch, samples] or [batch, samples, 1], samples >= window.
+  Output shape: [batch, frames, n_filters].
+  """
+
+  def _default_conv1d_cls(self):
+    return keras.layers.Conv1D
+
+  def _default_pooling_cls(self):
+    return pooling.LearnablePooling1D
+
+  def _default_pooling_padding(self):
+    return 'valid'
+
+  def _default_pooling_init(self):
+    return initializers.LowpassInit(
+        sample_rate=self.sample_rate,
+        window_len=self.window_len,
+        window_type='squared_hanning')
+
+  def _default_compression(self):
+    return compression.LogCompression(
+        log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
+
+
+@serialization.register()
+class SincNet(Leaf):
+  """SincNet (Ravanelli & Bengio, SLT 2018, Section 2).
+
+  Sinc band-pass filters (`SincConv1D`, lower edge and band width learnable,
+  initialised on the mel scale), LeakyReLU(0.2), max pooling, max(x, 1e-5),
+  LayerNormalization over channels.
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride,
+  'same' padding (ceil(samples / 160) frames). 160 trainable parameters: 80
+  sinc, 80 LayerNorm (scale and offset). The 1e-5 floor also clips the
+  negative LeakyReLU outputs, as in the original release; set
+  pre_compression_floor=None to keep them.
+
+  Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=SincConv1D,
+  activation=LeakyReLU(0.2), pooling_cls=MaxPooling1D (no pooling_init),
+  complex_conv_init=SincInit(sample_rate), compression_fn=
+  LayerNormalization().
+
+  Input shape: [batch, samples] or [batch, samples, 1].
+  Output shape: [batch, frames, n_filters].
+  """
+
+  def _default_conv1d_cls(self):
+    return convolution.SincConv1D
+
+  def _default_pooling_cls(self):
+    return pooling.MaxPooling1D
+
+  def _default_activation(self):
+    return keras.layers.LeakyReLU(
+        negative_slope=0.2, dtype=self.dtype_policy, name='leaky_relu')
+
+  def _default_complex_conv_init(self):
+    return initializers.SincInit(sample_rate=self.sample_rate)
+
+  def _default_compression(self):
+    return keras.layers.LayerNormalization(
+        dtype=self.dtype_policy, name='layer_norm')
+
+
+@serialization.register()
+class SincNetPlus(SincNet):
+  """SincNet+: SincNet with LEAF's Gaussian pooling and a fixed PCEN.
+
+  Sinc band-pass filters, LeakyReLU(0.2), Gaussian lowpass pooling per channel
+  (sigma 0.4, learnable), max(x, 1e-5), PCEN with alpha 0.96, smoothing 0.04
+  (one shared, fixed coefficient), delta 2, root 2, floor 1e-6, not learnable.
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride,
+  'same' padding (ceil(samples / 160) frames). 120 trainable parameters: 80
+  sinc, 40 pooling.
+
+  Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=SincConv1D,
+  activation=LeakyReLU(0.2), complex_conv_init=SincInit(sample_rate),
+  compression_fn=PCENCompression().
+
+  Input shape: [batch, samples] or [batch, samples, 1].
+  Output shape: [batch, frames, n_filters].
+  """
+
+  def _default_pooling_cls(self):
+    return pooling.GaussianLowpassPooling
+
+  def _default_compression(self):
+    return compression.PCENCompression(dtype=self.dtype_policy, name='PCEN')
+
+
+@serialization.register()
+class MelFilterbanks(keras.layers.Layer):
+  """Log mel filterbanks: the fixed baseline the learnable frontends start from.
+
+  |STFT|^2 with a periodic Hann window of `window_len` ms, hop `window_stride`
+  ms and n_fft points (`tf.signal.stft`, frames left-aligned: frame i covers
+  samples [i * hop, i * hop + window), the end zero-padded), times a triangular
+  HTK mel matrix (`tf.signal.linear_to_mel_weight_matrix`), then compression.
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride
+  (ceil(samples / 160) frames), n_fft 512, 60-7800 Hz, log(x + 1e-5). No
+  trainable parameters.
+
+  Args:
+    n_filters: int, default 40.
+    sample_rate: Hz, default 16000.
+    n_fft: int, FFT size; DEFAULT is 512, or the next power of two when the
+      window is longer. Must be at least the window length in samples.
+    window_len: ms, default 25.
+    window_stride: ms, default 10.
+    compression_fn: layer or callable, DEFAULT `LogCompression(1e-5)`; None
+      for power mel filterbanks.
+    min_freq: lowest mel edge in Hz, default 60.
+    max_freq: highest mel edge in Hz; DEFAULT 7800 capped at Nyquist, None for
+      Nyquist (as in the original release).
+    **kwargs: Keras layer arguments (name, dtype; dtype defaults to float32).
+
+  Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
+  Output shape: [batch, frames, n_filters].
+
+  Example:
+    >>> MelFilterbanks()(tf.zeros([2, 16000])).shape
+    TensorShape([2, 100, 40])
+  """
+
+  def __init__(self,
+               n_filters: int = 40,
+               sample_rate: float = 16000,
+               n_fft=DEFAULT,
+               window_len: float = 25.,
+               window_stride: float = 10.,
+               compression_fn=DEFAULT,
+               min_freq: float = DEFAULT_MIN_FREQ_HZ,
+               max_freq=DEFAULT,
+               **kwargs):
+    kwargs.setdefault('dtype', 'float32')
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    self.n_filters = validation.check_positive_int(owner, 'n_filters',
+                                                   n_filters)
+    self.sample_rate = validation.check_positive_number(owner, 'sample_rate',
+                                                        sample_rate)
+    self.window_len = validation.check_duration_ms(owner, 'window_len',
+                                                   window_len)
+    self.window_stride = validation.check_duration_ms(owner, 'window_stride',
+                                                      window_stride)
+    self.window_size = framing.window_length_samples(sample_rate, window_len)
+    self.stride = framing.window_stride_samples(sample_rate, window_stride)
+    if self.stride < 1:
+      raise ValueError(
+          f'{owner}: window_stride={window_stride} ms at sample_rate='
+          f'{sample_rate} Hz is less than one sample.')
+    if n_fft is DEFAULT:
+      n_fft = max(512, 1 << (self.window_size - 1).bit_length())
+    self.n_fft = validation.check_positive_int(owner, 'n_fft', n_fft)
+    if self.n_fft < self.window_size:
+      raise ValueError(
+          f'{owner}: n_fft={n_fft} is shorter than the window of '
+          f'{self.window_size} samples ({window_len} ms at {sample_rate} Hz); '
+          'the STFT would drop the end of every window. Use n_fft >= '
+          f'{self.window_size}.')
+    if max_freq is DEFAULT:
+      max_freq = _default_max_freq(sample_rate)
+    elif max_freq is None:
+      max_freq = sample_rate / 2.
+    melfilters.check_frequency_range(owner, sample_rate, min_freq, max_freq)
+    self.min_freq = min_freq
+    self.max_freq = max_freq
+    if compression_fn is DEFAULT:
+      compression_fn = compression.LogCompression(
+          log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
+    self._compression = _as_layer(compression_fn, owner, 'compression_fn',
+                                  self.dtype_policy)
+    self.mel_matrix = melfilters.mel_filterbank(
+        n_filters=self.n_filters,
+        n_fft=self.n_fft,
+        sample_rate=sample_rate,
+        min_freq=min_freq,
+        max_freq=max_freq)
+
+  def build(self, input_shape):
+    shape = validation.waveform_shape(type(self).__name__, input_shape)
+    if not self._compression.built:
+      self._compression.build(self.compute_output_shape(shape))
+
+  def call(self, inputs):
+    validation.check_float_waveform(type(self).__name__, inputs.dtype)
+    if inputs.shape.rank == 3:
+      inputs = inputs[:, :, 0]
+    stft = tf.signal.stft(
+        inputs,
+        frame_length=self.window_size,
+        frame_step=self.stride,
+        fft_length=self.n_fft,
+        pad_end=True)
+    power = tf.square(tf.abs(stft))
+    mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
+    return self._compression(mel)
+
+  def compute_output_shape(self, input_shape):
+    shape = validation.waveform_shape(type(self).__name__, input_shape)
+    return (shape[0],
+            framing.num_frames(shape[1], self.window_size, self.stride,
+                               'same'), self.n_filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'n_filters': self.n_filters,
+        'sample_rate': self.sample_rate,
+        'n_fft': self.n_fft,
+        'window_len': self.window_len,
+        'window_stride': self.window_stride,
+        'compression_fn': serialization.serialize(self._compression),
+        'min_freq': self.min_freq,
+        'max_freq': self.max_freq,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config['compression_fn'] = serialization.deserialize(
+        config.get('compression_fn'))
+    return cls(**config)

@@ -1,0 +1,37 @@
+"""Installs leaf_audio (the Keras layers) and experiments (the training binaries).
+
+TensorFlow comes as the `tensorflow` package by default. On a machine without
+a GPU, `LEAF_AUDIO_TENSORFLOW=tensorflow-cpu pip install -e .` installs the
+smaller CPU build instead (the Makefile does this when it finds no GPU).
+"""
+
+import os
+
+import setuptools
+
+TENSORFLOW = os.environ.get('LEAF_AUDIO_TENSORFLOW', 'tensorflow')
+
+setuptools.setup(
+    name='leaf-audio',
+    version='0.1.0',
+    description=('LEAF, a learnable audio frontend, and its baselines as '
+                 'Keras 3 layers, with gin/absl training binaries.'),
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=setuptools.find_packages(include=['leaf_audio', 'leaf_audio.*',
+                                               'experiments', 'experiments.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        f'{TENSORFLOW}>=2.16',
+        'keras>=3.0',
+        'numpy>=1.23',
+        'tensorflow-datasets>=4.9',
+        'gin-config>=0.5',
+        'absl-py>=1.0',
+    ],
+    extras_require={
+        'plot': ['matplotlib>=3.5'],
+        'test': ['pytest>=7', 'scipy>=1.9'],
+    },
+    license='Apache 2.0',
+)

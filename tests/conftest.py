@@ -1,0 +1,42 @@
+"""Shared fixtures: the original release's reference outputs and its input."""
+
+import os
+import pathlib
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+REFERENCE_PATH = (REPO_ROOT.parent / 'shared' / 'reference' /
+                  'original_leaf_reference.npz')
+
+
+@pytest.fixture(scope='session')
+def reference():
+  """Outputs of google-research/leaf-audio (see ../shared/reference/README.md)."""
+  if not REFERENCE_PATH.exists():
+    pytest.skip(f'reference outputs not found at {REFERENCE_PATH}; they ship '
+                'in ../shared next to the repository (always present in CI).')
+  with np.load(REFERENCE_PATH) as data:
+    return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope='session')
+def reference_input():
+  """The reference input, rebuilt from its recipe: float32 [2, 16000].
+
+  Row 0: 0.5 sin(2 pi 440 t) + 0.3 sin(2 pi (100 t + 3450 t^2)), a 440 Hz tone
+  plus a 100 -> 7000 Hz linear chirp; row 1: Gaussian noise, std 0.1, seed 0.
+  """
+  t = np.arange(16000) / 16000
+  tone_and_chirp = (0.5 * np.sin(2 * np.pi * 440 * t) +
+                    0.3 * np.sin(2 * np.pi * (100 * t + 0.5 * 6900 * t**2)))
+  noise = np.random.default_rng(0).standard_normal(16000) * 0.1
+  return np.stack([tone_and_chirp, noise]).astype(np.float32)
+
+
+def max_abs(a, b):
+  return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b,
+                                                                   np.float64))))
