@@ -127,6 +127,22 @@ class _FilterbankConv1D(keras.layers.Layer):
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
+  def _kernel_constraint(self):
+    return None
+
+  def build(self, input_shape):
+    self._check_input(input_shape)
+    # Two parameters per filter: [filters // 2, 2].
+    self.kernel = self.add_weight(
+        name='kernel',
+        shape=(self.filters // 2, 2),
+        initializer=self.kernel_initializer,
+        regularizer=self.kernel_regularizer,
+        constraint=self._kernel_constraint())
+    if self.use_bias:
+      self.bias = self.add_weight(
+          name='bias', shape=(self._output_channels(),), initializer='zeros')
+
   def _convolve(self, inputs, filters):
     """inputs [batch, samples, 1], filters [kernel_size, 1, channels]."""
     outputs = tf.nn.conv1d(
@@ -218,17 +234,8 @@ class GaborConv1D(_FilterbankConv1D):
   def _output_channels(self):
     return self.filters
 
-  def build(self, input_shape):
-    self._check_input(input_shape)
-    self.kernel = self.add_weight(
-        name='kernel',
-        shape=(self.filters // 2, 2),
-        initializer=self.kernel_initializer,
-        regularizer=self.kernel_regularizer,
-        constraint=GaborConstraint(self.kernel_size))
-    if self.use_bias:
-      self.bias = self.add_weight(
-          name='bias', shape=(self.filters,), initializer='zeros')
+  def _kernel_constraint(self):
+    return GaborConstraint(self.kernel_size)
 
   def impulse_responses(self):
     """Constrained filters (real, imag), each [filters // 2, kernel_size]."""
@@ -313,17 +320,6 @@ class SincConv1D(_FilterbankConv1D):
 
   def _output_channels(self):
     return self.filters // 2
-
-  def build(self, input_shape):
-    self._check_input(input_shape)
-    self.kernel = self.add_weight(
-        name='kernel',
-        shape=(self.filters // 2, 2),
-        initializer=self.kernel_initializer,
-        regularizer=self.kernel_regularizer)
-    if self.use_bias:
-      self.bias = self.add_weight(
-          name='bias', shape=(self.filters // 2,), initializer='zeros')
 
   def band_edges_hz(self):
     """(low, high) cut-off frequencies in Hz, each [filters // 2]."""

@@ -11,6 +11,8 @@ one full window.
 
 import math
 
+from leaf_audio import validation
+
 
 def window_length_samples(sample_rate: float, window_len_ms: float) -> int:
   """Window length in samples for a window of `window_len_ms` milliseconds."""
@@ -44,3 +46,17 @@ def num_frames(num_samples, window: int, stride: int, padding: str):
         f"'valid' padding needs at least one full window of {window} samples;"
         f' got an input of {num_samples} samples.')
   return (num_samples - window) // stride + 1
+
+
+def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
+                              window_stride_ms):
+  """Validates a frontend's framing arguments; returns (window, stride) in samples."""
+  validation.check_positive_number(owner, 'sample_rate', sample_rate)
+  validation.check_duration_ms(owner, 'window_len', window_len_ms)
+  validation.check_duration_ms(owner, 'window_stride', window_stride_ms)
+  stride = window_stride_samples(sample_rate, window_stride_ms)
+  if stride < 1:
+    raise ValueError(
+        f'{owner}: window_stride={window_stride_ms} ms at sample_rate='
+        f'{sample_rate} Hz is less than one sample.')
+  return window_length_samples(sample_rate, window_len_ms), stride

@@ -174,18 +174,11 @@ class Leaf(keras.layers.Layer):
     owner = type(self).__name__
     self.n_filters = validation.check_positive_int(owner, 'n_filters',
                                                    n_filters)
-    self.sample_rate = validation.check_positive_number(owner, 'sample_rate',
-                                                        sample_rate)
-    self.window_len = validation.check_duration_ms(owner, 'window_len',
-                                                   window_len)
-    self.window_stride = validation.check_duration_ms(owner, 'window_stride',
-                                                      window_stride)
-    self.window_size = framing.window_length_samples(sample_rate, window_len)
-    self.stride = framing.window_stride_samples(sample_rate, window_stride)
-    if self.stride < 1:
-      raise ValueError(
-          f'{owner}: window_stride={window_stride} ms at sample_rate='
-          f'{sample_rate} Hz is less than one sample.')
+    self.window_size, self.stride = framing.checked_window_and_stride(
+        owner, sample_rate, window_len, window_stride)
+    self.sample_rate = sample_rate
+    self.window_len = window_len
+    self.window_stride = window_stride
     if pre_compression_floor is not None and not pre_compression_floor >= 0:
       raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
                        f' got {pre_compression_floor!r}.')
@@ -583,18 +576,11 @@ class MelFilterbanks(keras.layers.Layer):
     owner = type(self).__name__
     self.n_filters = validation.check_positive_int(owner, 'n_filters',
                                                    n_filters)
-    self.sample_rate = validation.check_positive_number(owner, 'sample_rate',
-                                                        sample_rate)
-    self.window_len = validation.check_duration_ms(owner, 'window_len',
-                                                   window_len)
-    self.window_stride = validation.check_duration_ms(owner, 'window_stride',
-                                                      window_stride)
-    self.window_size = framing.window_length_samples(sample_rate, window_len)
-    self.stride = framing.window_stride_samples(sample_rate, window_stride)
-    if self.stride < 1:
-      raise ValueError(
-          f'{owner}: window_stride={window_stride} ms at sample_rate='
-          f'{sample_rate} Hz is less than one sample.')
+    self.window_size, self.stride = framing.checked_window_and_stride(
+        owner, sample_rate, window_len, window_stride)
+    self.sample_rate = sample_rate
+    self.window_len = window_len
+    self.window_stride = window_stride
     if n_fft is DEFAULT:
       n_fft = max(512, 1 << (self.window_size - 1).bit_length())
     self.n_fft = validation.check_positive_int(owner, 'n_fft', n_fft)
