@@ -8,7 +8,12 @@ LEAF_AUDIO_TENSORFLOW ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo t
 export LEAF_AUDIO_TENSORFLOW
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test clean-venv
+.PHONY: install test train clean-venv
+
+# The main run: LEAF on the embedded synthetic dataset, then test and export.
+RUN_DIR ?= runs/default
+# Space-separated .gin files, composed in order.
+GIN_CONFIGS ?= gin_configs/default.gin
 
 $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +25,10 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest tests
+
+train: $(VENV)/.installed
+	$(BIN)/python -m experiments.train $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(RUN_DIR)
+	@echo "SavedModel: $(RUN_DIR)/export (try: $(BIN)/python -m experiments.predict --saved_model=$(RUN_DIR)/export FILE.wav)"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -28,10 +28,15 @@ setuptools.setup(
         'tensorflow-datasets>=4.9',
         'gin-config>=0.5',
         'absl-py>=1.0',
+        'tensorboard>=2.16',
+        # TFDS 4.9 imports it to prepare catalogue datasets but does not
+        # declare it for Python >= 3.9 (tensorflow/datasets#11212).
+        'importlib_resources',
+        'scipy>=1.9',  # WAV reading and resampling in experiments/.
     ],
     extras_require={
         'plot': ['matplotlib>=3.5'],
-        'test': ['pytest>=7', 'scipy>=1.9'],
+        'test': ['pytest>=7'],
     },
     license='Apache 2.0',
 )

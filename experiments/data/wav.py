@@ -1,0 +1,168 @@
+"""WAV files as numpy arrays: read, write, downmix, resample.
+
+  read_wav    file -> float32 [samples, channels] in [-1, 1], sample rate (Hz)
+  write_wav   float [samples] or [samples, channels] -> 16-bit PCM file
+  to_int16    float in [-1, 1] -> int16 PCM, the inverse of reading int16
+  to_mono     [samples, channels] -> [samples], the mean over channels
+  resample    polyphase resampling between integer rates (Hz)
+
+Only numpy and scipy: the builders in this package call these while they
+prepare a dataset, long before TensorFlow sees the audio.
+"""
+
+import math
+import numbers
+import os
+import warnings
+
+import numpy as np
+import scipy.io.wavfile
+import scipy.signal
+
+# Full scale of each integer PCM type as scipy returns it. scipy left-justifies
+# every integer depth into the smallest type that holds it (24-bit PCM comes
+# back as int32 with the low byte zero), so one divisor per type is exact.
+# 8-bit PCM is unsigned with its zero at 128.
+_INT_FULL_SCALE = {
+    np.dtype(np.int16): 2.0**15,
+    np.dtype(np.int32): 2.0**31,
+    np.dtype(np.int64): 2.0**63,
+}
+_UINT8_ZERO = 128.0
+
+
+def read_wav(path):
+  """Reads a WAV file as float32 samples in [-1, 1].
+
+  Integer PCM (8, 16, 24 or 32 bit) is divided by its full scale (int16 by
+  32768); float WAV is returned as stored, which is nominally [-1, 1].
+
+  Args:
+    path: str or os.PathLike, the .wav file.
+
+  Returns:
+    (samples, sample_rate): float32 [samples, channels] (mono files have one
+    channel) and the sample rate in Hz, an int.
+
+  Raises:
+    ValueError: naming the path, when the file is missing, is not a regular
+      file, is empty, is not a WAV file, is corrupt or holds no samples.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ValueError(f'read_wav: no file at {path!r}.')
+  if not os.path.isfile(path):
+    raise ValueError(f'read_wav: {path!r} is not a regular file.')
+  if os.path.getsize(path) == 0:
+    raise ValueError(f'read_wav: {path!r} is empty (0 bytes), not a WAV file.')
+  try:
+    with warnings.catch_warnings():
+      # Unknown chunks (LIST, cue, ...) are harmless and common in the wild.
+      warnings.simplefilter('ignore', scipy.io.wavfile.WavFileWarning)
+      sample_rate, data = scipy.io.wavfile.read(path)
+  except Exception as error:  # pylint: disable=broad-except
+    # scipy reports a bad file as ValueError, EOFError, struct.error or
+    # IndexError depending on where the header breaks; all mean "not readable".
+    raise ValueError(f'read_wav: could not read {path!r} as a WAV file: '
+                     f'{type(error).__name__}: {error}') from error
+  if data.ndim == 1:
+    data = data[:, np.newaxis]
+  if data.shape[0] == 0:
+    raise ValueError(f'read_wav: {path!r} is a WAV file with no samples.')
+  return _to_float(data, path), int(sample_rate)
+
+
+def _to_float(data, path):
+  """PCM of any supported type -> float32 in [-1, 1]."""
+  if data.dtype == np.uint8:
+    return ((data.astype(np.float32) - _UINT8_ZERO) / _UINT8_ZERO)
+  if data.dtype in _INT_FULL_SCALE:
+    return (data.astype(np.float64) /
+            _INT_FULL_SCALE[data.dtype]).astype(np.float32)
+  if np.issubdtype(data.dtype, np.floating):
+    return data.astype(np.float32)
+  raise ValueError(f'read_wav: {path!r} holds samples of type {data.dtype}; '
+                   'expected 8/16/24/32-bit integer PCM or float.')
+
+
+def write_wav(path, samples, sample_rate):
+  """Writes float audio in [-1, 1] as a 16-bit PCM WAV file.
+
+  Values are scaled by 32768, rounded and clipped to the int16 range, so
+  reading the file back with `read_wav` returns the samples to within 1/32768.
+
+  Args:
+    path: str or os.PathLike, the file to write (overwritten).
+    samples: float array [samples] (mono) or [samples, channels].
+    sample_rate: int, Hz.
+  """
+  sample_rate = _check_rate('write_wav', 'sample_rate', sample_rate)
+  samples = np.asarray(samples)
+  if not np.issubdtype(samples.dtype, np.floating):
+    raise ValueError('write_wav: samples must be floats in [-1, 1]; got dtype '
+                     f'{samples.dtype}.')
+  if samples.ndim not in (1, 2):
+    raise ValueError('write_wav: samples must have shape [samples] or '
+                     f'[samples, channels]; got shape {samples.shape}.')
+  scipy.io.wavfile.write(os.fspath(path), sample_rate, to_int16(samples))
+
+
+def to_int16(samples):
+  """float [-1, 1] -> int16 PCM: scaled by 32768, rounded, clipped.
+
+  The inverse of reading int16 (divide by 32768), exact for every int16
+  value; builders store audio this way.
+  """
+  return np.clip(np.round(np.asarray(samples) * 2.0**15), -2**15,
+                 2**15 - 1).astype(np.int16)
+
+
+def to_mono(samples):
+  """Averages channels: float [samples, channels] -> float32 [samples].
+
+  A 1-D array is already mono and comes back as float32.
+  """
+  samples = np.asarray(samples)
+  if samples.ndim == 1:
+    return samples.astype(np.float32)
+  if samples.ndim != 2:
+    raise ValueError('to_mono: samples must have shape [samples] or [samples, '
+                     f'channels]; got shape {samples.shape}.')
+  return samples.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def resample(samples, from_rate, to_rate):
+  """Resamples along the first axis from `from_rate` to `to_rate` (Hz).
+
+  Polyphase filtering (scipy.signal.resample_poly) by the exact rational
+  factor to_rate / from_rate reduced by their gcd, e.g. 44100 -> 16000 Hz is
+  up 160, down 441. A clip of n samples becomes ceil(n * to_rate / from_rate)
+  samples.
+
+  Args:
+    samples: float array [samples] or [samples, channels].
+    from_rate: int, the sample rate of `samples` in Hz.
+    to_rate: int, the wanted sample rate in Hz.
+
+  Returns:
+    float32 array with the same trailing shape; `samples` as float32 when
+    the rates are equal.
+  """
+  from_rate = _check_rate('resample', 'from_rate', from_rate)
+  to_rate = _check_rate('resample', 'to_rate', to_rate)
+  samples = np.asarray(samples)
+  if from_rate == to_rate:
+    return samples.astype(np.float32)
+  divisor = math.gcd(from_rate, to_rate)
+  resampled = scipy.signal.resample_poly(
+      samples.astype(np.float64), to_rate // divisor, from_rate // divisor,
+      axis=0)
+  return resampled.astype(np.float32)
+
+
+def _check_rate(owner, name, value):
+  if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or
+      value <= 0):
+    raise ValueError(f'{owner}: {name} must be a positive integer number of '
+                     f'Hz; got {value!r}.')
+  return int(value)

@@ -1,0 +1,59 @@
+"""Exports the serving SavedModel of a trained run.
+
+  python -m experiments.export --model_dir=runs/default
+
+Reads model_dir/best.keras (or --checkpoint) and model_dir/run.json, and
+writes model_dir/export (or --export_dir); training already does this at its
+end, so this is for re-exporting, e.g. another checkpoint.
+"""
+
+import json
+import pathlib
+
+from absl import app
+from absl import flags
+import keras
+
+_MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
+                                 required=True)
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', 'best.keras', 'Model file inside model_dir to export.')
+_EXPORT_DIR = flags.DEFINE_string(
+    'export_dir', None, 'Destination; defaults to model_dir/export.')
+
+
+def export_run(model_dir, checkpoint='best.keras', export_dir=None):
+  """Exports model_dir/checkpoint; returns the SavedModel folder."""
+  # Imported here so that `--help` stays fast.
+  import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import checkpoints  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments import serving  # pylint: disable=g-import-not-at-top
+  model_dir = pathlib.Path(model_dir)
+  run_file = model_dir / checkpoints.RUN_FILE
+  model_file = model_dir / checkpoint
+  for path in (run_file, model_file):
+    if not path.exists():
+      raise FileNotFoundError(
+          f'{path} not found: --model_dir must be the folder of a training '
+          'run (python -m experiments.train --model_dir=...).')
+  run = json.loads(run_file.read_text())
+  model = keras.saving.load_model(model_file)
+  windowed = models.WindowedClassifier(model, run['window_samples'])
+  return serving.export_saved_model(
+      windowed, run['label_names'], run['sample_rate'], run['window_samples'],
+      run['multi_label'], export_dir or model_dir / 'export')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    path = export_run(_MODEL_DIR.value, _CHECKPOINT.value, _EXPORT_DIR.value)
+  except FileNotFoundError as error:
+    raise SystemExit(f'error: {error}') from None
+  print(f'SavedModel written to {path}')
+
+
+if __name__ == '__main__':
+  app.run(main)
