@@ -100,9 +100,6 @@ def train(model_dir: str,
       'window_samples': window_samples,
       'multi_label': info.multi_label,
   }
-  model_dir.mkdir(parents=True, exist_ok=True)
-  checkpoints.check_or_write_run_identity(model_dir, identity)
-
   previous_policy = keras.mixed_precision.global_policy()
   if mixed_precision:
     keras.mixed_precision.set_global_policy('mixed_float16')
@@ -130,6 +127,9 @@ def train(model_dir: str,
           optimizer=keras.optimizers.Adam(learning_rate),
           loss=_loss(info.multi_label),
           metrics=evaluation.clip_metrics(num_classes, info.multi_label))
+    # Only now that the run is known to be buildable does model_dir change.
+    model_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.check_or_write_run_identity(model_dir, identity)
 
     monitor = 'val_map' if info.multi_label else 'val_accuracy'
     callbacks = [
@@ -152,11 +152,6 @@ def train(model_dir: str,
         crop_samples=window_samples,
         shuffle_buffer=shuffle_buffer,
         seed=seed)
-    # Datasets may have fewer files than workers: shard by example instead.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    train_data = train_data.with_options(options)
     checkpoints.write_text_atomically(model_dir / 'config.gin',
                                       gin.operative_config_str())
     for binding in configuration.unused_bindings():

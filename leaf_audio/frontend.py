@@ -74,6 +74,19 @@ def _accepts(cls, argument: str) -> bool:
   return argument in inspect.signature(cls.__init__).parameters
 
 
+def _set_filters_and_framing(frontend, n_filters, sample_rate, window_len,
+                             window_stride):
+  """Validates and stores the arguments every frontend shares."""
+  owner = type(frontend).__name__
+  frontend.n_filters = validation.check_positive_int(owner, 'n_filters',
+                                                     n_filters)
+  frontend.window_size, frontend.stride = framing.checked_window_and_stride(
+      owner, sample_rate, window_len, window_stride)
+  frontend.sample_rate = sample_rate
+  frontend.window_len = window_len
+  frontend.window_stride = window_stride
+
+
 def _check_sample_rate_matches(owner, argument, initializer, sample_rate):
   rate = getattr(initializer, 'sample_rate', None)
   if rate is not None and rate != sample_rate:
@@ -172,13 +185,8 @@ class Leaf(keras.layers.Layer):
     kwargs.setdefault('dtype', 'float32')
     super().__init__(**kwargs)
     owner = type(self).__name__
-    self.n_filters = validation.check_positive_int(owner, 'n_filters',
-                                                   n_filters)
-    self.window_size, self.stride = framing.checked_window_and_stride(
-        owner, sample_rate, window_len, window_stride)
-    self.sample_rate = sample_rate
-    self.window_len = window_len
-    self.window_stride = window_stride
+    _set_filters_and_framing(self, n_filters, sample_rate, window_len,
+                             window_stride)
     if pre_compression_floor is not None and not pre_compression_floor >= 0:
       raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
                        f' got {pre_compression_floor!r}.')
@@ -574,13 +582,8 @@ class MelFilterbanks(keras.layers.Layer):
     kwargs.setdefault('dtype', 'float32')
     super().__init__(**kwargs)
     owner = type(self).__name__
-    self.n_filters = validation.check_positive_int(owner, 'n_filters',
-                                                   n_filters)
-    self.window_size, self.stride = framing.checked_window_and_stride(
-        owner, sample_rate, window_len, window_stride)
-    self.sample_rate = sample_rate
-    self.window_len = window_len
-    self.window_stride = window_stride
+    _set_filters_and_framing(self, n_filters, sample_rate, window_len,
+                             window_stride)
     if n_fft is DEFAULT:
       n_fft = max(512, 1 << (self.window_size - 1).bit_length())
     self.n_fft = validation.check_positive_int(owner, 'n_fft', n_fft)
