@@ -1,0 +1,179 @@
+"""What a frontend costs: forward, forward + backward, and a training step.
+
+  python benchmarks/frontends.py                      # batch 8 x 1 s
+  python benchmarks/frontends.py --batch 16 --seconds 10
+  python benchmarks/frontends.py --train_step=false   # frontends only
+
+Harness (the same for every row): float32 waveforms [batch, seconds * 16000],
+`tf.function`, training=True, loss = mean(output**2), gradients with respect to
+the frontend's trainable variables only (no input gradient), TensorFlow's
+default settings. Rounds are interleaved (every frontend once per round) and
+the table shows medians, so load on a shared machine hits all rows alike.
+Peak resident memory is measured in a fresh process per frontend (forward +
+backward, a few repetitions): the increase of the process' maximum RSS over
+the same process after building the frontend.
+
+The training step is a whole AudioClassifier (frontend + EfficientNetB0,
+global max pooling, 10 classes, Adam) on the same batch, `train_on_batch`.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+FRONTENDS = ('Leaf', 'MelFilterbanks', 'TimeDomainFilterbanks', 'SincNet',
+             'SincNetPlus')
+SAMPLE_RATE = 16000
+
+
+def _waveforms(tf, batch, seconds, seed=0):
+  return tf.random.stateless_normal([batch, int(seconds * SAMPLE_RATE)],
+                                    seed=[seed, 0]) * 0.1
+
+
+def _frontend_functions(tf, name):
+  """(forward, forward_backward) tf.functions of a fresh frontend."""
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  layer = getattr(leaf_audio, name)()
+
+  @tf.function
+  def forward(x):
+    return layer(x, training=True)
+
+  @tf.function
+  def forward_backward(x):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.square(layer(x, training=True)))
+    variables = layer.trainable_variables
+    return [loss] + (tape.gradient(loss, variables) if variables else [])
+
+  return forward, forward_backward
+
+
+def _train_step(tf, name, batch):
+  import keras  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  model = models.AudioClassifier(
+      frontend=getattr(leaf_audio, name)(),
+      encoder=models.EfficientNetB0Encoder(),
+      num_outputs=10)
+  model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True))
+  labels = tf.zeros([batch], tf.int32)
+  return lambda x: model.train_on_batch(x, labels)
+
+
+def _run(fn, x):
+  """Runs fn(x) and waits for the result; returns seconds."""
+  start = time.perf_counter()
+  result = fn(x)
+  if isinstance(result, (list, tuple)):
+    [getattr(r, 'numpy', lambda: r)() for r in result]  # pylint: disable=expression-not-assigned
+  elif hasattr(result, 'numpy'):
+    result.numpy()
+  return time.perf_counter() - start
+
+
+def measure_times(args):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = _waveforms(tf, args.batch, args.seconds)
+  jobs = {}
+  for name in FRONTENDS:
+    forward, forward_backward = _frontend_functions(tf, name)
+    jobs[(name, 'forward')] = forward
+    jobs[(name, 'forward_backward')] = forward_backward
+    if args.train_step:
+      jobs[(name, 'train_step')] = _train_step(tf, name, args.batch)
+  for fn in jobs.values():  # Trace and warm up.
+    _run(fn, x)
+  times = {key: [] for key in jobs}
+  for _ in range(args.rounds):
+    for key, fn in jobs.items():
+      times[key].append(_run(fn, x))
+  return {key: statistics.median(values) for key, values in times.items()}
+
+
+def measure_memory_here(name, batch, seconds):
+  """Peak RSS increase (MiB) of forward + backward; run in a fresh process."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = _waveforms(tf, batch, seconds)
+  _, forward_backward = _frontend_functions(tf, name)
+  small = _waveforms(tf, 1, 0.1)
+  _run(forward_backward, small)  # Build and trace on a tiny input.
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  for _ in range(3):
+    _run(forward_backward, x)
+  after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return (after - before) / 1024.
+
+
+def measure_memory(args):
+  memory = {}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
+  for name in FRONTENDS:
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--memory_of', name,
+         '--batch', str(args.batch), '--seconds', str(args.seconds)],
+        env=env, capture_output=True, text=True, check=True)
+    memory[name] = json.loads(result.stdout.strip().splitlines()[-1])
+  return memory
+
+
+def table(args, times, memory):
+  mel_forward = times[('MelFilterbanks', 'forward')]
+  header = ['frontend', 'forward ms', 'fwd+bwd ms', 'fwd / mel fwd',
+            'peak RSS MiB (fwd+bwd)']
+  if args.train_step:
+    header += ['train step ms', 'step / mel step']
+    mel_step = times[('MelFilterbanks', 'train_step')]
+  rows = []
+  for name in FRONTENDS:
+    row = [name, f'{1000 * times[(name, "forward")]:.1f}',
+           f'{1000 * times[(name, "forward_backward")]:.1f}',
+           f'{times[(name, "forward")] / mel_forward:.1f}x',
+           f'{memory[name]:.0f}']
+    if args.train_step:
+      row += [f'{1000 * times[(name, "train_step")]:.0f}',
+              f'{times[(name, "train_step")] / mel_step:.2f}x']
+    rows.append(row)
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--batch', type=int, default=8)
+  parser.add_argument('--seconds', type=float, default=1.0)
+  parser.add_argument('--rounds', type=int, default=7)
+  parser.add_argument('--train_step', default='true',
+                      choices=['true', 'false'])
+  parser.add_argument('--memory_of', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  args.train_step = args.train_step == 'true'
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  if args.memory_of:
+    print(json.dumps(measure_memory_here(args.memory_of, args.batch,
+                                         args.seconds)))
+    return
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  print(f'batch {args.batch} x {args.seconds:g} s at {SAMPLE_RATE} Hz, '
+        f'{args.rounds} interleaved rounds, medians; TensorFlow '
+        f'{tf.__version__}, {os.cpu_count()} CPUs, '
+        f'TF_ENABLE_ONEDNN_OPTS={os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}')
+  memory = measure_memory(args)
+  times = measure_times(args)
+  print(table(args, times, memory))
+
+
+if __name__ == '__main__':
+  main()
