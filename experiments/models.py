@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 import leaf_audio
+from leaf_audio import serialization
 from leaf_audio import validation
 
 PACKAGE = 'leaf_audio_experiments'
@@ -60,10 +61,6 @@ def _as_layer(owner: str, name: str, value, allow_none: bool):
     expected = 'a Keras layer or None' if allow_none else 'a Keras layer'
     raise TypeError(f'{owner}: {name} must be {expected}; got {value!r}.')
   return value
-
-
-def _serialize(layer):
-  return None if layer is None else keras.saving.serialize_keras_object(layer)
 
 
 def _check_image_shape(owner: str, input_shape):
@@ -547,12 +544,12 @@ class AudioClassifier(keras.Model):
   def get_config(self):
     config = super().get_config()
     config.update({
-        'frontend': _serialize(self._frontend),
-        'encoder': _serialize(self._encoder),
+        'frontend': serialization.serialize(self._frontend),
+        'encoder': serialization.serialize(self._encoder),
         'num_outputs': self.num_outputs,
         # Always a layer config or None, never DEFAULT: a reloaded model keeps
         # the normalisation it was trained with.
-        'normalization': _serialize(self._normalization),
+        'normalization': serialization.serialize(self._normalization),
         'pooling': self.pooling,
         'dropout': self.dropout,
     })
@@ -562,8 +559,8 @@ class AudioClassifier(keras.Model):
   def from_config(cls, config):
     config = dict(config)
     for key in ('frontend', 'encoder', 'normalization'):
-      if isinstance(config.get(key), dict):
-        config[key] = keras.saving.deserialize_keras_object(config[key])
+      if key in config:
+        config[key] = serialization.deserialize(config[key])
     return cls(**config)
 
 
@@ -660,7 +657,7 @@ class WindowedClassifier(keras.Model):
   def get_config(self):
     config = super().get_config()
     config.update({
-        'classifier': _serialize(self._classifier),
+        'classifier': serialization.serialize(self._classifier),
         'window_samples': self.window_samples,
     })
     return config
@@ -668,7 +665,5 @@ class WindowedClassifier(keras.Model):
   @classmethod
   def from_config(cls, config):
     config = dict(config)
-    if isinstance(config.get('classifier'), dict):
-      config['classifier'] = keras.saving.deserialize_keras_object(
-          config['classifier'])
+    config['classifier'] = serialization.deserialize(config.get('classifier'))
     return cls(**config)
