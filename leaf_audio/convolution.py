@@ -14,17 +14,11 @@ import math
 import keras
 import tensorflow as tf
 
+from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
 from leaf_audio import serialization
 from leaf_audio import validation
-
-
-def _same_padding(length, kernel_size, stride):
-  """TF's 'SAME' padding (left, right) for a strided 1-D convolution."""
-  frames = (length + stride - 1) // stride
-  total = tf.maximum((frames - 1) * stride + kernel_size - length, 0)
-  return total // 2, total - total // 2
 
 
 def fft_conv1d(inputs, filters, stride=1, padding='same', dtype=tf.float64):
@@ -51,12 +45,9 @@ def fft_conv1d(inputs, filters, stride=1, padding='same', dtype=tf.float64):
   segment = fft_length - kernel_size + 1  # outputs per FFT
   signal = tf.cast(inputs[:, :, 0], dtype)
   length = tf.shape(signal)[1]
-  if padding == 'same':
-    frames = (length + stride - 1) // stride
-    left, right = _same_padding(length, kernel_size, stride)
-    signal = tf.pad(signal, [[0, 0], [left, right]])
-  else:
-    frames = (length - kernel_size) // stride + 1
+  frames, left, right = framing.frames_and_padding(length, kernel_size, stride,
+                                                   padding)
+  signal = tf.pad(signal, [[0, 0], [left, right]])
   # Each frame of fft_length samples yields `segment` valid correlations.
   framed = tf.signal.frame(signal, fft_length, segment, pad_end=True)
   spectra = tf.signal.rfft(framed, [fft_length])[:, :, tf.newaxis, :]

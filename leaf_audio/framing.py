@@ -11,6 +11,8 @@ one full window.
 
 import math
 
+import tensorflow as tf
+
 from leaf_audio import validation
 
 
@@ -60,3 +62,16 @@ def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
         f'{owner}: window_stride={window_stride_ms} ms at sample_rate='
         f'{sample_rate} Hz is less than one sample.')
   return window_length_samples(sample_rate, window_len_ms), stride
+
+
+def frames_and_padding(length, kernel_size: int, stride: int, padding: str):
+  """(frames, left, right) of TF's strided 1-D convolution, as tensors.
+
+  The same counts as `num_frames`, for a length known only at run time;
+  left/right are the zeros TF's 'SAME' padding adds (0 for 'valid').
+  """
+  if padding == 'same':
+    frames = (length + stride - 1) // stride
+    total = tf.maximum((frames - 1) * stride + kernel_size - length, 0)
+    return frames, total // 2, total - total // 2
+  return (length - kernel_size) // stride + 1, 0, 0

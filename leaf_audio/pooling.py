@@ -12,6 +12,7 @@ take kernel_initializer and kernel_regularizer.
 import keras
 import tensorflow as tf
 
+from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
 from leaf_audio import serialization
@@ -47,12 +48,8 @@ def strided_window_sum(inputs, windows, stride: int, padding: str):
   kernel_size = windows.shape[0]
   blocks_per_window = -(-kernel_size // stride)
   length = tf.shape(inputs)[1]
-  if padding == 'same':
-    frames = (length + stride - 1) // stride
-    left = tf.maximum((frames - 1) * stride + kernel_size - length, 0) // 2
-  else:
-    frames = (length - kernel_size) // stride + 1
-    left = 0
+  frames, left, _ = framing.frames_and_padding(length, kernel_size, stride,
+                                               padding)
   padded_length = (frames - 1 + blocks_per_window) * stride
   right = tf.maximum(padded_length - length - left, 0)
   padded = tf.pad(inputs, [[0, 0], [left, right], [0, 0]])[:, :padded_length]

@@ -1,6 +1,7 @@
 """Frontends: parity with the original release, defaults, fixed bugs, input checks."""
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import tensorflow as tf
 import leaf_audio
 from leaf_audio import frontend
 from leaf_audio import initializers
+from conftest import REPO_ROOT
 from conftest import max_abs
 
 
@@ -122,8 +124,6 @@ def trainable_count(layer):
 
 def readme_parameter_counts():
   """{frontend name: trainable parameters} from the README's table."""
-  import re  # pylint: disable=g-import-not-at-top
-  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
   counts = {}
   for line in (REPO_ROOT / 'README.md').read_text().splitlines():
     match = re.match(r'\|\s*`(\w+)`\s*\|.*\|\s*(\d+)\s*\|\s*$', line)
