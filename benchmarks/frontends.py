@@ -3,6 +3,11 @@
   python benchmarks/frontends.py                      # batch 8 x 1 s
   python benchmarks/frontends.py --batch 16 --seconds 10
   python benchmarks/frontends.py --train_step=false   # frontends only
+  python benchmarks/frontends.py --frontends Leaf "Leaf (direct)" MelFilterbanks
+
+Rows are frontend classes with their defaults; "Leaf (direct)" is `Leaf` forced
+to the direct (reference) method, `Leaf(method='direct')`, while "Leaf" uses
+the automatic choice (the FFT method, see `leaf_audio.methods`).
 
 Harness (the same for every row): float32 waveforms [batch, seconds * 16000],
 `tf.function`, training=True, loss = mean(output**2), gradients with respect to
@@ -26,9 +31,18 @@ import subprocess
 import sys
 import time
 
-FRONTENDS = ('Leaf', 'MelFilterbanks', 'TimeDomainFilterbanks', 'SincNet',
-             'SincNetPlus')
+FRONTENDS = ('Leaf', 'Leaf (direct)', 'MelFilterbanks',
+             'TimeDomainFilterbanks', 'SincNet', 'SincNetPlus')
 SAMPLE_RATE = 16000
+_DIRECT = ' (direct)'
+
+
+def _make_frontend(label):
+  """A fresh frontend for a row label: a class name, optionally ' (direct)'."""
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  if label.endswith(_DIRECT):
+    return getattr(leaf_audio, label[:-len(_DIRECT)])(method='direct')
+  return getattr(leaf_audio, label)()
 
 
 def _waveforms(tf, batch, seconds, seed=0):
@@ -38,8 +52,7 @@ def _waveforms(tf, batch, seconds, seed=0):
 
 def _frontend_functions(tf, name):
   """(forward, forward_backward) tf.functions of a fresh frontend."""
-  import leaf_audio  # pylint: disable=g-import-not-at-top
-  layer = getattr(leaf_audio, name)()
+  layer = _make_frontend(name)
 
   @tf.function
   def forward(x):
@@ -57,10 +70,9 @@ def _frontend_functions(tf, name):
 
 def _train_step(tf, name, batch):
   import keras  # pylint: disable=g-import-not-at-top
-  import leaf_audio  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   model = models.AudioClassifier(
-      frontend=getattr(leaf_audio, name)(),
+      frontend=_make_frontend(name),
       encoder=models.EfficientNetB0Encoder(),
       num_outputs=10)
   model.compile(optimizer=keras.optimizers.Adam(1e-4),
@@ -85,7 +97,7 @@ def measure_times(args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = _waveforms(tf, args.batch, args.seconds)
   jobs = {}
-  for name in FRONTENDS:
+  for name in args.frontends:
     forward, forward_backward = _frontend_functions(tf, name)
     jobs[(name, 'forward')] = forward
     jobs[(name, 'forward_backward')] = forward_backward
@@ -118,7 +130,7 @@ def measure_memory(args):
   memory = {}
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3')
-  for name in FRONTENDS:
+  for name in args.frontends:
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), '--memory_of', name,
          '--batch', str(args.batch), '--seconds', str(args.seconds)],
@@ -135,7 +147,7 @@ def table(args, times, memory):
     header += ['train step ms', 'step / mel step']
     mel_step = times[('MelFilterbanks', 'train_step')]
   rows = []
-  for name in FRONTENDS:
+  for name in args.frontends:
     row = [name, f'{1000 * times[(name, "forward")]:.1f}',
            f'{1000 * times[(name, "forward_backward")]:.1f}',
            f'{times[(name, "forward")] / mel_forward:.1f}x',
@@ -147,6 +159,11 @@ def table(args, times, memory):
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  if 'Leaf' in args.frontends and 'Leaf (direct)' in args.frontends:
+    lines.append(
+        '\nLeaf forward + backward: %.1fx faster than the direct method.' %
+        (times[('Leaf (direct)', 'forward_backward')] /
+         times[('Leaf', 'forward_backward')]))
   return '\n'.join(lines)
 
 
@@ -157,8 +174,18 @@ def main():
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--train_step', default='true',
                       choices=['true', 'false'])
+  parser.add_argument('--frontends', nargs='+', default=list(FRONTENDS),
+                      metavar='ROW', help='rows to measure, default: all of '
+                      f'{FRONTENDS}; MelFilterbanks is always included')
   parser.add_argument('--memory_of', help=argparse.SUPPRESS)
   args = parser.parse_args()
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  for label in args.frontends:
+    if not hasattr(leaf_audio, label.replace(_DIRECT, '')):
+      parser.error(f'--frontends: unknown row {label!r}; rows are frontend '
+                   f'class names of leaf_audio, optionally with "{_DIRECT}".')
+  if 'MelFilterbanks' not in args.frontends:
+    args.frontends.insert(0, 'MelFilterbanks')
   args.train_step = args.train_step == 'true'
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   if args.memory_of:

@@ -8,6 +8,12 @@ Signatures (all run the evaluation path: per-window loudness normalisation,
   serve_wav(wav: string [batch], encoded 16-bit PCM WAV files) -> the same;
       a file at another sample rate fails with an error that says so.
   metadata() -> sample_rate [], label_names [classes], window_samples []
+  tflite(waveform: float32 [1, sample_rate], one second) -> probabilities
+      [1, classes]; the signature to convert with the TFLite converter
+      (`tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=
+      ['tflite'])`): fixed shapes, numbers only, and the frontends computed
+      with their direct method, which TFLite's builtin ops cover (its FFT
+      needs power-of-two lengths and it has no loops over tensor lists).
 The SavedModel needs only TensorFlow to load and run.
 """
 
@@ -18,11 +24,16 @@ import keras
 import tensorflow as tf
 
 from experiments import checkpoints
+from leaf_audio import methods
+
+
+def _probabilities(logits, multi_label):
+  probabilities = tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits)
+  return tf.cast(probabilities, tf.float32)
 
 
 def _outputs(logits, label_names, multi_label):
-  probabilities = tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits)
-  probabilities = tf.cast(probabilities, tf.float32)
+  probabilities = _probabilities(logits, multi_label)
   top = tf.argmax(probabilities, axis=-1)
   return {
       'probabilities': probabilities,
@@ -79,6 +90,16 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
                                           windowed_model.compute_dtype))
     return _outputs(logits, names, multi_label)
 
+  # Same weights, frontends computed directly: the function TFLite converts.
+  direct_model = methods.with_method(windowed_model, 'direct')
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([1, int(sample_rate)], tf.float32, name='waveform')
+  ])
+  def tflite(waveform):
+    logits = direct_model(waveform, training=False)
+    return {'probabilities': _probabilities(logits, multi_label)}
+
   @tf.function(input_signature=[])
   def metadata():
     return {
@@ -89,9 +110,11 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
 
   archive = keras.export.ExportArchive()
   archive.track(windowed_model)
+  archive.track(direct_model)
   archive.add_endpoint('serving_default', serve_waveform)
   archive.add_endpoint('serve_wav', serve_wav)
   archive.add_endpoint('metadata', metadata)
+  archive.add_endpoint('tflite', tflite)
   export_dir.parent.mkdir(parents=True, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f'.{export_dir.name}-',
                              dir=export_dir.parent)

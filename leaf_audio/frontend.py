@@ -24,6 +24,7 @@ from leaf_audio import convolution
 from leaf_audio import framing
 from leaf_audio import initializers
 from leaf_audio import melfilters
+from leaf_audio import methods
 from leaf_audio import modulus
 from leaf_audio import pooling
 from leaf_audio import serialization
@@ -149,6 +150,13 @@ class Leaf(keras.layers.Layer):
       clipped to at least this value before compression, as in the original
       release (for SincNet it also clips the negative LeakyReLU outputs).
       None disables the clipping.
+    method: 'auto' (default), 'fft' or 'direct'; how the filterbank, squared
+      modulus and pooling are computed. 'direct' runs each stage as its layer
+      (a stride-1 convolution at the full rate: the reference); 'fft' computes
+      the same function with FFTs at the kept frames only, in bounded memory
+      (`fft_filterbank`), several times faster, equal to float32 rounding.
+      'auto' uses 'fft' wherever it applies (see `methods`). The weights are
+      the same either way, so a model trained with one runs with the other.
     **kwargs: Keras layer arguments (name, dtype). The dtype defaults to
       float32 so that the frontend computes in float32 under mixed precision.
 
@@ -181,6 +189,7 @@ class Leaf(keras.layers.Layer):
                spec_augment=False,
                pooling_padding=DEFAULT,
                pre_compression_floor=1e-5,
+               method: str = 'auto',
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
     super().__init__(**kwargs)
@@ -295,6 +304,10 @@ class Leaf(keras.layers.Layer):
       raise TypeError(f'{owner}: spec_augment must be a bool or a SpecAugment '
                       f'layer; got {spec_augment!r}.')
     self._spec_augment = spec_augment or None
+    self.method = methods.check_method(owner, method)
+    self._method = methods.resolve(owner, self.method, self._complex_conv,
+                                   self._activation, self._pooling,
+                                   self.compute_dtype)
 
   # Defaults of this frontend; subclasses override them.
   def _default_conv1d_cls(self):
@@ -339,6 +352,11 @@ class Leaf(keras.layers.Layer):
     layers += [self._complex_conv, self._activation, self._pooling]
     return layers
 
+  @property
+  def active_method(self):
+    """'fft' or 'direct': how this frontend computes its first stages."""
+    return self._method
+
   def _min_samples(self):
     return self.window_size if self.pooling_padding == 'valid' else 1
 
@@ -367,8 +385,14 @@ class Leaf(keras.layers.Layer):
           tf.shape(outputs)[1], self._min_samples(),
           message=(f"{owner} pools with 'valid' padding and needs at least "
                    f'{self.window_size} samples'))
-    for layer in self.stages:
-      outputs = layer(outputs)
+    if self._method == 'fft':
+      if self.preemp:
+        outputs = self._preemp_conv(outputs)
+      outputs = methods.pooled_energy_fft(outputs, self._complex_conv,
+                                          self._pooling)
+    else:
+      for layer in self.stages:
+        outputs = layer(outputs)
     if self.pre_compression_floor is not None:
       outputs = tf.maximum(outputs, self.pre_compression_floor)
     outputs = self._compression(outputs)
@@ -410,6 +434,7 @@ class Leaf(keras.layers.Layer):
                          if self._spec_augment is not None else False),
         'pooling_padding': self.pooling_padding,
         'pre_compression_floor': self.pre_compression_floor,
+        'method': self.method,
     })
     return config
 

@@ -161,3 +161,18 @@ def test_export_binary_rewrites_the_saved_model(trained_run, tmp_path):
   missing = helpers.run_module('experiments.export',
                                f'--model_dir={tmp_path / "nothing"}')
   assert missing.returncode != 0 and 'training run' in missing.stderr
+
+
+def test_tflite_signature_converts_and_matches_the_keras_model(trained_run):
+  converter = tf.lite.TFLiteConverter.from_saved_model(
+      str(trained_run / 'export'), signature_keys=['tflite'])
+  interpreter = tf.lite.Interpreter(model_content=converter.convert())
+  runner = interpreter.get_signature_runner('tflite')
+  x = waveforms(16000, batch=1)
+  got = runner(waveform=x)['probabilities']
+  want = evaluation_probabilities(trained_run, x)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-4)
+  # Only TFLite's builtin operators: no TensorFlow (Flex) ops are needed.
+  ops = {op['op_name'] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
+  assert not any(name.startswith('Flex') for name in ops), ops

@@ -1,0 +1,158 @@
+"""How a frontend computes filterbank -> squared modulus -> pooling.
+
+  'direct'  each stage as its layer: a stride-1 convolution at the full rate,
+            the squared modulus, the pooling (the reference).
+  'fft'     `fft_filterbank.pooled_energy`: the same function with FFTs,
+            evaluated only at the kept frames, in bounded memory.
+  'auto'    'fft' when it applies, else 'direct'.
+
+The FFT method applies when the filterbank is a stride-1, 'same', bias-free
+`GaborConv1D` or `keras.layers.Conv1D` (real and imaginary parts
+interleaved), followed by `SquaredModulus` and by a `GaussianLowpassPooling`
+or `LearnablePooling1D` whose window spans at most 8 hops, in float32.
+Otherwise the stages run directly.
+"""
+
+import keras
+import tensorflow as tf
+
+from leaf_audio import convolution
+from leaf_audio import fft_filterbank
+from leaf_audio import modulus
+from leaf_audio import pooling
+
+METHODS = ('auto', 'direct', 'fft')
+
+# Longer windows (relative to the hop) make the per-block sums of
+# `fft_filterbank` a long Python loop; the direct path handles them.
+_MAX_PIECES = 8
+
+
+def check_method(owner: str, method) -> str:
+  if method not in METHODS:
+    raise ValueError(f'{owner}: method must be one of {METHODS}; got '
+                     f'{method!r}.')
+  return method
+
+
+def _filterbank_problem(conv):
+  if isinstance(conv, convolution.GaborConv1D):
+    settings = dict(strides=conv.strides, padding=conv.padding,
+                    use_bias=conv.use_bias)
+  elif type(conv) is keras.layers.Conv1D:  # pylint: disable=unidiomatic-typecheck
+    settings = dict(strides=conv.strides[0], padding=conv.padding,
+                    use_bias=conv.use_bias, dilation_rate=conv.dilation_rate[0],
+                    groups=conv.groups,
+                    activation=keras.activations.serialize(conv.activation))
+  else:
+    return (f'the filterbank is a {type(conv).__name__}, not a GaborConv1D or '
+            'keras.layers.Conv1D')
+  expected = dict(strides=1, padding='same', use_bias=False, dilation_rate=1,
+                  groups=1, activation='linear')
+  for name, value in settings.items():
+    if value != expected[name]:
+      return f'the filterbank has {name}={value!r}, not {expected[name]!r}'
+  return None
+
+
+def fft_problem(conv, activation, pool, dtype) -> str:
+  """Why the FFT method does not apply to these stages, or '' if it does."""
+  problem = _filterbank_problem(conv)
+  if problem:
+    return problem
+  if not isinstance(activation, modulus.SquaredModulus):
+    return (f'the activation is {type(activation).__name__}, not '
+            'SquaredModulus')
+  if not isinstance(pool, (pooling.GaussianLowpassPooling,
+                           pooling.LearnablePooling1D)):
+    return (f'the pooling is {type(pool).__name__}, not GaussianLowpassPooling'
+            ' or LearnablePooling1D')
+  pieces = -(-pool.kernel_size // pool.strides)
+  if pieces > _MAX_PIECES:
+    return (f'the pooling window ({pool.kernel_size} samples) spans {pieces} '
+            f'hops of {pool.strides} samples; at most {_MAX_PIECES} are '
+            'supported')
+  if dtype != 'float32':
+    return f'the frontend computes in {dtype}, not float32'
+  return ''
+
+
+def resolve(owner: str, method: str, conv, activation, pool, dtype) -> str:
+  """The method a frontend uses: 'direct' or 'fft'; raises if 'fft' cannot."""
+  problem = fft_problem(conv, activation, pool, dtype)
+  if method == 'fft' and problem:
+    raise ValueError(f"{owner}: method='fft' cannot compute these stages: "
+                     f"{problem}. Use method='direct' or 'auto'.")
+  if method == 'auto':
+    return 'direct' if problem else 'fft'
+  return method
+
+
+def filters(conv):
+  """(real, imag) parts [C, K] of the filterbank of `conv`."""
+  if isinstance(conv, convolution.GaborConv1D):
+    return conv.impulse_responses()
+  kernel = tf.convert_to_tensor(conv.kernel)[:, 0, :]  # [K, 2 C] interleaved.
+  return tf.transpose(kernel[:, 0::2]), tf.transpose(kernel[:, 1::2])
+
+
+def windows(pool):
+  """The pooling windows [W, C] (or [W, 1] when shared) of `pool`."""
+  if isinstance(pool, pooling.GaussianLowpassPooling):
+    return pool.impulse_responses()[0, :, :, 0]
+  return tf.convert_to_tensor(pool.kernel)[0, :, :, 0]
+
+
+def pooled_energy_fft(waveform, conv, pool):
+  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1].
+
+  Compiled with XLA inside a graph (`tf.function`, `model.fit`) whose number
+  of samples is fixed when the graph is built, as in training on fixed-length
+  examples, so that XLA compiles once per shape; eager calls and inputs of
+  varying length (serving) run without XLA.
+  """
+  real, imag = filters(conv)
+  compile_with_xla = (not tf.executing_eagerly() and
+                      waveform.shape[1] is not None)
+  return fft_filterbank.pooled_energy(
+      waveform[:, :, 0], real, imag, windows(pool), pool.strides, pool.padding,
+      jit_compile=compile_with_xla)
+
+
+def _set_method(config, method):
+  """Sets 'method' in every leaf_audio frontend config nested in `config`."""
+  if isinstance(config, dict):
+    inner = config.get('config')
+    if (isinstance(inner, dict) and inner.get('method') in METHODS and
+        str(config.get('registered_name', '')).startswith('leaf_audio>')):
+      inner['method'] = method
+    for value in config.values():
+      _set_method(value, method)
+  elif isinstance(config, (list, tuple)):
+    for value in config:
+      _set_method(value, method)
+
+
+def with_method(model, method: str):
+  """A copy of a built Keras model or layer whose frontends all use `method`.
+
+  The copy has the same weights. For example, `with_method(model, 'direct')`
+  gives a model that the TFLite converter takes (TFLite has no FFT of every
+  length and no loops over tensor lists), computing the same function.
+
+  Args:
+    model: a built Keras model or layer that contains leaf_audio frontends.
+    method: 'auto', 'direct' or 'fft'.
+
+  Returns:
+    A new, built model of the same class.
+  """
+  check_method('with_method', method)
+  if not model.built:
+    raise ValueError('with_method needs a built model, so that the copy can '
+                     'take its weights; call the model on an input first.')
+  config = keras.saving.serialize_keras_object(model)
+  _set_method(config, method)
+  copy = keras.saving.deserialize_keras_object(config)
+  copy.set_weights(model.get_weights())
+  return copy

@@ -1,0 +1,232 @@
+"""The FFT method computes the same function as the direct (reference) method."""
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import leaf_audio
+from leaf_audio import compression
+from leaf_audio import fft_filterbank
+from leaf_audio import methods
+
+
+def weighted_loss(outputs):
+  """A loss whose gradient differs at every output entry."""
+  weights = tf.sin(tf.reshape(
+      tf.range(tf.size(outputs), dtype=tf.float32), tf.shape(outputs)))
+  return tf.reduce_sum(outputs * weights)
+
+
+def outputs_and_gradients(layer, waveform):
+  waveform = tf.constant(waveform)
+  with tf.GradientTape() as tape:
+    tape.watch(waveform)
+    outputs = layer(waveform)
+    loss = weighted_loss(outputs)
+  names = [v.path.split('/', 1)[1] for v in layer.trainable_variables]
+  names.append('input')
+  grads = tape.gradient(loss, layer.trainable_variables + [waveform])
+  return outputs.numpy(), dict(zip(names, [g.numpy() for g in grads]))
+
+
+def fft_and_direct(make, weights=None):
+  fast, direct = make(method='fft'), make(method='direct')
+  fast.build((None, None))
+  direct.build((None, None))
+  if weights is not None:
+    fast.set_weights(weights(fast.get_weights()))
+  direct.set_weights(fast.get_weights())
+  return fast, direct
+
+
+def assert_same_function(make, waveform, weights=None):
+  fast, direct = fft_and_direct(make, weights)
+  assert fast.active_method == 'fft' and direct.active_method == 'direct'
+  got, got_grads = outputs_and_gradients(fast, waveform)
+  want, want_grads = outputs_and_gradients(direct, waveform)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  assert got_grads.keys() == want_grads.keys()
+  for name, want_grad in want_grads.items():
+    scale = np.abs(want_grad).max()
+    assert scale > 0, name
+    error = np.abs(got_grads[name] - want_grad).max() / scale
+    assert error < 1e-4, (name, error)
+
+
+@keras.saving.register_keras_serializable(package='test_fft_method')
+class SortedGaborConv1D(leaf_audio.GaborConv1D):
+
+  def __init__(self, **kwargs):
+    kwargs['sort_filters'] = True
+    super().__init__(**kwargs)
+
+
+def noise(samples, batch=2, seed=0):
+  rng = np.random.default_rng(seed)
+  return (0.1 * rng.standard_normal((batch, samples))).astype(np.float32)
+
+
+@pytest.mark.parametrize('samples', [400, 401, 3201, 15999, 16001])
+def test_default_leaf_at_lengths_that_are_not_multiples_of_the_stride(
+    samples):
+  assert_same_function(leaf_audio.Leaf, noise(samples))
+
+
+CONFIGURATIONS = {
+    '64 filters, 24 kHz, 32 ms': functools.partial(
+        leaf_audio.Leaf, n_filters=64, sample_rate=24000, window_len=32.),
+    'even kernel, 22.05 kHz, 25 ms': functools.partial(
+        leaf_audio.Leaf, sample_rate=22050, window_len=25.),
+    'pre-emphasis': functools.partial(leaf_audio.Leaf, preemp=True),
+    'log compression': functools.partial(
+        leaf_audio.Leaf,
+        compression_fn=functools.partial(compression.log_compression,
+                                         log_offset=1e-5)),
+    'fixed pooling': functools.partial(leaf_audio.Leaf, learn_pooling=False),
+    'valid pooling': functools.partial(leaf_audio.Leaf,
+                                       pooling_padding='valid'),
+    'sorted filters, instance norm': functools.partial(
+        leaf_audio.Leaf, mean_var_norm=True, conv1d_cls=SortedGaborConv1D),
+    'TimeDomainFilterbanks': leaf_audio.TimeDomainFilterbanks,
+}
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGURATIONS))
+def test_non_default_configurations(name):
+  assert_same_function(CONFIGURATIONS[name], noise(4001, seed=1))
+
+
+def test_even_kernel_length_is_even():
+  assert leaf_audio.Leaf(sample_rate=22050, window_len=25.).window_size % 2 == 0
+
+
+def trained_gabor_weights(weights):
+  """Moves the Gabor kernel to its extremes, as long training can."""
+  weights = [w.copy() for w in weights]
+  kernel = weights[0]  # [n_filters, 2]: centre frequency, sigma.
+  constraint = leaf_audio.GaborConstraint(401)
+  low, high = constraint.sigma_range
+  kernel[::3, 1] = low
+  kernel[1::3, 1] = high
+  kernel[:4, 0] = np.pi - np.arange(4) * 1e-3   # Near Nyquist.
+  kernel[4:6, 0] = 0.                           # At DC.
+  weights[0] = kernel
+  weights[1] = np.linspace(2. / 401, 0.5, weights[1].size).reshape(
+      weights[1].shape).astype(np.float32)      # Pooling widths at both ends.
+  return weights
+
+
+def test_parameters_at_the_constraint_limits():
+  assert_same_function(leaf_audio.Leaf, noise(4001, seed=2),
+                       weights=trained_gabor_weights)
+
+
+def test_compiled_and_uncompiled_fft_paths_agree():
+  rng = np.random.default_rng(3)
+  real, imag = (tf.constant(rng.standard_normal((6, 401)), tf.float32)
+                for _ in range(2))
+  windows = tf.constant(rng.random((401, 6)), tf.float32)
+  waveform = tf.constant(noise(3000))
+  compiled = fft_filterbank.pooled_energy(waveform, real, imag, windows, 160,
+                                          'same', jit_compile=True)
+  plain = fft_filterbank.pooled_energy(waveform, real, imag, windows, 160,
+                                       'same', jit_compile=False)
+  np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-5)
+
+
+def numpy_pooled_energy(waveform, real, imag, windows, stride, padding):
+  """The definition, with numpy loops: an independent reference."""
+  batch, samples = waveform.shape
+  channels, taps = real.shape
+  window = windows.shape[0]
+  left_conv = (taps - 1) // 2
+  padded = np.pad(waveform, [(0, 0), (left_conv, taps - 1 - left_conv)])
+  filters = real + 1j * imag
+  filtered = np.stack([
+      np.stack([np.correlate(padded[b], filters[c].conj(), 'valid')
+                for c in range(channels)], -1) for b in range(batch)])
+  energy = np.abs(filtered)**2
+  if padding == 'same':
+    frames = -(-samples // stride)
+    total = max((frames - 1) * stride + window - samples, 0)
+    energy = np.pad(energy, [(0, 0), (total // 2, total - total // 2), (0, 0)])
+  else:
+    frames = (samples - window) // stride + 1
+  windows = np.broadcast_to(windows, (window, channels))
+  return np.stack([
+      np.einsum('btc,tc->bc', energy[:, f * stride:f * stride + window],
+                windows) for f in range(frames)], 1)
+
+
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('shared_window', [False, True])
+def test_pooled_energy_matches_numpy(padding, shared_window):
+  rng = np.random.default_rng(4)
+  real, imag = rng.standard_normal((2, 3, 33))
+  windows = rng.random((25, 1 if shared_window else 3))
+  waveform = rng.standard_normal((2, 500))
+  got = fft_filterbank.pooled_energy(
+      tf.constant(waveform, tf.float32), tf.constant(real, tf.float32),
+      tf.constant(imag, tf.float32), tf.constant(windows, tf.float32), 10,
+      padding, size=64)
+  want = numpy_pooled_energy(waveform, real, imag, windows, 10, padding)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * want.max())
+
+
+def test_fft_size_is_a_power_of_two_with_room_for_the_chunk():
+  for kernel, window, stride in [(401, 401, 160), (769, 769, 240),
+                                 (552, 552, 220), (3, 3, 5000)]:
+    size = fft_filterbank.fft_size(kernel, window, stride)
+    assert size & (size - 1) == 0
+    assert size - kernel + 1 >= stride
+
+
+def test_too_small_fft_size_is_refused():
+  real = tf.zeros([2, 401])
+  with pytest.raises(ValueError, match='fft_size=256 is too short'):
+    fft_filterbank.pooled_energy(tf.zeros([1, 1000]), real, real,
+                                 tf.ones([401, 2]), 160, 'same', size=256)
+
+
+def test_auto_picks_fft_where_it_applies():
+  assert leaf_audio.Leaf().active_method == 'fft'
+  assert leaf_audio.TimeDomainFilterbanks().active_method == 'fft'
+  assert leaf_audio.SincNet().active_method == 'direct'
+  assert leaf_audio.SincNetPlus().active_method == 'direct'
+  assert leaf_audio.Leaf(method='direct').active_method == 'direct'
+  # A window of 401 samples at a 10-sample hop spans 41 hops.
+  assert leaf_audio.Leaf(window_stride=10 / 16).active_method == 'direct'
+
+
+def test_fft_is_refused_where_it_does_not_apply():
+  with pytest.raises(ValueError, match="method='fft' cannot .*SincConv1D"):
+    leaf_audio.SincNet(method='fft')
+  with pytest.raises(ValueError, match='activation is LeakyReLU'):
+    leaf_audio.Leaf(method='fft', activation=keras.layers.LeakyReLU())
+  with pytest.raises(ValueError, match='pooling is MaxPooling1D'):
+    leaf_audio.Leaf(method='fft', pooling_cls=leaf_audio.MaxPooling1D,
+                    pooling_init=None)
+  with pytest.raises(ValueError, match='float64'):
+    leaf_audio.Leaf(method='fft', dtype='float64')
+  with pytest.raises(ValueError, match='method must be one of'):
+    leaf_audio.Leaf(method='fast')
+
+
+def test_method_survives_serialization():
+  leaf = leaf_audio.Leaf(method='direct')
+  restored = leaf_audio.Leaf.from_config(leaf.get_config())
+  assert restored.method == 'direct' and restored.active_method == 'direct'
+
+
+def test_with_method_copies_a_model_with_its_weights():
+  model = keras.Sequential([keras.Input((3000,)), leaf_audio.Leaf(),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+  direct = methods.with_method(model, 'direct')
+  assert direct.layers[0].active_method == 'direct'
+  assert model.layers[0].active_method == 'fft'
+  waveform = noise(3000)
+  np.testing.assert_allclose(direct(waveform), model(waveform), atol=1e-4)
