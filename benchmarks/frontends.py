@@ -32,7 +32,8 @@ import sys
 import time
 
 FRONTENDS = ('Leaf', 'Leaf (direct)', 'MelFilterbanks',
-             'TimeDomainFilterbanks', 'SincNet', 'SincNetPlus')
+             'TimeDomainFilterbanks', 'SincNet', 'SincNetPlus',
+             'EfficientLeaf')
 SAMPLE_RATE = 16000
 _DIRECT = ' (direct)'
 

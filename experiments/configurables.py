@@ -19,8 +19,10 @@ _LEAF_AUDIO_CLASSES = (
     leaf_audio.SincNet,
     leaf_audio.SincNetPlus,
     leaf_audio.MelFilterbanks,
+    leaf_audio.EfficientLeaf,
     # Stages.
     leaf_audio.GaborConv1D,
+    leaf_audio.GroupedGaborFilterbank,
     leaf_audio.SincConv1D,
     leaf_audio.SquaredModulus,
     leaf_audio.GaussianLowpassPooling,
@@ -28,6 +30,7 @@ _LEAF_AUDIO_CLASSES = (
     leaf_audio.MaxPooling1D,
     leaf_audio.PCENCompression,
     leaf_audio.LogCompression,
+    leaf_audio.LogTBN,
     leaf_audio.SpecAugment,
     # Initializers.
     leaf_audio.GaborInit,

@@ -2,16 +2,20 @@
 
   log_compression / LogCompression   log(x + offset), mel-style
   PCENCompression                    per-channel energy normalisation (PCEN),
-                                     learnable as sPCEN in LEAF
+                                     learnable as sPCEN in LEAF, with its
+                                     parameters in linear or log space
   ExponentialMovingAverage           the smoother inside PCEN
 
 All act on non-negative energies [batch, frames, channels] and keep the shape.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
 from leaf_audio import serialization
+from leaf_audio import smoothing
 
 
 @serialization.register()
@@ -63,15 +67,18 @@ class MinValue(keras.constraints.Constraint):
     return {'min_value': self.min_value}
 
 
-# A graph function even when called eagerly: an eager tf.scan steps through
-# the frames in Python (43 s instead of 1 s for 60000 frames).
-@tf.function(reduce_retracing=True, autograph=False)
-def _smooth(inputs, initial_state, coeff):
-  """m[t] = coeff x[t] + (1 - coeff) m[t-1]; inputs [batch, frames, channels]."""
-  smoothed = tf.scan(lambda m, x: coeff * x + (1. - coeff) * m,
-                     tf.transpose(inputs, (1, 0, 2)),
-                     initializer=initial_state)
-  return tf.transpose(smoothed, (1, 0, 2))
+@serialization.register()
+class MaxValue(keras.constraints.Constraint):
+  """Clips a variable from above: w -> min(w, max_value)."""
+
+  def __init__(self, max_value: float):
+    self.max_value = max_value
+
+  def __call__(self, w):
+    return tf.minimum(w, tf.cast(self.max_value, w.dtype))
+
+  def get_config(self):
+    return {'max_value': self.max_value}
 
 
 @serialization.register()
@@ -110,8 +117,8 @@ class ExponentialMovingAverage(keras.layers.Layer):
         initializer=keras.initializers.Constant(self.coeff_init))
 
   def call(self, inputs, initial_state):
-    return _smooth(inputs, initial_state,
-                   tf.clip_by_value(self.smooth, 0., 1.))
+    return smoothing.exponential_smoothing(
+        inputs, tf.clip_by_value(self.smooth, 0., 1.), initial_state)
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -125,6 +132,26 @@ class ExponentialMovingAverage(keras.layers.Layer):
     return config
 
 
+class _LogSpaceMovingAverage(ExponentialMovingAverage):
+  """An `ExponentialMovingAverage` whose coefficient is learned as its log.
+
+  The variable is log_smooth <= 0 (a constraint after each optimizer step and
+  a clip in the forward pass), so s = exp(log_smooth) stays in (0, 1]. The
+  smoothing itself is the parent's: it reads `self.smooth`.
+  """
+
+  def build(self, input_shape):
+    self.log_smooth = self.add_weight(
+        name='log_smooth',
+        shape=(input_shape[-1],) if self.per_channel else (1,),
+        initializer=keras.initializers.Constant(math.log(self.coeff_init)),
+        constraint=MaxValue(0.))
+
+  @property
+  def smooth(self):
+    return tf.exp(tf.minimum(self.log_smooth, 0.))
+
+
 @serialization.register()
 class PCENCompression(keras.layers.Layer):
   """Per-Channel Energy Normalization (Wang et al., ICASSP 2017).
@@ -134,6 +161,14 @@ class PCENCompression(keras.layers.Layer):
   pass alpha is clipped to <= 1, r to >= 1 and, unless `min_delta` is None,
   delta to >= min_delta (also enforced on the variable after each optimizer
   step): a negative delta makes the root of a negative number, NaN.
+
+  With parameterization='log' the layer learns log(alpha), log(delta),
+  log(r) and log(s) instead, as the PCEN paper does (and Schlüter &
+  Gutenbrunner, EUSIPCO 2022, needed for long inputs): the parameters stay
+  positive by construction, the logs are kept <= 0 (alpha, s), >= 0 (r) and
+  >= log(min_delta) (delta) after each optimizer step and in the forward
+  pass, and a learning-rate step changes a parameter by a factor rather than
+  by an amount, so a large step cannot carry it across zero.
 
   LEAF's sPCEN is `PCENCompression(alpha=0.96, smooth_coef=0.04, delta=2.0,
   root=2.0, floor=1e-12, trainable=True, learn_smooth_coef=True,
@@ -151,9 +186,18 @@ class PCENCompression(keras.layers.Layer):
     per_channel_smooth_coef: bool, default False; one smoother coefficient per
       channel instead of one shared.
     min_delta: float or None, default 1e-6; lower bound of delta. None restores
-      the original release's unconstrained delta.
+      the original release's unconstrained delta (in log space: delta > 0
+      only).
+    parameterization: 'linear' (default, the original release's) or 'log';
+      'log' needs 0 < alpha <= 1, delta > 0, root >= 1 and 0 < smooth_coef
+      <= 1.
 
   Input and output shape: [batch, frames, channels].
+
+  Example:
+    >>> pcen = PCENCompression(trainable=True, parameterization='log')
+    >>> pcen(tf.ones([2, 100, 40])).shape
+    TensorShape([2, 100, 40])
   """
 
   def __init__(self,
@@ -166,6 +210,7 @@ class PCENCompression(keras.layers.Layer):
                learn_smooth_coef: bool = False,
                per_channel_smooth_coef: bool = False,
                min_delta=1e-6,
+               parameterization: str = 'linear',
                **kwargs):
     # `trainable` selects which PCEN parameters learn, as in the original
     # release, so the layer itself stays trainable for the smoother's sake.
@@ -178,6 +223,17 @@ class PCENCompression(keras.layers.Layer):
     if not 0. <= smooth_coef <= 1.:
       raise ValueError('PCENCompression: smooth_coef must be in [0, 1]; got '
                        f'{smooth_coef!r}.')
+    if parameterization not in ('linear', 'log'):
+      raise ValueError("PCENCompression: parameterization must be 'linear' or "
+                       f"'log'; got {parameterization!r}.")
+    if parameterization == 'log' and not (0 < alpha <= 1 and delta > 0 and
+                                          root >= 1 and smooth_coef > 0):
+      raise ValueError(
+          "PCENCompression: parameterization='log' learns logarithms and "
+          'needs 0 < alpha <= 1, delta > 0, root >= 1 and smooth_coef > 0; '
+          f'got alpha={alpha!r}, delta={delta!r}, root={root!r}, '
+          f'smooth_coef={smooth_coef!r}.')
+    self.parameterization = parameterization
     self.alpha_init = alpha
     self.smooth_coef = smooth_coef
     self.delta_init = delta
@@ -187,7 +243,9 @@ class PCENCompression(keras.layers.Layer):
     self.learn_smooth_coef = bool(learn_smooth_coef)
     self.per_channel_smooth_coef = bool(per_channel_smooth_coef)
     self.min_delta = min_delta
-    self.ema = ExponentialMovingAverage(
+    smoother_cls = (_LogSpaceMovingAverage if parameterization == 'log' else
+                    ExponentialMovingAverage)
+    self.ema = smoother_cls(
         coeff_init=smooth_coef,
         per_channel=per_channel_smooth_coef,
         trainable=learn_smooth_coef,
@@ -208,19 +266,45 @@ class PCENCompression(keras.layers.Layer):
           trainable=self.learn_params,
           constraint=constraint)
 
-    self.alpha = parameter('alpha', self.alpha_init)
-    self.delta = parameter(
-        'delta', self.delta_init,
-        None if self.min_delta is None else MinValue(self.min_delta))
-    self.root = parameter('root', self.root_init)
+    if self.parameterization == 'log':
+      self.log_alpha = parameter('log_alpha', math.log(self.alpha_init),
+                                 MaxValue(0.))
+      self.log_delta = parameter(
+          'log_delta', math.log(self.delta_init),
+          None if self.min_delta is None else MinValue(
+              math.log(self.min_delta)))
+      self.log_root = parameter('log_root', math.log(self.root_init),
+                                MinValue(0.))
+    else:
+      self.alpha = parameter('alpha', self.alpha_init)
+      self.delta = parameter(
+          'delta', self.delta_init,
+          None if self.min_delta is None else MinValue(self.min_delta))
+      self.root = parameter('root', self.root_init)
     self.ema.build(input_shape)
 
+  def effective_parameters(self):
+    """{'alpha', 'delta', 'root', 'smooth'}: the values the forward pass uses."""
+    if self.parameterization == 'log':
+      log_delta = self.log_delta
+      if self.min_delta is not None:
+        log_delta = tf.maximum(log_delta, math.log(self.min_delta))
+      alpha = tf.exp(tf.minimum(self.log_alpha, 0.))
+      delta = tf.exp(log_delta)
+      root = tf.exp(tf.maximum(self.log_root, 0.))
+    else:
+      alpha = tf.minimum(self.alpha, 1.0)
+      root = tf.maximum(self.root, 1.0)
+      delta = self.delta
+      if self.min_delta is not None:
+        delta = tf.maximum(delta, self.min_delta)
+    return {'alpha': alpha, 'delta': delta, 'root': root,
+            'smooth': tf.clip_by_value(self.ema.smooth, 0., 1.)}
+
   def call(self, inputs):
-    alpha = tf.minimum(self.alpha, 1.0)
-    root = tf.maximum(self.root, 1.0)
-    delta = self.delta
-    if self.min_delta is not None:
-      delta = tf.maximum(delta, self.min_delta)
+    parameters = self.effective_parameters()
+    alpha, delta, root = (parameters['alpha'], parameters['delta'],
+                          parameters['root'])
     smoother = self.ema(inputs, initial_state=inputs[:, 0])
     one_over_root = 1. / root
     return ((inputs / (self.floor + smoother)**alpha + delta)**one_over_root -
@@ -241,5 +325,6 @@ class PCENCompression(keras.layers.Layer):
         'learn_smooth_coef': self.learn_smooth_coef,
         'per_channel_smooth_coef': self.per_channel_smooth_coef,
         'min_delta': self.min_delta,
+        'parameterization': self.parameterization,
     })
     return config

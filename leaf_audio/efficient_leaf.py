@@ -1,0 +1,267 @@
+"""EfficientLeaf: LEAF's filters at a fraction of its cost.
+
+Schlüter & Gutenbrunner, "EfficientLEAF: A Faster LEarnable Audio Frontend
+of Questionable Use", EUSIPCO 2022 (arXiv:2207.05508). This module only
+composes: the grouped filterbank lives in `grouped_filterbank`, the
+compressions in `logtbn` and `compression`.
+"""
+
+import inspect
+
+import keras
+import tensorflow as tf
+
+from leaf_audio import compression
+from leaf_audio import framing
+from leaf_audio import frontend
+from leaf_audio import grouped_filterbank
+from leaf_audio import initializers
+from leaf_audio import logtbn
+from leaf_audio import serialization
+from leaf_audio import validation
+
+DEFAULT = frontend.DEFAULT
+COMPRESSIONS = ('logtbn', 'pcen', 'log_pcen')
+
+
+@serialization.register()
+class EfficientLeaf(keras.layers.Layer):
+  """EfficientLEAF: grouped Gabor filterbank, Gaussian pooling, compression.
+
+  waveform -> `GroupedGaborFilterbank` (LEAF's Gabor filters, mel-initialised
+  60-7800 Hz, sorted by centre frequency and split into `num_groups` groups;
+  each group convolves with a kernel sized to its widest envelope at a
+  stride set by its highest centre frequency, takes the squared modulus and
+  pools with LEAF's Gaussian windows sampled at that stride) -> max(x, 1e-5)
+  -> compression.
+
+  The defaults are the paper's recommended configuration, CPJKU's
+  "Gabor 8G-opt": 8 groups, conv_win_factor 6, stride_factor 16 (at 16 kHz
+  with 40 filters: kernels of 401, 383, 287, 231, 143, 115, 83, 63 taps at
+  strides 160, 160, 80, 40, 40, 32, 20, 16 samples; CPJKU's lowest group
+  has 575 taps, here capped at LEAF's 401), and LogTBN compression: log(1 +
+  10**a x) with a = 5 learned per channel, minus the median over time,
+  temporal batch norm. The paper appends the median-subtracted channels to
+  the log ones (80 outputs); this default subtracts, so that the output has
+  n_filters channels like every other frontend; pass
+  `compression_fn=LogTBN(median='append')` for the paper's.
+
+  With compression_fn='pcen' it uses LEAF's sPCEN and, initialised alike,
+  computes LEAF's features up to the decimation error of its strides; with
+  conv_win_factor=None and stride_factor=None it computes LEAF exactly (and
+  costs as much).
+
+  Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride
+  (160 samples), 'same' padding (ceil(samples / 160) frames). 240 trainable
+  parameters: 80 Gabor, 40 pooling, 40 log gains, 80 batch norm.
+
+  Args:
+    n_filters: int, default 40; output channels.
+    sample_rate: Hz, default 16000.
+    window_len: ms, default 25; the longest filter and the pooling window
+      have sample_rate * window_len // 1000 + 1 samples.
+    window_stride: ms, default 10; hop between frames.
+    num_groups: int, default 8; 1 <= num_groups <= n_filters.
+    conv_win_factor: float or None, default 6.0; a group's kernel is this
+      many times its widest Gabor envelope (sigma, samples), at most the
+      window. None: the whole window for every group.
+    stride_factor: float or None, default 16.0; a group's stride is the
+      largest divisor of the hop not above stride_factor * pi / (its highest
+      centre frequency in radians/sample). None: stride 1.
+    compression_fn: 'logtbn' (DEFAULT, `LogTBN()`), 'pcen' (LEAF's sPCEN:
+      alpha 0.96, smoothing 0.04 per channel, delta 2, root 2, floor 1e-12,
+      learned), 'log_pcen' (the same, learned in log space), any Keras layer
+      or callable, or None for none.
+    learn_filters: bool, default True.
+    learn_pooling: bool, default True.
+    complex_conv_init: initializer of the Gabor parameters, default
+      `GaborInit(sample_rate, 60, min(7800, sample_rate / 2))`.
+    pooling_init: initializer of the pooling widths, default Constant(0.4).
+    regularizer_fn: optional Keras regularizer of the learned kernels.
+    pooling_padding: 'same' (default) or 'valid'.
+    pre_compression_floor: float or None, default 1e-5; energies are clipped
+      to at least this before compression (None: no clipping).
+    **kwargs: Keras layer arguments (name, dtype; dtype defaults to float32).
+
+  Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
+  Output shape: [batch, frames, n_filters] (2 * n_filters with
+    LogTBN(median='append')).
+
+  Example:
+    >>> EfficientLeaf()(tf.zeros([2, 16000])).shape
+    TensorShape([2, 100, 40])
+  """
+
+  def __init__(self,
+               n_filters: int = 40,
+               sample_rate: float = 16000,
+               window_len: float = 25.,
+               window_stride: float = 10.,
+               num_groups: int = 8,
+               conv_win_factor=6.0,
+               stride_factor=16.0,
+               compression_fn=DEFAULT,
+               learn_filters: bool = True,
+               learn_pooling: bool = True,
+               complex_conv_init=DEFAULT,
+               pooling_init=DEFAULT,
+               regularizer_fn=None,
+               pooling_padding: str = 'same',
+               pre_compression_floor=1e-5,
+               **kwargs):
+    kwargs.setdefault('dtype', 'float32')
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    frontend._set_filters_and_framing(self, n_filters, sample_rate,  # pylint: disable=protected-access
+                                      window_len, window_stride)
+    self.num_groups = validation.check_positive_int(owner, 'num_groups',
+                                                    num_groups)
+    if self.num_groups > self.n_filters:
+      raise ValueError(f'{owner}: num_groups={num_groups} exceeds n_filters='
+                       f'{n_filters}; every group needs a filter.')
+    for name, value in (('conv_win_factor', conv_win_factor),
+                        ('stride_factor', stride_factor)):
+      if value is not None:
+        validation.check_positive_number(owner, name, value)
+    self.conv_win_factor = conv_win_factor
+    self.stride_factor = stride_factor
+    if pre_compression_floor is not None and not pre_compression_floor >= 0:
+      raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
+                       f' got {pre_compression_floor!r}.')
+    self.pre_compression_floor = pre_compression_floor
+    self.learn_filters = bool(learn_filters)
+    self.learn_pooling = bool(learn_pooling)
+    self.pooling_padding = validation.check_padding(owner, 'pooling_padding',
+                                                    pooling_padding)
+    self.regularizer_fn = keras.regularizers.get(regularizer_fn)
+    if complex_conv_init is DEFAULT:
+      complex_conv_init = initializers.GaborInit(
+          sample_rate=sample_rate,
+          min_freq=frontend.DEFAULT_MIN_FREQ_HZ,
+          max_freq=frontend._default_max_freq(sample_rate))  # pylint: disable=protected-access
+    self.complex_conv_init = keras.initializers.get(
+        serialization.deserialize(complex_conv_init))
+    frontend._check_sample_rate_matches(owner, 'complex_conv_init',  # pylint: disable=protected-access
+                                        self.complex_conv_init, sample_rate)
+    if pooling_init is DEFAULT:
+      pooling_init = keras.initializers.Constant(0.4)
+    self.pooling_init = keras.initializers.get(
+        serialization.deserialize(pooling_init))
+    policy = self.dtype_policy
+    self._filterbank = grouped_filterbank.GroupedGaborFilterbank(
+        n_filters=self.n_filters,
+        window_size=self.window_size,
+        hop=self.stride,
+        num_groups=self.num_groups,
+        conv_win_factor=conv_win_factor,
+        stride_factor=stride_factor,
+        padding=self.pooling_padding,
+        kernel_initializer=self.complex_conv_init,
+        pooling_initializer=self.pooling_init,
+        learn_filters=self.learn_filters,
+        learn_pooling=self.learn_pooling,
+        kernel_regularizer=self.regularizer_fn if learn_filters else None,
+        pooling_regularizer=self.regularizer_fn if learn_pooling else None,
+        dtype=policy,
+        name='grouped_filterbank')
+    self._compression = frontend._as_layer(  # pylint: disable=protected-access
+        self._named_compression(compression_fn), owner, 'compression_fn',
+        policy)
+    self._compression_takes_training = 'training' in inspect.signature(
+        self._compression.call).parameters
+
+  def _named_compression(self, compression_fn):
+    """The layer for DEFAULT and the names in COMPRESSIONS; others unchanged."""
+    if compression_fn is DEFAULT or compression_fn == 'logtbn':
+      return logtbn.LogTBN(dtype=self.dtype_policy, name='log_tbn')
+    if compression_fn in ('pcen', 'log_pcen'):
+      return compression.PCENCompression(
+          alpha=0.96,
+          smooth_coef=0.04,
+          delta=2.0,
+          root=2.0,
+          floor=1e-12,
+          trainable=True,
+          learn_smooth_coef=True,
+          per_channel_smooth_coef=True,
+          parameterization='log' if compression_fn == 'log_pcen' else 'linear',
+          dtype=self.dtype_policy,
+          name='PCEN')
+    if isinstance(compression_fn, str) and '>' not in compression_fn and (
+        keras.saving.get_registered_object(compression_fn) is None):
+      raise ValueError(
+          f'EfficientLeaf: compression_fn must be one of {COMPRESSIONS}, a '
+          f'layer, a callable or None; got {compression_fn!r}.')
+    return compression_fn
+
+  @property
+  def groups(self):
+    """The filter groups (`FilterGroup`), known once the layer is built."""
+    return self._filterbank.groups
+
+  def _min_samples(self):
+    return self.window_size if self.pooling_padding == 'valid' else 1
+
+  def build(self, input_shape):
+    owner = type(self).__name__
+    shape = validation.waveform_shape(owner, input_shape)
+    if shape[1] is not None and shape[1] < self._min_samples():
+      raise ValueError(
+          f"{owner} pools with 'valid' padding and needs at least "
+          f'{self.window_size} samples ({self.window_len} ms at '
+          f'{self.sample_rate} Hz); got input shape {tuple(input_shape)}.')
+    if not self._filterbank.built:
+      self._filterbank.build(shape)
+    if not self._compression.built:
+      self._compression.build(self._filterbank.compute_output_shape(shape))
+
+  def call(self, inputs, training=None):
+    owner = type(self).__name__
+    validation.check_float_waveform(owner, inputs.dtype)
+    validation.waveform_shape(owner, inputs.shape)
+    outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
+    if outputs.shape[1] is None and self._min_samples() > 1:
+      tf.debugging.assert_greater_equal(
+          tf.shape(outputs)[1], self._min_samples(),
+          message=(f"{owner} pools with 'valid' padding and needs at least "
+                   f'{self.window_size} samples'))
+    outputs = self._filterbank(outputs)
+    if self.pre_compression_floor is not None:
+      outputs = tf.maximum(outputs, self.pre_compression_floor)
+    if self._compression_takes_training:
+      return self._compression(outputs, training=training)
+    return self._compression(outputs)
+
+  def compute_output_shape(self, input_shape):
+    shape = validation.waveform_shape(type(self).__name__, input_shape)
+    shape = self._filterbank.compute_output_shape(shape)
+    return self._compression.compute_output_shape(shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'n_filters': self.n_filters,
+        'sample_rate': self.sample_rate,
+        'window_len': self.window_len,
+        'window_stride': self.window_stride,
+        'num_groups': self.num_groups,
+        'conv_win_factor': self.conv_win_factor,
+        'stride_factor': self.stride_factor,
+        'compression_fn': serialization.serialize(self._compression),
+        'learn_filters': self.learn_filters,
+        'learn_pooling': self.learn_pooling,
+        'complex_conv_init': serialization.serialize(self.complex_conv_init),
+        'pooling_init': serialization.serialize(self.pooling_init),
+        'regularizer_fn': serialization.serialize(self.regularizer_fn),
+        'pooling_padding': self.pooling_padding,
+        'pre_compression_floor': self.pre_compression_floor,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    for key in ('compression_fn', 'complex_conv_init', 'pooling_init',
+                'regularizer_fn'):
+      config[key] = serialization.deserialize(config.get(key))
+    return cls(**config)

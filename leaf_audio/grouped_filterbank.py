@@ -1,0 +1,453 @@
+"""EfficientLEAF's filterbank stage: Gabor filters computed group by group.
+
+  FilterGroup             one group's filters, kernel size and stride
+  group_geometry          how the filters split into groups (pure numpy)
+  GroupedGaborFilterbank  the layer: waveform -> pooled Gabor energies
+
+LEAF convolves every Gabor filter with the waveform at every sample (401 taps
+x 80 real channels at 16 kHz) and then keeps one pooled value every 160
+samples. Schlüter & Gutenbrunner ("EfficientLEAF: A Faster LEarnable Audio
+Frontend of Questionable Use", EUSIPCO 2022, Section 3) sort the filters by
+centre frequency, split them into groups and give each group
+
+  * a kernel of conv_win_factor x its widest Gaussian envelope (in samples)
+    instead of the whole window: high-frequency filters are short;
+  * a convolution stride: the squared modulus of a complex filter output is a
+    slowly varying envelope, so it can be computed only every `stride`
+    samples and pooled with the same Gaussian window sampled at that stride.
+
+The stride of a group is the largest divisor of the hop (160 samples) not
+above stride_factor * pi / mu_max, mu_max being the group's highest centre
+frequency in radians/sample (their rule; with the mel initialisation the
+widest bandwidth of a group grows with its centre frequency). The pooling
+then steps hop / stride decimated samples per frame.
+"""
+
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from leaf_audio import convolution
+from leaf_audio import framing
+from leaf_audio import impulse_responses
+from leaf_audio import initializers
+from leaf_audio import serialization
+from leaf_audio import validation
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterGroup:
+  """One group of filters of a `GroupedGaborFilterbank`.
+
+  Attributes:
+    indices: tuple of int, the filters (channels) of the group, in order of
+      increasing initial centre frequency.
+    kernel_size: int, taps of the group's Gabor filters.
+    stride: int, the group's convolution stride in samples (a divisor of the
+      frontend's hop).
+  """
+  indices: Tuple[int, ...]
+  kernel_size: int
+  stride: int
+
+
+def group_geometry(centre_freqs, sigmas, num_groups: int, window_size: int,
+                   hop: int, conv_win_factor: Optional[float],
+                   stride_factor: Optional[float]):
+  """Splits Gabor filters into groups and sizes each group's convolution.
+
+  Args:
+    centre_freqs: float [n_filters], centre frequencies mu in radians/sample.
+    sigmas: float [n_filters], Gaussian widths in samples.
+    num_groups: int, 1 <= num_groups <= n_filters; the sorted filters are cut
+      into groups of n_filters // num_groups or one more (the first groups
+      get the smaller share, as in CPJKU's implementation).
+    window_size: int, the frontend's window in samples; no kernel is longer.
+    hop: int, the frontend's hop in samples; every stride divides it.
+    conv_win_factor: float or None; a group's kernel is
+      int(conv_win_factor * max sigma) taps made odd, at most window_size.
+      None: window_size taps for every group (LEAF's kernel).
+    stride_factor: float or None; a group's stride is the largest divisor of
+      hop not above max(1, stride_factor * pi / max mu). None: stride 1
+      (LEAF's dense convolution).
+
+  Returns:
+    A tuple of `FilterGroup`, in order of increasing centre frequency.
+  """
+  centre_freqs = np.asarray(centre_freqs, np.float64)
+  sigmas = np.asarray(sigmas, np.float64)
+  n_filters = centre_freqs.shape[0]
+  if not 1 <= num_groups <= n_filters:
+    raise ValueError(f'group_geometry: num_groups must be in [1, n_filters='
+                     f'{n_filters}]; got {num_groups}.')
+  order = np.argsort(centre_freqs, kind='stable')
+  splits = np.arange(num_groups + 1) * n_filters // num_groups
+  divisors = [d for d in range(1, hop + 1) if hop % d == 0]
+  groups = []
+  for start, stop in zip(splits[:-1], splits[1:]):
+    indices = tuple(int(i) for i in order[start:stop])
+    if conv_win_factor is None:
+      kernel_size = window_size
+    else:
+      kernel_size = int(np.max(sigmas[list(indices)]) * conv_win_factor)
+      kernel_size += 1 - kernel_size % 2
+      kernel_size = max(1, min(kernel_size, window_size))
+    stride = 1
+    if stride_factor is not None:
+      highest = float(np.max(centre_freqs[list(indices)]))
+      target = (stride_factor * math.pi / highest if highest > 0 else
+                float(hop))
+      stride = max(d for d in divisors if d <= max(1., target))
+    groups.append(FilterGroup(indices, kernel_size, stride))
+  return tuple(groups)
+
+
+# Kernels spanning at most this many strides are applied block by block
+# (matrix products); longer ones (small strides) use tf.nn.conv1d.
+_MAX_PIECES_PER_KERNEL = 8
+
+
+def strided_correlation(signal, start: int, filters, stride: int, count):
+  """y[c, b, m] = sum_j signal[b, start + stride * m + j] filters[j, c].
+
+  For m < count.
+
+  A 'valid' cross-correlation evaluated only every `stride` samples, channels
+  first. When the kernel spans few strides, the signal is cut into blocks of
+  `stride` samples and the kernel into P = ceil(kernel_size / stride)
+  pieces: one matrix product applies every piece to every block, and output
+  m adds piece p of block m + p. Channels come first so that these pieces
+  are contiguous runs of memory (slicing across the last axes costs more
+  than the product on CPUs), and the gradient is written out
+  (`_block_correlation`) because TensorFlow's own, through the slices or a
+  strided convolution, costs several times the forward pass.
+
+  Args:
+    signal: float [batch, samples], at least start + stride * (count + P -
+      1) samples.
+    start: int, the first sample read.
+    filters: float [kernel_size, channels].
+    stride: int, hop in samples.
+    count: int32 scalar, the number of outputs.
+
+  Returns:
+    float [channels, batch, count].
+  """
+  size, channels = filters.shape
+  pieces = -(-size // stride)
+  if stride == 1 or pieces > _MAX_PIECES_PER_KERNEL:
+    signal = tf.slice(signal, [0, start],
+                      [-1, (count - 1) * stride + size])[:, :, tf.newaxis]
+    outputs = tf.nn.conv1d(signal, filters[:, tf.newaxis], stride=stride,
+                           padding='VALID')
+    return tf.transpose(outputs, (2, 0, 1))
+  blocks = tf.reshape(
+      tf.slice(signal, [0, start], [-1, (count + pieces - 1) * stride]),
+      [tf.shape(signal)[0], -1, stride])
+  # [pieces, channels, stride]: piece p holds taps p * stride + i.
+  kernel = tf.transpose(tf.reshape(
+      tf.pad(filters, [[0, pieces * stride - size], [0, 0]]),
+      [pieces, stride, channels]), (0, 2, 1))
+  return _block_correlation(blocks, kernel)
+
+
+@tf.custom_gradient
+def _block_correlation(blocks, kernel):
+  """y[c, b, m] = sum_p kernel[p, c] . blocks[b, m + p].
+
+  blocks: [batch, num_blocks, stride]; kernel: [pieces, channels, stride];
+  m < num_blocks - pieces + 1.
+  """
+  pieces, channels, stride = kernel.shape
+  batch, num_blocks = tf.shape(blocks)[0], tf.shape(blocks)[1]
+  count = num_blocks - pieces + 1
+  flat_blocks = tf.reshape(blocks, [-1, stride])
+  flat_kernel = tf.reshape(kernel, [pieces * channels, stride])
+  # [pieces, channels, batch, num_blocks]: every piece on every block.
+  products = tf.reshape(
+      tf.matmul(flat_kernel, flat_blocks, transpose_b=True),
+      [pieces, channels, batch, num_blocks])
+  outputs = tf.squeeze(tf.add_n([
+      tf.slice(products, [piece, 0, 0, piece], [1, -1, -1, count])
+      for piece in range(pieces)
+  ]), axis=0)
+
+  def gradient(upstream):
+    # shifted[p, c, b, n] = upstream[c, b, n - p] (0 outside): the upstream
+    # gradient is smaller than the blocks, so it is the one shifted.
+    shifted = tf.reshape(tf.stack([
+        tf.pad(upstream, [[0, 0], [0, 0], [piece, pieces - 1 - piece]])
+        for piece in range(pieces)
+    ]), [pieces * channels, -1])
+    # d kernel[p, c] = sum_{b, n} shifted[p, c, b, n] blocks[b, n].
+    kernel_gradient = tf.reshape(tf.matmul(shifted, flat_blocks),
+                                 [pieces, channels, stride])
+    # d blocks[b, n] = sum_{p, c} shifted[p, c, b, n] kernel[p, c].
+    blocks_gradient = tf.reshape(
+        tf.matmul(shifted, flat_kernel, transpose_a=True),
+        [batch, num_blocks, stride])
+    return blocks_gradient, kernel_gradient
+
+  return outputs, gradient
+
+
+def strided_pooling(inputs, windows, steps: int, frames):
+  """out[c, b, f] = sum_i inputs[c, b, f * steps + i] * windows[c, i].
+
+  A depthwise 'valid' window sum with hop `steps`, channels first, computed
+  block by block like `pooling.strided_window_sum` but as elementwise
+  products on contiguous slices.
+
+  Args:
+    inputs: float [channels, batch, time], time >= (frames - 1) * steps +
+      window length.
+    windows: float [channels, window length].
+    steps: int, hop in time steps.
+    frames: int32 scalar, number of outputs.
+
+  Returns:
+    float [channels, batch, frames].
+  """
+  channels, size = windows.shape
+  pieces = -(-size // steps)
+  length = (frames + pieces - 1) * steps
+  inputs = tf.pad(inputs, [[0, 0], [0, 0], [0, tf.maximum(
+      length - tf.shape(inputs)[2], 0)]])
+  blocks = tf.reshape(tf.slice(inputs, [0, 0, 0], [-1, -1, length]),
+                      [channels, tf.shape(inputs)[1], -1, steps])
+  windows = tf.unstack(tf.reshape(
+      tf.pad(windows, [[0, 0], [0, pieces * steps - size]]),
+      [channels, 1, pieces, steps]), axis=2)
+  return tf.add_n([
+      tf.reduce_sum(
+          tf.slice(blocks, [0, 0, piece, 0], [-1, -1, frames, -1]) *
+          window[:, :, tf.newaxis], axis=3)
+      for piece, window in enumerate(windows)
+  ])
+
+
+@serialization.register()
+class GroupedGaborFilterbank(keras.layers.Layer):
+  """Gabor filterbank, squared modulus and Gaussian pooling, group by group.
+
+  Computes what LEAF's `GaborConv1D` -> `SquaredModulus` ->
+  `GaussianLowpassPooling` computes, with the Gabor filters split into groups
+  (see `group_geometry` and the module docstring). Group g convolves with
+  kernels of kernel_size_g taps at stride_g, takes the squared modulus and
+  pools it with the channel's Gaussian window sampled every stride_g samples
+  (times stride_g, so a group's output keeps LEAF's scale). With
+  conv_win_factor=None and stride_factor=None every group uses LEAF's kernel
+  and stride 1 and the layer computes LEAF's pooled energies exactly.
+
+  Frames are LEAF's: frame f pools the window of window_size samples starting
+  at f * hop - left (left = TF's 'same' padding, 0 for 'valid'). A group
+  evaluates its filters at the samples congruent to that window's centre
+  modulo its stride, so each pooled window stays centred, and its kernels
+  are the middle kernel_size_g taps of LEAF's.
+
+  The groups, kernel sizes and strides are fixed when the layer is built,
+  from the initializer's filter parameters (a TensorFlow graph needs static
+  strides; CPJKU recomputes them at every step). Learned parameters keep
+  LEAF's `GaborConstraint`; a filter that learns a much wider envelope is
+  truncated by its group's kernel, one that learns a much wider band is
+  pooled with some aliasing.
+
+  Args:
+    n_filters: int, number of complex Gabor filters (output channels).
+    window_size: int, LEAF's window in samples (filter and pooling length).
+    hop: int, frame hop in samples.
+    num_groups: int, default 8.
+    conv_win_factor: float or None, default 6.0; see `group_geometry`.
+    stride_factor: float or None, default 16.0; see `group_geometry`.
+    padding: 'same' (default) or 'valid', the pooling's frame padding.
+    kernel_initializer: initializer of the Gabor parameters [n_filters, 2]
+      (mu in radians/sample, sigma in samples), default
+      `GaborInit(sample_rate=16000, min_freq=60, max_freq=7800)`.
+    pooling_initializer: initializer of the pooling widths [1, 1, n_filters,
+      1] (relative to half the window), default Constant(0.4).
+    learn_filters: bool, default True.
+    learn_pooling: bool, default True.
+    kernel_regularizer: optional regularizer of the Gabor parameters.
+    pooling_regularizer: optional regularizer of the pooling widths.
+
+  Input shape: [batch, samples, 1].
+  Output shape: [batch, frames, n_filters], non-negative energies; frames =
+    ceil(samples / hop) ('same') or (samples - window_size) // hop + 1.
+
+  Example:
+    >>> bank = GroupedGaborFilterbank(n_filters=40, window_size=401, hop=160)
+    >>> bank(tf.zeros([2, 16000, 1])).shape
+    TensorShape([2, 100, 40])
+  """
+
+  def __init__(self,
+               n_filters: int,
+               window_size: int,
+               hop: int,
+               num_groups: int = 8,
+               conv_win_factor: Optional[float] = 6.0,
+               stride_factor: Optional[float] = 16.0,
+               padding: str = 'same',
+               kernel_initializer=None,
+               pooling_initializer=None,
+               learn_filters: bool = True,
+               learn_pooling: bool = True,
+               kernel_regularizer=None,
+               pooling_regularizer=None,
+               **kwargs):
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    self.n_filters = validation.check_positive_int(owner, 'n_filters',
+                                                   n_filters)
+    self.window_size = validation.check_positive_int(owner, 'window_size',
+                                                     window_size)
+    self.hop = validation.check_positive_int(owner, 'hop', hop)
+    self.num_groups = validation.check_positive_int(owner, 'num_groups',
+                                                    num_groups)
+    if self.num_groups > self.n_filters:
+      raise ValueError(f'{owner}: num_groups={num_groups} exceeds n_filters='
+                       f'{n_filters}; every group needs a filter.')
+    for name, value in (('conv_win_factor', conv_win_factor),
+                        ('stride_factor', stride_factor)):
+      if value is not None:
+        validation.check_positive_number(owner, name, value)
+    self.conv_win_factor = conv_win_factor
+    self.stride_factor = stride_factor
+    self.padding = validation.check_padding(owner, 'padding', padding)
+    if kernel_initializer is None:
+      kernel_initializer = initializers.GaborInit(
+          sample_rate=16000, min_freq=60., max_freq=7800.)
+    if pooling_initializer is None:
+      pooling_initializer = keras.initializers.Constant(0.4)
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.pooling_initializer = keras.initializers.get(pooling_initializer)
+    self.learn_filters = bool(learn_filters)
+    self.learn_pooling = bool(learn_pooling)
+    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+    self.pooling_regularizer = keras.regularizers.get(pooling_regularizer)
+    self.groups = None
+
+  def build(self, input_shape):
+    if len(input_shape) != 3 or input_shape[-1] != 1:
+      raise ValueError(
+          f'{type(self).__name__} expects a waveform of shape [batch, samples,'
+          f' 1]; got shape {tuple(input_shape)}.')
+    self.kernel = self.add_weight(
+        name='kernel',
+        shape=(self.n_filters, 2),
+        initializer=self.kernel_initializer,
+        regularizer=self.kernel_regularizer,
+        constraint=convolution.GaborConstraint(self.window_size),
+        trainable=self.learn_filters)
+    self.pooling_width = self.add_weight(
+        name='pooling_width',
+        shape=(1, 1, self.n_filters, 1),
+        initializer=self.pooling_initializer,
+        regularizer=self.pooling_regularizer,
+        trainable=self.learn_pooling)
+    # The initializer's values, not the variable's: a variable created inside
+    # a tf.function has no value to read yet. init_scope runs eagerly.
+    with tf.init_scope():
+      initial = np.asarray(self.kernel.constraint(
+          self.kernel_initializer((self.n_filters, 2), dtype='float32')))
+    self.groups = group_geometry(initial[:, 0], initial[:, 1],
+                                 self.num_groups, self.window_size, self.hop,
+                                 self.conv_win_factor, self.stride_factor)
+    order = [i for group in self.groups for i in group.indices]
+    # Outputs are computed group after group; this restores channel order.
+    self._restore_order = (None if order == sorted(order) else
+                           np.argsort(order).astype(np.int32))
+
+  def impulse_responses(self):
+    """LEAF's constrained Gabor filters (real, imag), each [n_filters, window]."""
+    kernel = self.kernel.constraint(self.kernel)
+    return impulse_responses.gabor_filters_real_imag(kernel, self.window_size)
+
+  def call(self, inputs):
+    # LEAF's filters, [window_size, 2 * n_filters] (real parts, then
+    # imaginary parts): a group's shorter kernels are their middle taps.
+    real, imag = self.impulse_responses()
+    filters = tf.transpose(tf.concat([real, imag], axis=0))
+    # LEAF's Gaussian windows, [n_filters, window_size]; groups sample them.
+    windows = tf.transpose(impulse_responses.gaussian_lowpass(
+        self.pooling_width, self.window_size)[0, :, :, 0])
+    waveform = tf.squeeze(inputs, axis=2)
+    length = tf.shape(waveform)[1]
+    frames, left, _ = framing.frames_and_padding(length, self.window_size,
+                                                 self.hop, self.padding)
+    centre = (self.window_size - 1) // 2
+    margin = max(group.kernel_size for group in self.groups)
+    # After `left + margin` zeros, frame f's window starts at sample
+    # margin + f * hop, so every group reads from a fixed offset.
+    longest = max(group.stride * -(-group.kernel_size // group.stride)
+                  for group in self.groups)
+    right = tf.maximum((frames - 1) * self.hop + self.window_size + margin +
+                       longest - left - length, 0)
+    padded = tf.pad(waveform, [[0, 0], [left + margin, right]])
+    outputs = []
+    for group in self.groups:
+      stride = group.stride
+      steps = self.hop // stride  # decimated samples per frame
+      before = centre // stride  # window taps before / after its centre
+      after = (self.window_size - 1 - centre) // stride
+      # Decimated sample m is sample `first + m * stride` of frame 0's
+      # window; the window centres fall on the grid.
+      first = centre - stride * before
+      count = (frames - 1) * steps + before + after + 1
+      # The group's kernel is taps `tap` ... `tap + size - 1` of LEAF's,
+      # aligned as LEAF's 'same' convolution aligns the whole filter.
+      tap = self.window_size // 2 - group.kernel_size // 2
+      start = margin + first - (self.window_size - 1) // 2 + tap
+      channels = list(group.indices) + [self.n_filters + i
+                                        for i in group.indices]
+      group_filters = tf.gather(filters[tap:tap + group.kernel_size],
+                                channels, axis=1)
+      responses = strided_correlation(padded, start, group_filters, stride,
+                                      count)
+      real, imag = tf.split(tf.square(responses), 2, axis=0)
+      # LEAF pools zeros outside the input, not the filters' response to
+      # the zeros around it.
+      sample = first + stride * tf.range(count) - left
+      inside = tf.logical_and(sample >= 0, sample < length)
+      energies = (real + imag) * tf.cast(inside, real.dtype)
+      taps = tf.gather(tf.gather(windows, list(group.indices)),
+                       centre + stride * np.arange(-before, after + 1),
+                       axis=1) * float(stride)
+      outputs.append(strided_pooling(energies, taps, steps, frames))
+    # [n_filters, batch, frames] -> [batch, frames, n_filters].
+    outputs = tf.transpose(tf.concat(outputs, axis=0), (1, 2, 0))
+    if self._restore_order is not None:
+      outputs = tf.gather(outputs, self._restore_order, axis=-1)
+    return outputs
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0],
+            framing.num_frames(input_shape[1], self.window_size, self.hop,
+                               self.padding), self.n_filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        'n_filters': self.n_filters,
+        'window_size': self.window_size,
+        'hop': self.hop,
+        'num_groups': self.num_groups,
+        'conv_win_factor': self.conv_win_factor,
+        'stride_factor': self.stride_factor,
+        'padding': self.padding,
+        'kernel_initializer': keras.initializers.serialize(
+            self.kernel_initializer),
+        'pooling_initializer': keras.initializers.serialize(
+            self.pooling_initializer),
+        'learn_filters': self.learn_filters,
+        'learn_pooling': self.learn_pooling,
+        'kernel_regularizer': keras.regularizers.serialize(
+            self.kernel_regularizer),
+        'pooling_regularizer': keras.regularizers.serialize(
+            self.pooling_regularizer),
+    })
+    return config
