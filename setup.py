@@ -36,7 +36,8 @@ setuptools.setup(
     ],
     extras_require={
         'plot': ['matplotlib>=3.5'],
-        'test': ['pytest>=7'],
+        # matplotlib: the plotting, inspector and docs tests draw figures.
+        'test': ['pytest>=7', 'matplotlib>=3.5'],
     },
     license='Apache 2.0',
 )

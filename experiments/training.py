@@ -11,7 +11,8 @@ What a run leaves in model_dir:
   last.keras        the model after the last epoch (+ .json state)
   backup/           BackupAndRestore state: a killed run resumes from here
   metrics.csv       one row per epoch, appended across resumed runs
-  tensorboard/      TensorBoard logs
+  tensorboard/      TensorBoard logs; frontend/ holds the filter responses
+                    and learned parameters of every epoch
   test_metrics.json full-clip test metrics of best.keras
   export/           the serving SavedModel (see serving.py)
 """
@@ -31,6 +32,7 @@ from experiments import configuration
 from experiments import evaluation
 from experiments import models
 from experiments import serving
+from experiments import tensorboard_figures
 from experiments.data import pipeline
 
 
@@ -141,6 +143,8 @@ def train(model_dir: str,
         checkpoints.KerasFileCheckpoint(model_dir / 'last.keras'),
         keras.callbacks.CSVLogger(str(model_dir / 'metrics.csv'), append=True),
         keras.callbacks.TensorBoard(str(model_dir / 'tensorboard')),
+        tensorboard_figures.FrontendSummaries(
+            model_dir / 'tensorboard' / 'frontend'),
         keras.callbacks.BackupAndRestore(
             str(model_dir / 'backup'),
             double_checkpoint=True,

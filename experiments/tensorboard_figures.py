@@ -1,0 +1,115 @@
+"""TensorBoard summaries of what the frontend learns, written every epoch.
+
+`FrontendSummaries` writes into `<log_dir>` (training uses
+model_dir/tensorboard/frontend), at step = epoch:
+  images      'filter_responses': initial vs learned responses on a Hz axis
+              (`leaf_audio.plotting.plot_filter_responses`)
+  histograms  'filters/centre_hz', 'filters/bandwidth_hz', 'pooling/fwhm_ms',
+              'pcen/alpha', 'pcen/delta', 'pcen/root', 'pcen/smooth' where the
+              frontend has them, and 'weights/<path in the frontend>' (e.g.
+              'weights/PCEN/alpha') for every frontend weight
+
+The figure needs matplotlib (`pip install leaf-audio[plot]`); without it the
+histograms are still written and a single warning says why the image is not.
+"""
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from leaf_audio import plotting
+
+
+def _frontend_of(model):
+  return getattr(model, 'frontend', None)
+
+
+def parameter_histograms(frontend) -> dict:
+  """Learned parameters in physical units: summary name -> float64 array.
+
+  Only what the frontend has: filter centres and bandwidths (Hz), pooling
+  widths (ms) and PCEN parameters.
+  """
+  values = {}
+  try:
+    summary = plotting.filterbank_summary(frontend)
+    values['filters/centre_hz'] = summary.centre_hz
+    values['filters/bandwidth_hz'] = summary.bandwidth_hz
+  except (ValueError, TypeError):
+    pass
+  try:
+    values['pooling/fwhm_ms'] = plotting.pooling_widths_ms(frontend)
+  except (ValueError, TypeError):
+    pass
+  try:
+    for name, parameter in plotting.pcen_parameters(frontend).items():
+      values[f'pcen/{name}'] = parameter
+  except (ValueError, TypeError):
+    pass
+  return values
+
+
+class FrontendSummaries(keras.callbacks.Callback):
+  """Logs the frontend's filter responses and parameters every epoch.
+
+  Reads the model's `frontend` attribute (an `AudioClassifier`); does nothing
+  for models without one.
+
+  Args:
+    log_dir: folder of the TensorBoard event files.
+    figures: bool, default True; also draw the filter-response figure (the
+      histograms are always written).
+  """
+
+  def __init__(self, log_dir, figures: bool = True):
+    super().__init__()
+    self.log_dir = str(log_dir)
+    self.figures = figures
+    self._writer = None
+    self._initial = None
+
+  def _summary_writer(self):
+    if self._writer is None:
+      self._writer = tf.summary.create_file_writer(self.log_dir)
+    return self._writer
+
+  def on_epoch_end(self, epoch, logs=None):
+    frontend = _frontend_of(self.model)
+    if frontend is None or not frontend.built:
+      return
+    with self._summary_writer().as_default(step=epoch):
+      for weight in frontend.weights:
+        # 'audio_classifier/leaf/PCEN/alpha' -> 'weights/PCEN/alpha'.
+        name = weight.path.split(f'{frontend.name}/', 1)[-1]
+        tf.summary.histogram(f'weights/{name}', np.asarray(weight.value))
+      for name, values in parameter_histograms(frontend).items():
+        tf.summary.histogram(name, values)
+      if self.figures:
+        self._write_figure(frontend)
+    self._writer.flush()
+
+  def _write_figure(self, frontend):
+    try:
+      if self._initial is None:
+        self._initial = plotting.initial_frontend(frontend)
+      figure = plotting.plot_filter_responses(frontend, self._initial)
+    except ImportError as error:
+      logging.warning('No filter-response images in TensorBoard: %s', error)
+      self.figures = False
+      return
+    except (ValueError, TypeError) as error:
+      # A frontend without time-domain filters (or one plotting does not
+      # know): its histograms are still written.
+      logging.info('No filter-response image for %s: %s',
+                   type(frontend).__name__, error)
+      self.figures = False
+      return
+    png = plotting.figure_to_png(figure, dpi=64)
+    image = tf.image.decode_png(png, channels=4)[tf.newaxis]
+    tf.summary.image('filter_responses', image)
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None

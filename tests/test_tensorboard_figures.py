@@ -1,0 +1,92 @@
+"""Tests for experiments/tensorboard_figures.py: each epoch logs the filter
+responses as an image and the learned parameters as histograms."""
+
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import leaf_audio
+from experiments import models
+from experiments import tensorboard_figures
+from leaf_audio import plotting
+
+
+def read_events(log_dir):
+  """{tag: [(step, tensor)]} of the event files in log_dir."""
+  events = {}
+  for path in sorted(log_dir.glob('events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        events.setdefault(value.tag, []).append(
+            (event.step, tf.make_ndarray(value.tensor)))
+  return events
+
+
+def test_each_epoch_logs_the_filter_figure_and_parameter_histograms(tmp_path):
+  frontend = leaf_audio.Leaf()
+  model = models.AudioClassifier(frontend=frontend, encoder=None,
+                                 num_outputs=2)
+  model.build((None, 16000))
+  callback = tensorboard_figures.FrontendSummaries(tmp_path)
+  callback.set_model(model)
+  callback.on_epoch_end(0)
+  conv = plotting.filterbank_layer(frontend)
+  conv.kernel.assign(conv.kernel + [[0.01, 0.]])  # "Training" moves filters.
+  callback.on_epoch_end(1)
+  callback.on_train_end()
+  events = read_events(tmp_path)
+
+  images = events['filter_responses']
+  assert [step for step, _ in images] == [0, 1]
+  # An image summary holds width, height and the encoded PNG.
+  width, height, png = images[0][1]
+  assert png.startswith(b'\x89PNG') and int(width) > 300 and int(height) > 200
+
+  for tag in ('filters/centre_hz', 'filters/bandwidth_hz', 'pooling/fwhm_ms',
+              'pcen/alpha', 'pcen/delta', 'pcen/root', 'pcen/smooth',
+              'weights/tfbanks_complex_conv/kernel'):
+    assert [step for step, _ in events[tag]] == [0, 1], tag
+  # A histogram is [buckets, 3]: left edge, right edge, count.
+  (_, first), (_, second) = events['filters/centre_hz']
+  assert first[:, 2].sum() == second[:, 2].sum() == 40
+  centres = plotting.filterbank_summary(frontend).centre_hz
+  assert second[:, 0].min() == np.float64(centres.min())
+  assert first[:, 0].min() < second[:, 0].min()  # 0.01 rad = 25 Hz up.
+
+
+def test_frontends_without_filters_still_log_histograms(tmp_path):
+  model = models.AudioClassifier(frontend=leaf_audio.SincNet(), encoder=None,
+                                 num_outputs=2)
+  model.build((None, 16000))
+  callback = tensorboard_figures.FrontendSummaries(tmp_path, figures=False)
+  callback.set_model(model)
+  callback.on_epoch_end(0)
+  callback.on_train_end()
+  events = read_events(tmp_path)
+  assert 'filters/centre_hz' in events and 'pooling/fwhm_ms' not in events
+  assert 'filter_responses' not in events
+
+
+def test_a_model_without_a_frontend_is_ignored(tmp_path):
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+  callback = tensorboard_figures.FrontendSummaries(tmp_path)
+  callback.set_model(model)
+  callback.on_epoch_end(0)
+  assert not list(tmp_path.iterdir())
+
+
+def test_without_matplotlib_training_goes_on_with_histograms(tmp_path,
+                                                              monkeypatch):
+  monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
+  model = models.AudioClassifier(frontend=leaf_audio.Leaf(), encoder=None,
+                                 num_outputs=2)
+  model.build((None, 16000))
+  callback = tensorboard_figures.FrontendSummaries(tmp_path)
+  callback.set_model(model)
+  callback.on_epoch_end(0)
+  callback.on_train_end()
+  events = read_events(tmp_path)
+  assert 'filters/centre_hz' in events and 'filter_responses' not in events
+  assert not callback.figures  # Tried once, not every epoch.
