@@ -37,11 +37,13 @@ import tensorflow as tf
 
 from leaf_audio import framing
 
-# Upper bound of the per-group spectra [2 C, rows, N / 2 + 1] in bytes. Small
-# enough to stay in cache-friendly, reusable allocations (buffers above 32 MiB
-# are mapped afresh by glibc on every call, which costs more than the FFT);
-# large enough that the loop runs only a few iterations per second of audio.
-_GROUP_BYTES = 8 * 2**20
+# Upper bound of the per-group spectra [2 C, rows, N / 2 + 1] in bytes: two
+# chunks of LEAF (N = 4096, 80 channels). Small groups stay in cache and in
+# reusable allocations (glibc maps buffers above 32 MiB afresh on every call,
+# which costs more than the FFT). On a 2-core CPU, forward + backward at batch
+# 8 x 1 s took 226-245 ms with 1-3 chunks per group, 278 ms with 6 and 469 ms
+# with 24 (benchmarks/README.md).
+_GROUP_BYTES = 3 * 2**20
 
 
 def fft_size(kernel_size: int, window_size: int, stride: int) -> int:
