@@ -199,17 +199,8 @@ class EfficientLeaf(keras.layers.Layer):
     """The filter groups (`FilterGroup`), known once the layer is built."""
     return self._filterbank.groups
 
-  def _min_samples(self):
-    return self.window_size if self.pooling_padding == 'valid' else 1
-
   def build(self, input_shape):
-    owner = type(self).__name__
-    shape = validation.waveform_shape(owner, input_shape)
-    if shape[1] is not None and shape[1] < self._min_samples():
-      raise ValueError(
-          f"{owner} pools with 'valid' padding and needs at least "
-          f'{self.window_size} samples ({self.window_len} ms at '
-          f'{self.sample_rate} Hz); got input shape {tuple(input_shape)}.')
+    shape = frontend.check_enough_samples(self, input_shape)
     if not self._filterbank.built:
       self._filterbank.build(shape)
     if not self._compression.built:
@@ -220,11 +211,7 @@ class EfficientLeaf(keras.layers.Layer):
     validation.check_float_waveform(owner, inputs.dtype)
     validation.waveform_shape(owner, inputs.shape)
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    if outputs.shape[1] is None and self._min_samples() > 1:
-      tf.debugging.assert_greater_equal(
-          tf.shape(outputs)[1], self._min_samples(),
-          message=(f"{owner} pools with 'valid' padding and needs at least "
-                   f'{self.window_size} samples'))
+    frontend.assert_enough_samples(self, outputs)
     outputs = self._filterbank(outputs)
     if self.pre_compression_floor is not None:
       outputs = tf.maximum(outputs, self.pre_compression_floor)

@@ -97,6 +97,32 @@ def _check_sample_rate_matches(owner, argument, initializer, sample_rate):
         f'with sample_rate={sample_rate}.')
 
 
+def check_enough_samples(frontend, input_shape):
+  """The waveform shape of `input_shape`; raises if 'valid' pooling lacks a window.
+
+  `frontend` has window_size (samples), window_len (ms), sample_rate (Hz) and
+  pooling_padding. Returns the input shape as [batch, samples, 1].
+  """
+  owner = type(frontend).__name__
+  shape = validation.waveform_shape(owner, input_shape)
+  if (frontend.pooling_padding == 'valid' and shape[1] is not None and
+      shape[1] < frontend.window_size):
+    raise ValueError(
+        f"{owner} pools with 'valid' padding and needs at least "
+        f'{frontend.window_size} samples ({frontend.window_len} ms at '
+        f'{frontend.sample_rate} Hz); got input shape {tuple(input_shape)}.')
+  return shape
+
+
+def assert_enough_samples(frontend, waveform):
+  """The run-time form of `check_enough_samples`, for a length unknown in the graph."""
+  if frontend.pooling_padding == 'valid' and waveform.shape[1] is None:
+    tf.debugging.assert_greater_equal(
+        tf.shape(waveform)[1], frontend.window_size,
+        message=(f"{type(frontend).__name__} pools with 'valid' padding and "
+                 f'needs at least {frontend.window_size} samples'))
+
+
 @serialization.register()
 class Leaf(keras.layers.Layer):
   """LEAF, a learnable audio frontend (Zeghidour et al., ICLR 2021).
@@ -357,17 +383,8 @@ class Leaf(keras.layers.Layer):
     """'fft' or 'direct': how this frontend computes its first stages."""
     return self._method
 
-  def _min_samples(self):
-    return self.window_size if self.pooling_padding == 'valid' else 1
-
   def build(self, input_shape):
-    owner = type(self).__name__
-    shape = validation.waveform_shape(owner, input_shape)
-    if shape[1] is not None and shape[1] < self._min_samples():
-      raise ValueError(
-          f"{owner} pools with 'valid' padding and needs at least "
-          f'{self.window_size} samples ({self.window_len} ms at '
-          f'{self.sample_rate} Hz); got input shape {tuple(input_shape)}.')
+    shape = check_enough_samples(self, input_shape)
     for layer in self.stages:
       if not layer.built:
         layer.build(shape)
@@ -380,11 +397,7 @@ class Leaf(keras.layers.Layer):
     owner = type(self).__name__
     validation.check_float_waveform(owner, inputs.dtype)
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    if outputs.shape[1] is None and self._min_samples() > 1:
-      tf.debugging.assert_greater_equal(
-          tf.shape(outputs)[1], self._min_samples(),
-          message=(f"{owner} pools with 'valid' padding and needs at least "
-                   f'{self.window_size} samples'))
+    assert_enough_samples(self, outputs)
     if self._method == 'fft':
       if self.preemp:
         outputs = self._preemp_conv(outputs)

@@ -111,7 +111,7 @@ def synthesize_example(label, rng, sample_rate=SAMPLE_RATE):
   signal = signal / (np.sqrt(np.mean(signal**2)) + 1e-12)
   snr_db = rng.uniform(*SNR_DB)
   signal = signal + rng.standard_normal(num_samples) * 10**(-snr_db / 20)
-  signal = signal * _fades(num_samples, rng, sample_rate)
+  signal = signal * fades(num_samples, rng, sample_rate)
   signal = signal * (rng.uniform(*PEAK) / np.max(np.abs(signal)))
   return signal.astype(np.float32)
 
@@ -179,7 +179,7 @@ _SOURCES = {
 }
 
 
-def _fades(num_samples, rng, sample_rate):
+def fades(num_samples, rng, sample_rate):
   """Raised-cosine fade-in and fade-out envelope, float64 [num_samples]."""
   envelope = np.ones(num_samples)
   for reverse in (False, True):

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from experiments.data import audio_feature
+from experiments.data import synthetic
 from experiments.data import wav
 
 SAMPLE_RATE = 16000
@@ -68,7 +69,6 @@ SYLLABLE_PERIOD_MS = (80., 200.)
 DURATION_S = 1.0
 SNR_DB = (-5., 15.)
 PEAK = (0.05, 0.9)
-FADE_MS = (5., 50.)
 # The highest sweep reaches 7.3 kHz, which must stay below Nyquist.
 MIN_SAMPLE_RATE = 16000
 
@@ -109,7 +109,7 @@ def synthesize_example(label, rng, sample_rate=SAMPLE_RATE):
   signal = signal / (np.sqrt(np.mean(signal**2)) + 1e-12)
   snr_db = rng.uniform(*SNR_DB)
   signal = signal + rng.standard_normal(num_samples) * 10**(-snr_db / 20)
-  signal = signal * _fades(num_samples, rng, sample_rate)
+  signal = signal * synthetic.fades(num_samples, rng, sample_rate)
   signal = signal * (rng.uniform(*PEAK) / np.max(np.abs(signal)))
   return signal.astype(np.float32)
 
@@ -143,19 +143,6 @@ def _syllables(name, num_samples, rng, sample_rate):
                      period):
     signal[start:start + length] += _syllable(name, length, rng, sample_rate)
   return signal
-
-
-def _fades(num_samples, rng, sample_rate):
-  """Raised-cosine fade-in and fade-out envelope, float64 [num_samples]."""
-  envelope = np.ones(num_samples)
-  for reverse in (False, True):
-    length = int(rng.uniform(*FADE_MS) * sample_rate / 1000)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)
-    if reverse:
-      envelope[num_samples - length:] *= ramp[::-1]
-    else:
-      envelope[:length] *= ramp
-  return envelope
 
 
 def example_rng(split, index):
