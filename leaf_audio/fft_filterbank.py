@@ -22,11 +22,12 @@ twice that.
     1), by multiplying the chunk's spectrum with the spectra of the truncated
     K-tap filters themselves. Nothing is band-limited, so the result is the
     direct convolution's, whatever the filters are.
-  * Chunks are processed a few at a time in a loop, so the largest
-    intermediate ([2 C, chunks, N / 2 + 1] spectra) has a bounded size
-    whatever the input length; the backward pass recomputes each group's
-    forward pass instead of storing it. Memory grows only with the input, the
-    framed input and the output.
+  * A graph while loop filters one chunk per iteration and runs several
+    iterations at once, which keeps all cores busy. The forward pass keeps
+    the filter outputs of the first chunks, up to `kept_bytes`, for the
+    backward pass (written by hand), which filters the other chunks again.
+    So memory is bounded on inputs of any length: beyond that budget it
+    grows only with the input, the framed input and the output.
 
 All arguments are float32 tensors; the result is float32.
 """
@@ -37,13 +38,16 @@ import tensorflow as tf
 
 from leaf_audio import framing
 
-# Upper bound of the per-group spectra [2 C, rows, N / 2 + 1] in bytes: two
-# chunks of LEAF (N = 4096, 80 channels). Small groups stay in cache and in
-# reusable allocations (glibc maps buffers above 32 MiB afresh on every call,
-# which costs more than the FFT). On a 2-core CPU, forward + backward at batch
-# 8 x 1 s took 226-245 ms with 1-3 chunks per group, 278 ms with 6 and 469 ms
-# with 24 (benchmarks/README.md).
-_GROUP_BYTES = 3 * 2**20
+# Default budget for the filter outputs kept from the forward pass for the
+# backward pass, in bytes ([2 C, Q S] float32 per chunk, 1.2 MB for LEAF):
+# a batch of 64 one-second clips. Chunks beyond it are filtered again in the
+# backward pass, so memory stays bounded on long inputs. Keeping them made
+# forward + backward about 1.25x faster (benchmarks/README.md).
+KEPT_BYTES = 384 * 2**20
+
+# Chunks in flight at once in the loops; TensorFlow runs the iterations of a
+# graph while loop concurrently, which keeps all cores busy with the FFTs.
+_PARALLEL_CHUNKS = 8
 
 
 def fft_size(kernel_size: int, window_size: int, stride: int) -> int:
@@ -64,12 +68,6 @@ def fft_size(kernel_size: int, window_size: int, stride: int) -> int:
   """
   needed = max(2048, 4 * (kernel_size + window_size), kernel_size - 1 + stride)
   return 2**math.ceil(math.log2(needed))
-
-
-def _group_rows(n_filters: int, size: int) -> int:
-  """How many chunks one loop iteration filters."""
-  bytes_per_row = 2 * n_filters * (size // 2 + 1) * 8
-  return max(1, _GROUP_BYTES // bytes_per_row)
 
 
 class _Geometry:
@@ -113,142 +111,181 @@ class _Geometry:
     return tf.cast((sample >= 0) & (sample < self.length), tf.float32)
 
 
-def _filtered(rows, spectra, geometry):
-  """Spectra [G, N / 2 + 1] of the chunks and the filter outputs [2 C, G, Q S]."""
-  chunk_spectra = tf.signal.rfft(rows)
-  filtered = tf.signal.irfft(chunk_spectra[tf.newaxis] * spectra[:, tf.newaxis],
+def _filtered(row, spectra, geometry):
+  """Spectrum [N / 2 + 1] of an input chunk [N] and its filter outputs [2 C, Q S]."""
+  chunk_spectrum = tf.signal.rfft(row)
+  filtered = tf.signal.irfft(spectra * chunk_spectrum[tf.newaxis],
                              [geometry.size])
-  return chunk_spectra, filtered[..., :geometry.hop]
+  return chunk_spectrum, filtered[:, :geometry.hop]
 
 
-def _energy_blocks(filtered, row_ids, geometry):
-  """Squared modulus in blocks [C, G * Q, S], zero outside the input."""
+def _energy_blocks(filtered, mask, geometry):
+  """Squared modulus of filter outputs [2 C, Q S] in blocks [C, Q, S].
+
+  `mask` [Q S] is 1 where the chunk's samples lie inside the input, else 0.
+  """
   channels = filtered.shape[0] // 2
-  energies = tf.square(filtered[:channels]) + tf.square(filtered[channels:])
-  energies *= geometry.energy_mask(row_ids)[tf.newaxis]
+  energies = (tf.square(filtered[:channels]) +
+              tf.square(filtered[channels:])) * mask
   return tf.reshape(energies, [channels, -1, geometry.stride])
 
 
-def _group_forward(rows, row_ids, spectra, pieces, geometry):
-  """Window pieces applied to the energy blocks of G chunks.
+def _loop(body, start, stop, state):
+  """state = body(row, *state) for row in [start, stop); returns the state.
 
-  Args:
-    rows: [G, N] input chunks.
-    row_ids: int32 [G], their indices in the [batch * chunks] rows.
+  TensorFlow runs up to `_PARALLEL_CHUNKS` iterations at once.
+  """
+  return tf.while_loop(
+      lambda row, *_: row < stop,
+      lambda row, *state: (row + 1,) + tuple(body(row, *state)),
+      (start,) + tuple(state), parallel_iterations=_PARALLEL_CHUNKS)[1:]
+
+
+class _Chunks:
+  """Forward and backward passes over the input chunks, one chunk per step.
+
+  The forward pass keeps the filter outputs of the first `kept` chunks (at
+  most `kept_bytes` of them) for the backward pass, which filters the other
+  chunks again.
+
+  Attributes:
+    rows: [rows, N] input chunks.
     spectra: complex64 [2 C, N / 2 + 1], the conjugated spectra of the real
       parts (first C) and imaginary parts (last C) of the filters.
     pieces: [C or 1, S, P], piece p of each window along the last axis.
     geometry: `_Geometry`.
-
-  Returns:
-    [C, G * Q, P]: entry [c, g Q + q, p] is block q of chunk g times piece p.
   """
-  _, filtered = _filtered(rows, spectra, geometry)
-  return tf.matmul(_energy_blocks(filtered, row_ids, geometry), pieces)
+
+  def __init__(self, rows, spectra, pieces, geometry, kept_bytes):
+    self.rows = rows
+    self.spectra = spectra
+    self.pieces = pieces
+    self.geometry = geometry
+    self.channels = spectra.shape[0] // 2
+    self.num_rows = tf.shape(rows)[0]
+    row_bytes = 4 * 2 * self.channels * geometry.hop
+    self.kept = tf.minimum(self.num_rows, kept_bytes // row_bytes)
+
+  def _mask(self, row):
+    return self.geometry.energy_mask(row[tf.newaxis])[0]
+
+  def forward(self):
+    """(outputs [rows, C, Q, P], kept filter outputs [kept, 2 C, Q S]).
+
+    Entry [r, c, q, p] of the outputs is block q of chunk r times piece p.
+    The kept outputs are stacked into one tensor: the gradient function uses
+    them, and a SavedModel cannot hold a gradient function that captures a
+    TensorArray (a variant tensor).
+    """
+    shape = [self.channels, self.geometry.blocks_per_chunk,
+             self.pieces.shape[-1]]
+    outputs = tf.TensorArray(tf.float32, size=self.num_rows,
+                             element_shape=shape)
+    kept = tf.TensorArray(tf.float32, size=self.kept,
+                          element_shape=[2 * self.channels, self.geometry.hop])
+
+    def product(row):
+      _, filtered = _filtered(self.rows[row], self.spectra, self.geometry)
+      blocks = _energy_blocks(filtered, self._mask(row), self.geometry)
+      return filtered, tf.matmul(blocks, self.pieces)
+
+    def keeping(row, outputs, kept):
+      filtered, output = product(row)
+      return outputs.write(row, output), kept.write(row, filtered)
+
+    def recomputing(row, outputs):
+      return (outputs.write(row, product(row)[1]),)
+
+    outputs, kept = _loop(keeping, 0, self.kept, (outputs, kept))
+    outputs, = _loop(recomputing, self.kept, self.num_rows, (outputs,))
+    return outputs.stack(), kept.stack()
+
+  def backward(self, upstream, kept):
+    """Gradients of `forward` for the upstream gradient [rows, C, Q, P].
+
+    Follows the forward pass back by hand: TF's generic gradients of
+    rfft/irfft allocate several full-size complex tensors per step, which
+    costs more than the FFTs themselves.
+
+    Returns:
+      (rows [rows, N], spectra [2 C, N / 2 + 1] complex64 (d/dRe + i d/dIm),
+      pieces [C or 1, S, P]) gradients.
+    """
+    size, hop = self.geometry.size, self.geometry.hop
+    conjugate_spectra = tf.math.conj(self.spectra)
+
+    def step(row, chunk_spectrum, filtered, row_grads, spectra_grad,
+             piece_grad):
+      mask = self._mask(row)
+      blocks = _energy_blocks(filtered, mask, self.geometry)
+      piece_grad += tf.matmul(blocks, upstream[row], transpose_a=True)
+      energy_grad = tf.reshape(
+          tf.matmul(upstream[row], self.pieces, transpose_b=True),
+          [self.channels, hop]) * (2. * mask)
+      filtered_grad = filtered * tf.concat([energy_grad, energy_grad], 0)
+      # The adjoint of irfft is rfft scaled by (1 or 2) / N per bin (the
+      # bins that stand for two conjugate frequencies count twice), applied
+      # once to the sum after the loop; the adjoint of rfft undoes that
+      # scaling, so the input gradient needs none.
+      product_grad = tf.signal.rfft(filtered_grad, [size])
+      spectra_grad += product_grad * tf.math.conj(chunk_spectrum)[tf.newaxis]
+      row_grad = tf.signal.irfft(
+          tf.reduce_sum(conjugate_spectra * product_grad, axis=0), [size])
+      return row_grads.write(row, row_grad), spectra_grad, piece_grad
+
+    def keeping(row, *state):
+      chunk_spectrum = tf.signal.rfft(self.rows[row])
+      return step(row, chunk_spectrum, kept[row], *state)
+
+    def recomputing(row, *state):
+      return step(row, *_filtered(self.rows[row], self.spectra,
+                                  self.geometry), *state)
+
+    state = (tf.TensorArray(tf.float32, size=self.num_rows,
+                            element_shape=[size]),
+             tf.zeros_like(self.spectra),
+             tf.zeros([self.channels, self.geometry.stride,
+                       self.pieces.shape[-1]]))
+    state = _loop(keeping, 0, self.kept, state)
+    row_grads, spectra_grad, piece_grad = _loop(recomputing, self.kept,
+                                                self.num_rows, state)
+    if self.pieces.shape[0] == 1:
+      piece_grad = tf.reduce_sum(piece_grad, axis=0, keepdims=True)
+    bins = size // 2 + 1
+    weights = tf.concat([[1.], tf.fill([bins - 2], 2.), [1.]], 0) / size
+    spectra_grad *= tf.complex(weights, tf.zeros_like(weights))
+    return row_grads.stack(), spectra_grad, piece_grad
 
 
-def _group_backward(rows, row_ids, spectra, pieces, upstream, geometry):
-  """Gradients of `_group_forward` for the upstream gradient [C, G * Q, P].
-
-  Recomputes the forward pass of the group, then follows it back by hand:
-  TF's generic gradients of rfft/irfft allocate several full-size complex
-  tensors per step, which costs more than the FFTs themselves.
-
-  Returns:
-    (rows [G, N], spectra [2 C, N / 2 + 1] complex64 (d/dRe + i d/dIm),
-    pieces [C or 1, S, P]) gradients.
-  """
-  channels = spectra.shape[0] // 2
-  chunk_spectra, filtered = _filtered(rows, spectra, geometry)
-  blocks = _energy_blocks(filtered, row_ids, geometry)
-  piece_grad = tf.matmul(blocks, upstream, transpose_a=True)
-  if pieces.shape[0] == 1:
-    piece_grad = tf.reduce_sum(piece_grad, axis=0, keepdims=True)
-  energy_grad = tf.reshape(
-      tf.matmul(upstream, pieces, transpose_b=True),
-      [channels, -1, geometry.hop])
-  energy_grad *= 2. * geometry.energy_mask(row_ids)[tf.newaxis]
-  filtered_grad = filtered * tf.concat([energy_grad, energy_grad], axis=0)
-  # The adjoint of irfft is rfft scaled by (1 or 2) / N per bin (the bins
-  # that stand for two conjugate frequencies count twice); the adjoint of
-  # rfft undoes that scaling, so the input gradient needs none.
-  product_grad = tf.signal.rfft(filtered_grad, [geometry.size])
-  bins = geometry.size // 2 + 1
-  weights = tf.concat([[1.], tf.fill([bins - 2], 2.), [1.]], 0) / geometry.size
-  spectra_grad = tf.reduce_sum(
-      tf.math.conj(chunk_spectra)[tf.newaxis] * product_grad, axis=1)
-  spectra_grad *= tf.complex(weights, tf.zeros_like(weights))
-  row_grad = tf.signal.irfft(
-      tf.reduce_sum(tf.math.conj(spectra)[:, tf.newaxis] * product_grad,
-                    axis=0), [geometry.size])
-  return row_grad, spectra_grad, piece_grad
-
-
-def _products(rows, spectra_real, spectra_imag, pieces, geometry, group):
-  """`_group_forward` of all rows, `group` rows per loop iteration.
-
-  The gradient recomputes each group's forward pass, so no intermediate of
-  the FFT filtering is kept between the passes.
-
-  Returns:
-    [C, rows * Q, P].
-  """
-  num_rows = tf.shape(rows)[0]
-  num_groups = (num_rows + group - 1) // group
-  rows = tf.pad(rows, [[0, num_groups * group - num_rows], [0, 0]])
+def _products(rows, spectra_real, spectra_imag, pieces, geometry, kept_bytes):
+  """`_Chunks.forward` as [C, rows * Q, P], with its gradient."""
   channels = spectra_real.shape[0] // 2
   num_pieces = pieces.shape[-1]
 
-  def group_slice(i):
-    start = i * group
-    return (tf.slice(rows, [start, 0], [group, geometry.size]),
-            start + tf.range(group))
-
   @tf.custom_gradient
-  def forward(rows, spectra_real, spectra_imag, pieces):
-    spectra = tf.complex(spectra_real, spectra_imag)
-
-    def body(i, outputs):
-      group_rows, row_ids = group_slice(i)
-      return i + 1, outputs.write(
-          i, _group_forward(group_rows, row_ids, spectra, pieces, geometry))
-
-    _, outputs = tf.while_loop(
-        lambda i, _: i < num_groups, body,
-        (0, tf.TensorArray(tf.float32, size=num_groups)))
-    # [groups, C, group * Q, P] -> [C, rows * Q, P].
-    outputs = tf.reshape(tf.transpose(outputs.stack(), (1, 0, 2, 3)),
-                         [channels, -1, num_pieces])
-    outputs = outputs[:, :num_rows * geometry.blocks_per_chunk]
+  def products(rows, spectra_real, spectra_imag, pieces):
+    chunks = _Chunks(rows, tf.complex(spectra_real, spectra_imag), pieces,
+                     geometry, kept_bytes)
+    outputs, kept = chunks.forward()
 
     def gradient(upstream):
-      padding = (num_groups * group - num_rows) * geometry.blocks_per_chunk
-      upstream = tf.reshape(
-          tf.pad(upstream, [[0, 0], [0, padding], [0, 0]]),
-          [channels, num_groups, -1, num_pieces])
-
-      def body(i, row_grads, spectra_grad, piece_grad):
-        group_rows, row_ids = group_slice(i)
-        grads = _group_backward(group_rows, row_ids, spectra, pieces,
-                                upstream[:, i], geometry)
-        return (i + 1, row_grads.write(i, grads[0]),
-                spectra_grad + grads[1], piece_grad + grads[2])
-
-      _, row_grads, spectra_grad, piece_grad = tf.while_loop(
-          lambda i, *_: i < num_groups, body,
-          (0, tf.TensorArray(tf.float32, size=num_groups),
-           tf.zeros_like(spectra), tf.zeros_like(pieces)))
-      row_grads = tf.reshape(row_grads.stack(), [-1, geometry.size])
-      return (row_grads[:num_rows], tf.math.real(spectra_grad),
+      upstream = tf.transpose(
+          tf.reshape(upstream, [channels, chunks.num_rows, -1, num_pieces]),
+          (1, 0, 2, 3))
+      row_grads, spectra_grad, piece_grad = chunks.backward(upstream, kept)
+      return (row_grads, tf.math.real(spectra_grad),
               tf.math.imag(spectra_grad), piece_grad)
 
+    # [rows, C, Q, P] -> [C, rows * Q, P].
+    outputs = tf.reshape(tf.transpose(outputs, (1, 0, 2, 3)),
+                         [channels, -1, num_pieces])
     return outputs, gradient
 
-  return forward(rows, spectra_real, spectra_imag, pieces)
+  return products(rows, spectra_real, spectra_imag, pieces)
 
 
 def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
-                  size=None, jit_compile: bool = False):
+                  size=None, kept_bytes: int = KEPT_BYTES):
   """Pooled squared modulus of a complex filterbank, computed with FFTs.
 
   Equals SquaredModulus -> lowpass pooling of a stride-1 'same' convolution
@@ -264,10 +301,9 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
     stride: int, the pooling hop S in samples.
     padding: the pooling's padding, 'same' or 'valid'.
     size: FFT length N, default `fft_size(K, W, S)`.
-    jit_compile: bool, default False; compile the computation (and its
-      gradient) with XLA, which fuses the elementwise work around the FFTs:
-      about twice as fast on CPU, but XLA compiles anew for every input shape
-      (about a second), so it pays when the shapes repeat, as in training.
+    kept_bytes: int, how many bytes of filter outputs the forward pass may
+      keep for the backward pass; the backward pass filters the chunks beyond
+      them again. Default `KEPT_BYTES`.
 
   Returns:
     float32 [batch, frames, C]; frames = ceil(samples / S) for 'same' and
@@ -275,11 +311,12 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
   """
   kernel_size = real.shape[1]
   size = size or fft_size(kernel_size, windows.shape[0], stride)
-  compute = _pooled_energy_xla if jit_compile else _pooled_energy_graph
-  return compute(waveform, real, imag, windows, stride, padding, size)
+  return _pooled_energy_graph(waveform, real, imag, windows, stride, padding,
+                              size, kept_bytes)
 
 
-def _pooled_energy(waveform, real, imag, windows, stride, padding, size):
+def _pooled_energy(waveform, real, imag, windows, stride, padding, size,
+                   kept_bytes):
   """`pooled_energy` with all arguments given."""
   channels, kernel_size = real.shape
   window_size = windows.shape[0]
@@ -294,8 +331,7 @@ def _pooled_energy(waveform, real, imag, windows, stride, padding, size):
       [geometry.pieces, stride, windows.shape[1]])
   pieces = tf.transpose(pieces, (2, 1, 0))
   products = _products(geometry.chunk_rows(waveform), tf.math.real(spectra),
-                       tf.math.imag(spectra), pieces, geometry,
-                       _group_rows(channels, size))
+                       tf.math.imag(spectra), pieces, geometry, kept_bytes)
   products = tf.reshape(
       products, [channels, tf.shape(waveform)[0], -1, geometry.pieces])
   # Frame f adds piece p applied to block f + p.
@@ -306,9 +342,9 @@ def _pooled_energy(waveform, real, imag, windows, stride, padding, size):
   return tf.transpose(outputs, (1, 2, 0))
 
 
-# Graph functions also when called eagerly (an eager while loop steps through
-# Python); inside another graph they are inlined. The XLA one compiles once
-# per (stride, padding, size) and input shape.
+# A graph function also when called eagerly (an eager while loop steps through
+# Python); inside another graph it is inlined. It is not compiled with XLA:
+# XLA ran these loops on about one core on CPU, where TensorFlow's executor
+# runs several iterations at once on all of them (benchmarks/README.md). A
+# caller may still compile a whole step with XLA, as Keras does on GPU.
 _pooled_energy_graph = tf.function(_pooled_energy, autograph=False)
-_pooled_energy_xla = tf.function(_pooled_energy, jit_compile=True,
-                                 autograph=False)

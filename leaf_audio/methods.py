@@ -104,19 +104,11 @@ def windows(pool):
 
 
 def pooled_energy_fft(waveform, conv, pool):
-  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1].
-
-  Compiled with XLA inside a graph (`tf.function`, `model.fit`) whose number
-  of samples is fixed when the graph is built, as in training on fixed-length
-  examples, so that XLA compiles once per shape; eager calls and inputs of
-  varying length (serving) run without XLA.
-  """
+  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1]."""
   real, imag = filters(conv)
-  compile_with_xla = (not tf.executing_eagerly() and
-                      waveform.shape[1] is not None)
-  return fft_filterbank.pooled_energy(
-      waveform[:, :, 0], real, imag, windows(pool), pool.strides, pool.padding,
-      jit_compile=compile_with_xla)
+  return fft_filterbank.pooled_energy(waveform[:, :, 0], real, imag,
+                                      windows(pool), pool.strides,
+                                      pool.padding)
 
 
 def _set_method(config, method):

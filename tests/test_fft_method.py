@@ -125,17 +125,55 @@ def test_parameters_at_the_constraint_limits():
                        weights=trained_gabor_weights)
 
 
-def test_compiled_and_uncompiled_fft_paths_agree():
+def test_a_step_compiled_with_xla_agrees_with_the_graph():
+  """Keras compiles whole training steps with XLA on GPU; the loops must too."""
   rng = np.random.default_rng(3)
   real, imag = (tf.constant(rng.standard_normal((6, 401)), tf.float32)
                 for _ in range(2))
   windows = tf.constant(rng.random((401, 6)), tf.float32)
   waveform = tf.constant(noise(3000))
-  compiled = fft_filterbank.pooled_energy(waveform, real, imag, windows, 160,
-                                          'same', jit_compile=True)
-  plain = fft_filterbank.pooled_energy(waveform, real, imag, windows, 160,
-                                       'same', jit_compile=False)
-  np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-5)
+
+  def outputs_and_gradients(waveform, real, imag, windows):
+    with tf.GradientTape() as tape:
+      tape.watch([waveform, real, imag, windows])
+      outputs = fft_filterbank.pooled_energy(waveform, real, imag, windows,
+                                             160, 'same')
+      loss = weighted_loss(outputs)
+    return [outputs] + tape.gradient(loss, [waveform, real, imag, windows])
+
+  compiled = tf.function(outputs_and_gradients, jit_compile=True)(
+      waveform, real, imag, windows)
+  plain = tf.function(outputs_and_gradients)(waveform, real, imag, windows)
+  for got, want in zip(compiled, plain):
+    np.testing.assert_allclose(got, want, rtol=0,
+                               atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize('kept_chunks', [0, 1])
+def test_chunks_filtered_again_in_the_backward_pass_give_the_same_gradients(
+    kept_chunks):
+  """Beyond `kept_bytes` the backward pass recomputes the filter outputs."""
+  rng = np.random.default_rng(5)
+  real, imag = (tf.constant(rng.standard_normal((6, 401)), tf.float32)
+                for _ in range(2))
+  windows = tf.constant(rng.random((401, 6)), tf.float32)
+  waveform = tf.constant(noise(9000))  # 3 chunks of 3680 samples per clip.
+  chunk_bytes = 4 * 2 * 6 * 3680
+
+  def outputs_and_gradients(kept_bytes):
+    arguments = [waveform, real, imag, windows]
+    with tf.GradientTape() as tape:
+      tape.watch(arguments)
+      outputs = fft_filterbank.pooled_energy(
+          waveform, real, imag, windows, 160, 'same', kept_bytes=kept_bytes)
+      loss = weighted_loss(outputs)
+    return [outputs] + tape.gradient(loss, arguments)
+
+  keeping_all = outputs_and_gradients(fft_filterbank.KEPT_BYTES)
+  keeping_some = outputs_and_gradients(kept_chunks * chunk_bytes)
+  for got, want in zip(keeping_some, keeping_all):
+    np.testing.assert_allclose(got, want, rtol=0,
+                               atol=1e-6 * np.abs(want).max())
 
 
 def numpy_pooled_energy(waveform, real, imag, windows, stride, padding):
