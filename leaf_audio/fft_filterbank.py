@@ -39,10 +39,9 @@ import tensorflow as tf
 from leaf_audio import framing
 
 # Default budget for the filter outputs kept from the forward pass for the
-# backward pass, in bytes ([2 C, Q S] float32 per chunk, 1.2 MB for LEAF):
-# a batch of 64 one-second clips. Chunks beyond it are filtered again in the
-# backward pass, so memory stays bounded on long inputs. Keeping them made
-# forward + backward about 1.25x faster (benchmarks/README.md).
+# backward pass, in bytes ([2 C, N] float32 per chunk, 1.3 MB for LEAF): a
+# batch of about 64 one-second clips. Chunks beyond it are filtered again in
+# the backward pass, so memory stays bounded on long inputs.
 KEPT_BYTES = 384 * 2**20
 
 # Chunks in flight at once in the loops; TensorFlow runs the iterations of a
@@ -111,23 +110,77 @@ class _Geometry:
     return tf.cast((sample >= 0) & (sample < self.length), tf.float32)
 
 
-def _filtered(row, spectra, geometry):
-  """Spectrum [N / 2 + 1] of an input chunk [N] and its filter outputs [2 C, Q S]."""
-  chunk_spectrum = tf.signal.rfft(row)
-  filtered = tf.signal.irfft(spectra * chunk_spectrum[tf.newaxis],
-                             [geometry.size])
-  return chunk_spectrum, filtered[:, :geometry.hop]
+# The small steps around the FFTs (a complex product broadcast over the
+# filters, squares pooled by a few window pieces, their gradients) are each
+# compiled with XLA into one pass: as TensorFlow kernels (complex broadcasting,
+# tiny batched matrix products) they cost more than the FFTs. The FFTs stay
+# TensorFlow kernels, in a loop whose iterations run in parallel.
 
 
-def _energy_blocks(filtered, mask, geometry):
-  """Squared modulus of filter outputs [2 C, Q S] in blocks [C, Q, S].
+def _spectral_product_impl(spectra, chunk_spectrum):
+  """spectra [2 C, N / 2 + 1] times a chunk's spectrum [N / 2 + 1]."""
+  return spectra * chunk_spectrum[tf.newaxis]
 
-  `mask` [Q S] is 1 where the chunk's samples lie inside the input, else 0.
+
+def _energy_blocks(filtered, mask, stride):
+  """Squared modulus of filter outputs [2 C, N] in blocks [C, Q, S].
+
+  `mask` [Q S] is 1 where the chunk's samples lie inside the input, else 0;
+  samples from Q S on belong to the next chunk and are left out.
   """
   channels = filtered.shape[0] // 2
+  filtered = filtered[:, :mask.shape[0]]
   energies = (tf.square(filtered[:channels]) +
               tf.square(filtered[channels:])) * mask
-  return tf.reshape(energies, [channels, -1, geometry.stride])
+  return tf.reshape(energies, [channels, -1, stride])
+
+
+def _pooled_blocks_impl(filtered, mask, pieces):
+  """Energy blocks times window pieces [C or 1, S, P]: [C, Q, P]."""
+  blocks = _energy_blocks(filtered, mask, pieces.shape[1])
+  return tf.reduce_sum(blocks[..., tf.newaxis] * pieces[:, tf.newaxis], axis=2)
+
+
+def _pooled_blocks_backward_impl(filtered, mask, upstream, pieces):
+  """Gradients of `_pooled_blocks_impl` for upstream [C, Q, P].
+
+  Returns:
+    (pieces [C, S, P], filtered [2 C, N]) gradients.
+  """
+  channels, size = filtered.shape[0] // 2, filtered.shape[1]
+  hop = mask.shape[0]
+  blocks = _energy_blocks(filtered, mask, pieces.shape[1])
+  piece_grad = tf.reduce_sum(
+      blocks[..., tf.newaxis] * upstream[:, :, tf.newaxis, :], axis=1)
+  energy_grad = tf.reduce_sum(
+      upstream[:, :, tf.newaxis, :] * pieces[:, tf.newaxis], axis=-1)
+  energy_grad = tf.reshape(energy_grad, [channels, hop]) * (2. * mask)
+  energy_grad = tf.pad(energy_grad, [[0, 0], [0, size - hop]])
+  # Real and imaginary parts [2, C, N] share the energies' gradient.
+  filtered_grad = tf.reshape(filtered, [2, channels, size]) * energy_grad
+  return piece_grad, tf.reshape(filtered_grad, [2 * channels, size])
+
+
+def _accumulate_impl(total, product_grad, chunk_spectrum):
+  """total + the spectra's gradient from one chunk: [2 C, N / 2 + 1]."""
+  return total + product_grad * tf.math.conj(chunk_spectrum)[tf.newaxis]
+
+
+def _compiled(function):
+  return tf.function(function, jit_compile=True, autograph=False)
+
+
+_spectral_product = _compiled(_spectral_product_impl)
+_pooled_blocks = _compiled(_pooled_blocks_impl)
+_pooled_blocks_backward = _compiled(_pooled_blocks_backward_impl)
+_accumulate = _compiled(_accumulate_impl)
+
+
+def _filtered(row, spectra, size):
+  """Spectrum [N / 2 + 1] of an input chunk [N] and its filter outputs [2 C, N]."""
+  chunk_spectrum = tf.signal.rfft(row)
+  filtered = tf.signal.irfft(_spectral_product(spectra, chunk_spectrum), [size])
+  return chunk_spectrum, filtered
 
 
 def _loop(body, start, stop, state):
@@ -145,8 +198,8 @@ class _Chunks:
   """Forward and backward passes over the input chunks, one chunk per step.
 
   The forward pass keeps the filter outputs of the first `kept` chunks (at
-  most `kept_bytes` of them) for the backward pass, which filters the other
-  chunks again.
+  most `kept_bytes` of them) in a TensorArray for the backward pass, which
+  filters the other chunks again.
 
   Attributes:
     rows: [rows, N] input chunks.
@@ -163,31 +216,29 @@ class _Chunks:
     self.geometry = geometry
     self.channels = spectra.shape[0] // 2
     self.num_rows = tf.shape(rows)[0]
-    row_bytes = 4 * 2 * self.channels * geometry.hop
-    self.kept = tf.minimum(self.num_rows, kept_bytes // row_bytes)
+    row_bytes = 4 * 2 * self.channels * geometry.size
+    # With nothing to keep no TensorArray is made, so the gradient function
+    # captures none and a SavedModel can hold it.
+    self.keeps = kept_bytes >= row_bytes
+    self.kept = (tf.minimum(self.num_rows, kept_bytes // row_bytes)
+                 if self.keeps else 0)
 
   def _mask(self, row):
     return self.geometry.energy_mask(row[tf.newaxis])[0]
 
   def forward(self):
-    """(outputs [rows, C, Q, P], kept filter outputs [kept, 2 C, Q S]).
+    """(outputs [rows, C, Q, P], kept filter outputs: a TensorArray or None).
 
     Entry [r, c, q, p] of the outputs is block q of chunk r times piece p.
-    The kept outputs are stacked into one tensor: the gradient function uses
-    them, and a SavedModel cannot hold a gradient function that captures a
-    TensorArray (a variant tensor).
     """
     shape = [self.channels, self.geometry.blocks_per_chunk,
              self.pieces.shape[-1]]
     outputs = tf.TensorArray(tf.float32, size=self.num_rows,
                              element_shape=shape)
-    kept = tf.TensorArray(tf.float32, size=self.kept,
-                          element_shape=[2 * self.channels, self.geometry.hop])
 
     def product(row):
-      _, filtered = _filtered(self.rows[row], self.spectra, self.geometry)
-      blocks = _energy_blocks(filtered, self._mask(row), self.geometry)
-      return filtered, tf.matmul(blocks, self.pieces)
+      _, filtered = _filtered(self.rows[row], self.spectra, self.geometry.size)
+      return filtered, _pooled_blocks(filtered, self._mask(row), self.pieces)
 
     def keeping(row, outputs, kept):
       filtered, output = product(row)
@@ -196,9 +247,14 @@ class _Chunks:
     def recomputing(row, outputs):
       return (outputs.write(row, product(row)[1]),)
 
-    outputs, kept = _loop(keeping, 0, self.kept, (outputs, kept))
+    kept = None
+    if self.keeps:
+      kept = tf.TensorArray(
+          tf.float32, size=self.kept,
+          element_shape=[2 * self.channels, self.geometry.size])
+      outputs, kept = _loop(keeping, 0, self.kept, (outputs, kept))
     outputs, = _loop(recomputing, self.kept, self.num_rows, (outputs,))
-    return outputs.stack(), kept.stack()
+    return outputs.stack(), kept
 
   def backward(self, upstream, kept):
     """Gradients of `forward` for the upstream gradient [rows, C, Q, P].
@@ -211,42 +267,38 @@ class _Chunks:
       (rows [rows, N], spectra [2 C, N / 2 + 1] complex64 (d/dRe + i d/dIm),
       pieces [C or 1, S, P]) gradients.
     """
-    size, hop = self.geometry.size, self.geometry.hop
+    size = self.geometry.size
     conjugate_spectra = tf.math.conj(self.spectra)
 
     def step(row, chunk_spectrum, filtered, row_grads, spectra_grad,
              piece_grad):
-      mask = self._mask(row)
-      blocks = _energy_blocks(filtered, mask, self.geometry)
-      piece_grad += tf.matmul(blocks, upstream[row], transpose_a=True)
-      energy_grad = tf.reshape(
-          tf.matmul(upstream[row], self.pieces, transpose_b=True),
-          [self.channels, hop]) * (2. * mask)
-      filtered_grad = filtered * tf.concat([energy_grad, energy_grad], 0)
+      row_piece_grad, filtered_grad = _pooled_blocks_backward(
+          filtered, self._mask(row), upstream[row], self.pieces)
       # The adjoint of irfft is rfft scaled by (1 or 2) / N per bin (the
       # bins that stand for two conjugate frequencies count twice), applied
       # once to the sum after the loop; the adjoint of rfft undoes that
       # scaling, so the input gradient needs none.
-      product_grad = tf.signal.rfft(filtered_grad, [size])
-      spectra_grad += product_grad * tf.math.conj(chunk_spectrum)[tf.newaxis]
+      product_grad = tf.signal.rfft(filtered_grad)
       row_grad = tf.signal.irfft(
           tf.reduce_sum(conjugate_spectra * product_grad, axis=0), [size])
-      return row_grads.write(row, row_grad), spectra_grad, piece_grad
+      return (row_grads.write(row, row_grad),
+              _accumulate(spectra_grad, product_grad, chunk_spectrum),
+              piece_grad + row_piece_grad)
 
     def keeping(row, *state):
       chunk_spectrum = tf.signal.rfft(self.rows[row])
-      return step(row, chunk_spectrum, kept[row], *state)
+      return step(row, chunk_spectrum, kept.read(row), *state)
 
     def recomputing(row, *state):
-      return step(row, *_filtered(self.rows[row], self.spectra,
-                                  self.geometry), *state)
+      return step(row, *_filtered(self.rows[row], self.spectra, size), *state)
 
     state = (tf.TensorArray(tf.float32, size=self.num_rows,
                             element_shape=[size]),
              tf.zeros_like(self.spectra),
              tf.zeros([self.channels, self.geometry.stride,
                        self.pieces.shape[-1]]))
-    state = _loop(keeping, 0, self.kept, state)
+    if self.keeps:
+      state = _loop(keeping, 0, self.kept, state)
     row_grads, spectra_grad, piece_grad = _loop(recomputing, self.kept,
                                                 self.num_rows, state)
     if self.pieces.shape[0] == 1:
@@ -302,8 +354,11 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
     padding: the pooling's padding, 'same' or 'valid'.
     size: FFT length N, default `fft_size(K, W, S)`.
     kept_bytes: int, how many bytes of filter outputs the forward pass may
-      keep for the backward pass; the backward pass filters the chunks beyond
-      them again. Default `KEPT_BYTES`.
+      keep for the backward pass (a TensorArray); the backward pass filters
+      the chunks beyond them again. Default `KEPT_BYTES`. With 0, the default
+      of the frontends except in training, nothing is kept: the gradient
+      function then captures no TensorArray, which `tf.saved_model.save`
+      cannot write, so pass 0 in functions that will be exported.
 
   Returns:
     float32 [batch, frames, C]; frames = ceil(samples / S) for 'same' and

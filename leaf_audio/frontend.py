@@ -402,7 +402,7 @@ class Leaf(keras.layers.Layer):
       if self.preemp:
         outputs = self._preemp_conv(outputs)
       outputs = methods.pooled_energy_fft(outputs, self._complex_conv,
-                                          self._pooling)
+                                          self._pooling, training=training)
     else:
       for layer in self.stages:
         outputs = layer(outputs)

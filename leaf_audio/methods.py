@@ -103,12 +103,18 @@ def windows(pool):
   return tf.convert_to_tensor(pool.kernel)[0, :, :, 0]
 
 
-def pooled_energy_fft(waveform, conv, pool):
-  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1]."""
+def pooled_energy_fft(waveform, conv, pool, training=None):
+  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1].
+
+  In training (`training` true) the forward pass keeps its filter outputs
+  for the backward pass, up to `fft_filterbank.KEPT_BYTES`; otherwise it
+  keeps none, so that the function can be exported as a SavedModel (a
+  gradient taken then filters the input again).
+  """
   real, imag = filters(conv)
-  return fft_filterbank.pooled_energy(waveform[:, :, 0], real, imag,
-                                      windows(pool), pool.strides,
-                                      pool.padding)
+  return fft_filterbank.pooled_energy(
+      waveform[:, :, 0], real, imag, windows(pool), pool.strides,
+      pool.padding, kept_bytes=fft_filterbank.KEPT_BYTES if training else 0)
 
 
 def _set_method(config, method):

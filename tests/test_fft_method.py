@@ -20,11 +20,11 @@ def weighted_loss(outputs):
   return tf.reduce_sum(outputs * weights)
 
 
-def outputs_and_gradients(layer, waveform):
+def outputs_and_gradients(layer, waveform, training=None):
   waveform = tf.constant(waveform)
   with tf.GradientTape() as tape:
     tape.watch(waveform)
-    outputs = layer(waveform)
+    outputs = layer(waveform, training=training)
     loss = weighted_loss(outputs)
   names = [v.path.split('/', 1)[1] for v in layer.trainable_variables]
   names.append('input')
@@ -43,18 +43,21 @@ def fft_and_direct(make, weights=None):
 
 
 def assert_same_function(make, waveform, weights=None):
+  """Outputs and gradients agree, in training (filter outputs kept for the
+  backward pass) and outside it (filtered again)."""
   fast, direct = fft_and_direct(make, weights)
   assert fast.active_method == 'fft' and direct.active_method == 'direct'
-  got, got_grads = outputs_and_gradients(fast, waveform)
   want, want_grads = outputs_and_gradients(direct, waveform)
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-  assert got_grads.keys() == want_grads.keys()
-  for name, want_grad in want_grads.items():
-    scale = np.abs(want_grad).max()
-    assert scale > 0, name
-    error = np.abs(got_grads[name] - want_grad).max() / scale
-    assert error < 1e-4, (name, error)
+  for training in (True, False):
+    got, got_grads = outputs_and_gradients(fast, waveform, training)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert got_grads.keys() == want_grads.keys()
+    for name, want_grad in want_grads.items():
+      scale = np.abs(want_grad).max()
+      assert scale > 0, name
+      error = np.abs(got_grads[name] - want_grad).max() / scale
+      assert error < 1e-4, (name, training, error)
 
 
 @keras.saving.register_keras_serializable(package='test_fft_method')
@@ -158,7 +161,7 @@ def test_chunks_filtered_again_in_the_backward_pass_give_the_same_gradients(
                 for _ in range(2))
   windows = tf.constant(rng.random((401, 6)), tf.float32)
   waveform = tf.constant(noise(9000))  # 3 chunks of 3680 samples per clip.
-  chunk_bytes = 4 * 2 * 6 * 3680
+  chunk_bytes = 4 * 2 * 6 * 4096  # 12 filter outputs of N = 4096 samples.
 
   def outputs_and_gradients(kept_bytes):
     arguments = [waveform, real, imag, windows]
