@@ -114,15 +114,8 @@ class EfficientLeaf(keras.layers.Layer):
     owner = type(self).__name__
     frontend._set_filters_and_framing(self, n_filters, sample_rate,  # pylint: disable=protected-access
                                       window_len, window_stride)
-    self.num_groups = validation.check_positive_int(owner, 'num_groups',
-                                                    num_groups)
-    if self.num_groups > self.n_filters:
-      raise ValueError(f'{owner}: num_groups={num_groups} exceeds n_filters='
-                       f'{n_filters}; every group needs a filter.')
-    for name, value in (('conv_win_factor', conv_win_factor),
-                        ('stride_factor', stride_factor)):
-      if value is not None:
-        validation.check_positive_number(owner, name, value)
+    self.num_groups = grouped_filterbank.check_group_arguments(
+        owner, self.n_filters, num_groups, conv_win_factor, stride_factor)
     self.conv_win_factor = conv_win_factor
     self.stride_factor = stride_factor
     if pre_compression_floor is not None and not pre_compression_floor >= 0:

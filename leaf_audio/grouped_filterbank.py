@@ -39,6 +39,25 @@ from leaf_audio import serialization
 from leaf_audio import validation
 
 
+def check_group_arguments(owner, n_filters, num_groups, conv_win_factor,
+                          stride_factor):
+  """Validates a grouped filterbank's arguments; returns num_groups.
+
+  Raises ValueError, naming `owner`, unless num_groups is a positive int of at
+  most n_filters (every group needs a filter) and each factor is None or a
+  positive number.
+  """
+  num_groups = validation.check_positive_int(owner, 'num_groups', num_groups)
+  if num_groups > n_filters:
+    raise ValueError(f'{owner}: num_groups={num_groups} exceeds n_filters='
+                     f'{n_filters}; every group needs a filter.')
+  for name, value in (('conv_win_factor', conv_win_factor),
+                      ('stride_factor', stride_factor)):
+    if value is not None:
+      validation.check_positive_number(owner, name, value)
+  return num_groups
+
+
 @dataclasses.dataclass(frozen=True)
 class FilterGroup:
   """One group of filters of a `GroupedGaborFilterbank`.
@@ -306,15 +325,8 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     self.window_size = validation.check_positive_int(owner, 'window_size',
                                                      window_size)
     self.hop = validation.check_positive_int(owner, 'hop', hop)
-    self.num_groups = validation.check_positive_int(owner, 'num_groups',
-                                                    num_groups)
-    if self.num_groups > self.n_filters:
-      raise ValueError(f'{owner}: num_groups={num_groups} exceeds n_filters='
-                       f'{n_filters}; every group needs a filter.')
-    for name, value in (('conv_win_factor', conv_win_factor),
-                        ('stride_factor', stride_factor)):
-      if value is not None:
-        validation.check_positive_number(owner, name, value)
+    self.num_groups = check_group_arguments(owner, self.n_filters, num_groups,
+                                            conv_win_factor, stride_factor)
     self.conv_win_factor = conv_win_factor
     self.stride_factor = stride_factor
     self.padding = validation.check_padding(owner, 'padding', padding)

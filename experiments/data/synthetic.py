@@ -30,7 +30,9 @@ synthesize_example(i % 10, numpy.random.default_rng((SEED, s, i))) with s = 0,
 1, 2 for train, validation, test, stored as int16 (x 32768).
 """
 
+import abc
 import numbers
+import sys
 import types
 
 import numpy as np
@@ -192,9 +194,14 @@ def fades(num_samples, rng, sample_rate):
   return envelope
 
 
+def clip_rng(seed, split, index):
+  """The generator that draws clip `index` of `split` of the set seeded `seed`."""
+  return np.random.default_rng((seed, _SPLIT_INDEX[split], index))
+
+
 def example_rng(split, index):
   """The generator that draws clip `index` of `split` ('train', ...)."""
-  return np.random.default_rng((SEED, _SPLIT_INDEX[split], index))
+  return clip_rng(SEED, split, index)
 
 
 def example_label(index):
@@ -202,32 +209,55 @@ def example_label(index):
   return index % len(CLASS_NAMES)
 
 
-class LeafSynthetic(tfds.core.GeneratorBasedBuilder):
-  """Ten classes of synthetic sounds at 16 kHz; see the module docstring."""
+class SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
+  """A TFDS builder of generated clips: 16-bit audio and a class label each.
+
+  The module that defines a subclass describes its set: the module's
+  docstring, SAMPLE_RATE (Hz), CLASS_NAMES and SPLIT_SIZES, read when the
+  set is built. Subclasses set `code_path` and draw the clips in `example`.
+  Abstract, so TFDS does not register it as a dataset.
+  """
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
-  # TFDS 4.9 derives this from importlib_resources, a package it does not
-  # install on Python >= 3.9 (tensorflow/datasets#11212); naming the file
-  # directly avoids that path.
-  code_path = tfds.core.Path(__file__)
+
+  @abc.abstractmethod
+  def example(self, split, index):
+    """(float waveform [samples] in [-1, 1], int label) of clip `index`."""
+
+  def _dataset_module(self):
+    return sys.modules[type(self).__module__]
 
   def _info(self):
+    module = self._dataset_module()
     return self.dataset_info_from_configs(
-        description=__doc__,
+        description=module.__doc__,
         features=tfds.features.FeaturesDict({
-            'audio': audio_feature.pcm16_audio(SAMPLE_RATE),
-            'label': tfds.features.ClassLabel(names=CLASS_NAMES),
+            'audio': audio_feature.pcm16_audio(module.SAMPLE_RATE),
+            'label': tfds.features.ClassLabel(names=module.CLASS_NAMES),
         }),
         supervised_keys=('audio', 'label'),
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
-    return {split: self._generate_examples(split) for split in SPLIT_SIZES}
+    return {split: self._generate_examples(split)
+            for split in self._dataset_module().SPLIT_SIZES}
 
   def _generate_examples(self, split):
-    for index in range(SPLIT_SIZES[split]):
-      label = example_label(index)
-      audio = synthesize_example(label, example_rng(split, index))
+    for index in range(self._dataset_module().SPLIT_SIZES[split]):
+      audio, label = self.example(split, index)
       yield index, {'audio': wav.to_int16(audio), 'label': label}
+
+
+class LeafSynthetic(SyntheticBuilder):
+  """Ten classes of synthetic sounds at 16 kHz; see the module docstring."""
+
+  # TFDS 4.9 derives this from importlib_resources, a package it does not
+  # install on Python >= 3.9 (tensorflow/datasets#11212); naming the file
+  # directly avoids that path.
+  code_path = tfds.core.Path(__file__)
+
+  def example(self, split, index):
+    label = example_label(index)
+    return synthesize_example(label, example_rng(split, index)), label

@@ -39,9 +39,7 @@ import types
 import numpy as np
 import tensorflow_datasets as tfds
 
-from experiments.data import audio_feature
 from experiments.data import synthetic
-from experiments.data import wav
 
 SAMPLE_RATE = 16000
 TONE_LOW_HZ = (100., 125., 150., 175., 200.)
@@ -74,7 +72,6 @@ MIN_SAMPLE_RATE = 16000
 
 # Any fixed value works; changing it changes every clip (bump VERSION).
 SEED = 20220705
-_SPLIT_INDEX = {'train': 0, 'validation': 1, 'test': 2}
 
 
 def synthesize_example(label, rng, sample_rate=SAMPLE_RATE):
@@ -147,7 +144,7 @@ def _syllables(name, num_samples, rng, sample_rate):
 
 def example_rng(split, index):
   """The generator that draws clip `index` of `split` ('train', ...)."""
-  return np.random.default_rng((SEED, _SPLIT_INDEX[split], index))
+  return synthetic.clip_rng(SEED, split, index)
 
 
 def example_label(index):
@@ -155,31 +152,13 @@ def example_label(index):
   return index % len(CLASS_NAMES)
 
 
-class LeafSyntheticFine(tfds.core.GeneratorBasedBuilder):
+class LeafSyntheticFine(synthetic.SyntheticBuilder):
   """Closely spaced low tones and high bird-like syllables; see the module."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
   # As in synthetic.LeafSynthetic: TFDS 4.9 would look for this file through
   # importlib_resources, which it does not install.
   code_path = tfds.core.Path(__file__)
 
-  def _info(self):
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'audio': audio_feature.pcm16_audio(SAMPLE_RATE),
-            'label': tfds.features.ClassLabel(names=CLASS_NAMES),
-        }),
-        supervised_keys=('audio', 'label'),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Nothing to download.
-    return {split: self._generate_examples(split) for split in SPLIT_SIZES}
-
-  def _generate_examples(self, split):
-    for index in range(SPLIT_SIZES[split]):
-      label = example_label(index)
-      audio = synthesize_example(label, example_rng(split, index))
-      yield index, {'audio': wav.to_int16(audio), 'label': label}
+  def example(self, split, index):
+    label = example_label(index)
+    return synthesize_example(label, example_rng(split, index)), label
