@@ -83,8 +83,9 @@ def _fft_floor(tf, batch, seconds):
   kernel_size = layer._complex_conv.kernel_size  # pylint: disable=protected-access
   size = fft_filterbank.fft_size(kernel_size, kernel_size, 160)
   geometry = fft_filterbank._Geometry(  # pylint: disable=protected-access
-      int(seconds * SAMPLE_RATE), kernel_size, kernel_size, 160, 'same', size)
-  rows = batch * geometry.chunks
+      batch, int(seconds * SAMPLE_RATE), kernel_size, kernel_size, 160,
+      'same', size)
+  rows = geometry.chunks
   outputs = 2 * layer.n_filters
   spectra = tf.complex(tf.random.normal([outputs, size // 2 + 1]),
                        tf.random.normal([outputs, size // 2 + 1]))

@@ -70,14 +70,22 @@ def fft_size(kernel_size: int, window_size: int, stride: int) -> int:
 
 
 class _Geometry:
-  """Where chunks and blocks lie for an input of `length` samples.
+  """Where clips, chunks and blocks lie for a batch of clips of `length` samples.
 
-  Block b holds the energies at samples [b S - left, (b + 1) S - left); chunk c
-  holds blocks [c Q, (c + 1) Q) and reads the input samples from
-  c Q S - left - (K - 1) // 2 on.
+  The clips are laid end to end in one signal, `span` blocks of S samples
+  each: clip b's sample t lies at b span S + left + t, so that its energy
+  block i (samples [i S - left, (i + 1) S - left) of the clip) is block
+  b span + i of the signal. `span` covers the clip's `blocks` needed blocks
+  and leaves at least K // 2 zeros after each clip, so that no filter output
+  inside a clip reads a sample of its neighbours. Chunk c holds the signal's
+  blocks [c Q, (c + 1) Q) and reads its samples from c Q S - (K - 1) // 2 on.
+  Packing the batch this way, rather than chunking each clip alone, spares
+  the partly empty last chunk of every clip (10% of the chunks of 1 s clips).
   """
 
-  def __init__(self, length, kernel_size, window_size, stride, padding, size):
+  def __init__(self, batch, length, kernel_size, window_size, stride, padding,
+               size):
+    self.batch = batch
     self.length = length
     self.stride = stride
     self.size = size
@@ -90,24 +98,48 @@ class _Geometry:
           f'fft_size={size} is too short for kernel_size={kernel_size} and '
           f'stride={stride}; it needs at least {kernel_size - 1 + stride}.')
     self.hop = self.blocks_per_chunk * stride
-    blocks = self.frames - 1 + self.pieces
-    self.chunks = (blocks + self.blocks_per_chunk - 1) // self.blocks_per_chunk
-    self.input_offset = self.left + (kernel_size - 1) // 2
+    self.blocks = self.frames - 1 + self.pieces
+    self.span = tf.maximum(
+        self.blocks,
+        (length + self.left + kernel_size // 2 + stride - 1) // stride)
+    self.chunks = tf.maximum(
+        (batch - 1) * self.span + self.blocks + self.blocks_per_chunk - 1,
+        0) // self.blocks_per_chunk
+    self.input_offset = (kernel_size - 1) // 2
 
   def chunk_rows(self, waveform):
-    """The overlapping input chunks [batch * chunks, N] of waveform [batch, T]."""
+    """The overlapping input chunks [chunks, N] of waveform [batch, T]."""
+    span_samples = self.span * self.stride
+    packed = tf.reshape(
+        tf.pad(waveform,
+               [[0, 0], [self.left, span_samples - self.left - self.length]]),
+        [-1])
     needed = self.hop * (self.chunks - 1) + self.size
-    right = tf.maximum(needed - self.length - self.input_offset, 0)
-    padded = tf.pad(waveform, [[0, 0], [self.input_offset, right]])
-    rows = tf.signal.frame(padded[:, :needed], self.size, self.hop)
-    return tf.reshape(rows, [-1, self.size])
+    right = tf.maximum(
+        needed - self.batch * span_samples - self.input_offset, 0)
+    padded = tf.pad(packed, [[self.input_offset, right]])
+    return tf.signal.frame(padded[:needed], self.size, self.hop)
 
   def energy_mask(self, row_ids):
-    """1 where a chunk's energies lie inside the input, else 0: [rows, Q S]."""
-    chunk = row_ids % self.chunks
-    sample = (chunk[:, tf.newaxis] * self.hop - self.left +
+    """1 where a chunk's energies lie inside a clip, else 0: [rows, Q S]."""
+    span_samples = self.span * self.stride
+    sample = (row_ids[:, tf.newaxis] * self.hop +
               tf.range(self.hop)[tf.newaxis, :])
-    return tf.cast((sample >= 0) & (sample < self.length), tf.float32)
+    clip = sample // span_samples
+    inside = sample - clip * span_samples - self.left
+    return tf.cast((inside >= 0) & (inside < self.length) &
+                   (clip < self.batch), tf.float32)
+
+  def clip_blocks(self, products):
+    """[C, batch, blocks, P] of the chunks' products [C, chunks Q, P]."""
+    total = self.batch * self.span
+    products = tf.pad(
+        products,
+        [[0, 0], [0, tf.maximum(total - tf.shape(products)[1], 0)], [0, 0]])
+    products = tf.reshape(products[:, :total],
+                          [products.shape[0], self.batch, self.span,
+                           products.shape[2]])
+    return products[:, :, :self.blocks]
 
 
 # The small steps around the FFTs (a complex product broadcast over the
@@ -375,8 +407,8 @@ def _pooled_energy(waveform, real, imag, windows, stride, padding, size,
   """`pooled_energy` with all arguments given."""
   channels, kernel_size = real.shape
   window_size = windows.shape[0]
-  geometry = _Geometry(tf.shape(waveform)[1], kernel_size, window_size,
-                       stride, padding, size)
+  geometry = _Geometry(tf.shape(waveform)[0], tf.shape(waveform)[1],
+                       kernel_size, window_size, stride, padding, size)
   taps = tf.pad(tf.concat([real, imag], axis=0),
                 [[0, 0], [0, size - kernel_size]])
   # Correlation with h is multiplication by the conjugate of its spectrum.
@@ -387,8 +419,7 @@ def _pooled_energy(waveform, real, imag, windows, stride, padding, size,
   pieces = tf.transpose(pieces, (2, 1, 0))
   products = _products(geometry.chunk_rows(waveform), tf.math.real(spectra),
                        tf.math.imag(spectra), pieces, geometry, kept_bytes)
-  products = tf.reshape(
-      products, [channels, tf.shape(waveform)[0], -1, geometry.pieces])
+  products = geometry.clip_blocks(products)
   # Frame f adds piece p applied to block f + p.
   frames = geometry.frames
   outputs = 0.

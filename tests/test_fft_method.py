@@ -218,6 +218,35 @@ def test_pooled_energy_matches_numpy(padding, shared_window):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * want.max())
 
 
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('kernel, window', [(33, 25), (65, 9), (9, 65)])
+def test_clips_packed_end_to_end_do_not_hear_their_neighbours(
+    padding, kernel, window):
+  # The batch is filtered as one signal; a silent clip between two loud ones
+  # must stay silent, and all must match the definition.
+  rng = np.random.default_rng(5)
+  real, imag = rng.standard_normal((2, 3, kernel))
+  windows = rng.random((window, 3))
+  waveform = 1e3 * rng.standard_normal((3, 237))
+  waveform[1] = 0.
+  got = fft_filterbank.pooled_energy(
+      tf.constant(waveform, tf.float32), tf.constant(real, tf.float32),
+      tf.constant(imag, tf.float32), tf.constant(windows, tf.float32), 10,
+      padding, size=128)
+  want = numpy_pooled_energy(waveform, real, imag, windows, 10, padding)
+  # FFTs spread float rounding over a whole chunk, nothing more: a single
+  # neighbouring sample read by a filter would give 1e-3 of the maximum.
+  assert np.abs(got[1]).max() < 1e-10 * want.max()
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * want.max())
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_an_empty_batch_gives_an_empty_output(training):
+  layer = leaf_audio.Leaf()
+  outputs = layer(tf.zeros([0, 16000]), training=training)
+  assert outputs.shape == (0, 100, 40)
+
+
 def test_fft_size_is_a_power_of_two_with_room_for_the_chunk():
   for kernel, window, stride in [(401, 401, 160), (769, 769, 240),
                                  (552, 552, 220), (3, 3, 5000)]:
