@@ -17,6 +17,9 @@ twice that.
   * The energies are cut into blocks of S samples, starting at sample -left;
     frame f is the sum over the ceil(W / S) blocks f, f + 1, ... of each block
     times its piece of the window (see `pooling.strided_window_sum`).
+  * The clips of a batch are laid end to end in one signal, each padded with
+    enough zeros that no filter output inside a clip reads its neighbours
+    (`_Geometry`), and the signal's blocks are cut into chunks.
   * Chunks of Q whole blocks are filtered with FFTs of `fft_size` N samples
     (overlap-save: a chunk reads Q S + K - 1 input samples and Q S <= N - K +
     1), by multiplying the chunk's spectrum with the spectra of the truncated
@@ -33,6 +36,7 @@ All arguments are float32 tensors; the result is float32.
 """
 
 import math
+import numbers
 
 import tensorflow as tf
 
@@ -396,6 +400,11 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
     float32 [batch, frames, C]; frames = ceil(samples / S) for 'same' and
     (samples - W) // S + 1 for 'valid'.
   """
+  if (not isinstance(kept_bytes, numbers.Integral) or
+      isinstance(kept_bytes, bool) or kept_bytes < 0):
+    raise ValueError(
+        'pooled_energy: kept_bytes must be an int >= 0, the bytes of filter '
+        f'outputs the forward pass may keep; got {kept_bytes!r}.')
   kernel_size = real.shape[1]
   size = size or fft_size(kernel_size, windows.shape[0], stride)
   return _pooled_energy_graph(waveform, real, imag, windows, stride, padding,

@@ -1,6 +1,7 @@
 """The FFT method computes the same function as the direct (reference) method."""
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -245,6 +246,16 @@ def test_an_empty_batch_gives_an_empty_output(training):
   layer = leaf_audio.Leaf()
   outputs = layer(tf.zeros([0, 16000]), training=training)
   assert outputs.shape == (0, 100, 40)
+
+
+@pytest.mark.parametrize('kept_bytes', [-1, 1.5, True, None])
+def test_a_bad_budget_for_kept_outputs_is_refused(kept_bytes):
+  real = tf.zeros([2, 33])
+  with pytest.raises(ValueError, match=r'kept_bytes must be an int >= 0.*got '
+                     + re.escape(repr(kept_bytes))):
+    fft_filterbank.pooled_energy(tf.zeros([1, 500]), real, real,
+                                 tf.ones([25, 2]), 10, 'same',
+                                 kept_bytes=kept_bytes)
 
 
 def test_fft_size_is_a_power_of_two_with_room_for_the_chunk():
