@@ -13,7 +13,9 @@ Harness (the same for every row): float32 waveforms [batch, seconds * 16000],
 `tf.function`, training=True, loss = mean(output**2), gradients with respect to
 the frontend's trainable variables only (no input gradient), TensorFlow's
 default settings. Rounds are interleaved (every frontend once per round) and
-the table shows medians, so load on a shared machine hits all rows alike.
+the table shows medians, so load on a shared machine hits all rows alike;
+`--warmup` untimed rounds come first (the first traces; steps are slower for
+a few calls after that).
 Peak resident memory is measured in a fresh process per frontend (forward +
 backward, a few repetitions): the increase of the process' maximum RSS over
 the same process after building the frontend.
@@ -147,8 +149,9 @@ def measure_times(args):
   if args.train_step and 'Leaf' in args.frontends:
     jobs[('FFTs of Leaf', 'forward_backward')] = _fft_floor(
         tf, args.batch, args.seconds)
-  for fn in jobs.values():  # Trace and warm up.
-    _run(fn, x)
+  for _ in range(args.warmup):  # Trace, then let allocators settle.
+    for fn in jobs.values():
+      _run(fn, x)
   times = {key: [] for key in jobs}
   for _ in range(args.rounds):
     for key, fn in jobs.items():
@@ -224,6 +227,8 @@ def main():
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--seconds', type=float, default=1.0)
   parser.add_argument('--rounds', type=int, default=7)
+  parser.add_argument('--warmup', type=int, default=2,
+                      help='untimed rounds first (the first traces)')
   parser.add_argument('--train_step', default='true',
                       choices=['true', 'false'])
   parser.add_argument('--frontends', nargs='+', default=list(FRONTENDS),
@@ -246,7 +251,8 @@ def main():
     return
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   print(f'batch {args.batch} x {args.seconds:g} s at {SAMPLE_RATE} Hz, '
-        f'{args.rounds} interleaved rounds, medians; TensorFlow '
+        f'{args.rounds} interleaved rounds after {args.warmup} untimed, '
+        f'medians; TensorFlow '
         f'{tf.__version__}, {os.cpu_count()} CPUs, '
         f'TF_ENABLE_ONEDNN_OPTS={os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}')
   memory = measure_memory(args)
