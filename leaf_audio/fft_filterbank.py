@@ -106,6 +106,7 @@ class _Geometry:
     self.span = tf.maximum(
         self.blocks,
         (length + self.left + kernel_size // 2 + stride - 1) // stride)
+    self.span_samples = self.span * stride
     self.chunks = tf.maximum(
         (batch - 1) * self.span + self.blocks + self.blocks_per_chunk - 1,
         0) // self.blocks_per_chunk
@@ -113,24 +114,22 @@ class _Geometry:
 
   def chunk_rows(self, waveform):
     """The overlapping input chunks [chunks, N] of waveform [batch, T]."""
-    span_samples = self.span * self.stride
     packed = tf.reshape(
         tf.pad(waveform,
-               [[0, 0], [self.left, span_samples - self.left - self.length]]),
+               [[0, 0], [self.left, self.span_samples - self.left - self.length]]),
         [-1])
     needed = self.hop * (self.chunks - 1) + self.size
     right = tf.maximum(
-        needed - self.batch * span_samples - self.input_offset, 0)
+        needed - self.batch * self.span_samples - self.input_offset, 0)
     padded = tf.pad(packed, [[self.input_offset, right]])
     return tf.signal.frame(padded[:needed], self.size, self.hop)
 
   def energy_mask(self, row_ids):
     """1 where a chunk's energies lie inside a clip, else 0: [rows, Q S]."""
-    span_samples = self.span * self.stride
     sample = (row_ids[:, tf.newaxis] * self.hop +
               tf.range(self.hop)[tf.newaxis, :])
-    clip = sample // span_samples
-    inside = sample - clip * span_samples - self.left
+    clip = sample // self.span_samples
+    inside = sample - clip * self.span_samples - self.left
     return tf.cast((inside >= 0) & (inside < self.length) &
                    (clip < self.batch), tf.float32)
 
