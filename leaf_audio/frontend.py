@@ -659,12 +659,12 @@ class MelFilterbanks(keras.layers.Layer):
     validation.check_float_waveform(type(self).__name__, inputs.dtype)
     if inputs.shape.rank == 3:
       inputs = inputs[:, :, 0]
-    stft = tf.signal.stft(
-        inputs,
-        frame_length=self.window_size,
-        frame_step=self.stride,
-        fft_length=self.n_fft,
-        pad_end=True)
+    # tf.signal.stft's computation, with frames built without its gather.
+    frames = framing.overlapping_frames(inputs, self.window_size, self.stride,
+                                        pad_end=True)
+    window = tf.signal.hann_window(self.window_size, periodic=True,
+                                   dtype=frames.dtype)
+    stft = tf.signal.rfft(frames * window, [self.n_fft])
     power = tf.square(tf.abs(stft))
     mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
     return self._compression(mel)
