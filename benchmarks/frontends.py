@@ -15,7 +15,11 @@ the frontend's trainable variables only (no input gradient), TensorFlow's
 default settings. Rounds are interleaved (every frontend once per round) and
 the table shows medians, so load on a shared machine hits all rows alike;
 `--warmup` untimed rounds come first (the first traces; steps are slower for
-a few calls after that).
+a few calls after that). A job shorter than `--min_ms` runs several times in a
+row within each round, and its time is their mean, so that timer and
+scheduler jitter do not decide a few-millisecond row. Each ratio to mel is
+the median over rounds of that round's ratio, so both sides of a ratio are
+measured seconds apart.
 Peak resident memory is measured in a fresh process per frontend (forward +
 backward, a few repetitions): the increase of the process' maximum RSS over
 the same process after building the frontend.
@@ -32,6 +36,7 @@ they alone would make a training step cost relative to mel's.
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -136,7 +141,26 @@ def _run(fn, x):
   return time.perf_counter() - start
 
 
+def _repeats(seconds, min_ms):
+  """Calls per round for a job that took `seconds` once: enough for min_ms.
+
+  At most 100, so that a job that measured 0 s (a coarse clock) cannot stall
+  the run.
+  """
+  return max(1, min(100, math.ceil(min_ms / 1000. / max(seconds, 1e-9))))
+
+
+def median_ratio(numerators, denominators):
+  """Median over rounds of numerators[i] / denominators[i]."""
+  if len(numerators) != len(denominators) or not numerators:
+    raise ValueError('median_ratio: needs two equally long, non-empty lists '
+                     f'of round times; got {len(numerators)} and '
+                     f'{len(denominators)}.')
+  return statistics.median(n / d for n, d in zip(numerators, denominators))
+
+
 def measure_times(args):
+  """{(row, job): [seconds per call, one per round]}."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = _waveforms(tf, args.batch, args.seconds)
   jobs = {}
@@ -149,14 +173,17 @@ def measure_times(args):
   if args.train_step and 'Leaf' in args.frontends:
     jobs[('FFTs of Leaf', 'forward_backward')] = _fft_floor(
         tf, args.batch, args.seconds)
-  for _ in range(args.warmup):  # Trace, then let allocators settle.
-    for fn in jobs.values():
-      _run(fn, x)
+  last = {}
+  for _ in range(max(args.warmup, 1)):  # Trace, then let allocators settle.
+    for key, fn in jobs.items():
+      last[key] = _run(fn, x)
+  repeats = {key: _repeats(last[key], args.min_ms) for key in jobs}
   times = {key: [] for key in jobs}
   for _ in range(args.rounds):
     for key, fn in jobs.items():
-      times[key].append(_run(fn, x))
-  return {key: statistics.median(values) for key, values in times.items()}
+      times[key].append(
+          sum(_run(fn, x) for _ in range(repeats[key])) / repeats[key])
+  return times
 
 
 def measure_memory_here(name, batch, seconds):
@@ -186,8 +213,15 @@ def measure_memory(args):
   return memory
 
 
-def table(args, times, memory):
-  mel_forward = times[('MelFilterbanks', 'forward')]
+def table(args, round_times, memory):
+  """The markdown table and the lines under it, from measure_times' rounds."""
+  times = {key: statistics.median(values)
+           for key, values in round_times.items()}
+
+  def to_mel(name, job):
+    return median_ratio(round_times[(name, job)],
+                        round_times[('MelFilterbanks', job)])
+
   header = ['frontend', 'forward ms', 'fwd+bwd ms', 'fwd / mel fwd',
             'peak RSS MiB (fwd+bwd)']
   if args.train_step:
@@ -197,11 +231,11 @@ def table(args, times, memory):
   for name in args.frontends:
     row = [name, f'{1000 * times[(name, "forward")]:.1f}',
            f'{1000 * times[(name, "forward_backward")]:.1f}',
-           f'{times[(name, "forward")] / mel_forward:.1f}x',
+           f'{to_mel(name, "forward"):.1f}x',
            f'{memory[name]:.0f}']
     if args.train_step:
       row += [f'{1000 * times[(name, "train_step")]:.0f}',
-              f'{times[(name, "train_step")] / mel_step:.2f}x']
+              f'{to_mel(name, "train_step"):.2f}x']
     rows.append(row)
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
@@ -209,8 +243,8 @@ def table(args, times, memory):
   if 'Leaf' in args.frontends and 'Leaf (direct)' in args.frontends:
     lines.append(
         '\nLeaf forward + backward: %.1fx faster than the direct method.' %
-        (times[('Leaf (direct)', 'forward_backward')] /
-         times[('Leaf', 'forward_backward')]))
+        median_ratio(round_times[('Leaf (direct)', 'forward_backward')],
+                     round_times[('Leaf', 'forward_backward')]))
   if ('FFTs of Leaf', 'forward_backward') in times:
     floor = times[('FFTs of Leaf', 'forward_backward')]
     lines.append(
@@ -228,7 +262,11 @@ def main():
   parser.add_argument('--seconds', type=float, default=1.0)
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--warmup', type=int, default=2,
-                      help='untimed rounds first (the first traces)')
+                      help='untimed rounds first (the first traces); at '
+                      'least 1')
+  parser.add_argument('--min_ms', type=float, default=50.,
+                      help='a job shorter than this runs several times per '
+                      'round; its time is their mean')
   parser.add_argument('--train_step', default='true',
                       choices=['true', 'false'])
   parser.add_argument('--frontends', nargs='+', default=list(FRONTENDS),
@@ -252,7 +290,8 @@ def main():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   print(f'batch {args.batch} x {args.seconds:g} s at {SAMPLE_RATE} Hz, '
         f'{args.rounds} interleaved rounds after {args.warmup} untimed, '
-        f'medians; TensorFlow '
+        f'jobs under {args.min_ms:g} ms repeated within a round, medians; '
+        f'TensorFlow '
         f'{tf.__version__}, {os.cpu_count()} CPUs, '
         f'TF_ENABLE_ONEDNN_OPTS={os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}')
   memory = measure_memory(args)
