@@ -10,6 +10,7 @@ one full window.
 """
 
 import math
+import numbers
 
 import tensorflow as tf
 
@@ -97,29 +98,37 @@ def overlapping_frames(signal, frame_length: int, frame_step: int,
     pad_end: bool, whether frames may run past the end (zeros).
 
   Returns:
-    tensor [..., frames, frame_length] of the signal's dtype.
+    tensor [..., frames, frame_length] of the signal's dtype; the frame count
+    is static when the signal's length is.
   """
   for name, value in (('frame_length', frame_length),
                       ('frame_step', frame_step)):
-    if (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or
+        value < 1):
       raise ValueError(f'overlapping_frames: {name} must be an int >= 1; got '
                        f'{value!r}.')
+  frame_length, frame_step = int(frame_length), int(frame_step)
   signal = tf.convert_to_tensor(signal)
   if signal.shape.rank is None or signal.shape.rank < 1:
     raise ValueError('overlapping_frames: signal must have a known rank >= 1 '
                      f'(samples on the last axis); got shape {signal.shape}.')
-  samples = tf.shape(signal)[-1]
+  # Python ints where the length is static, so that the shapes stay static.
+  samples = signal.shape[-1]
+  maximum = max
+  if samples is None:
+    samples, maximum = tf.shape(signal)[-1], tf.maximum
   if pad_end:
     frames = (samples + frame_step - 1) // frame_step
   else:
-    frames = tf.maximum((samples - frame_length) // frame_step + 1, 0)
+    frames = maximum((samples - frame_length) // frame_step + 1, 0)
   pieces = -(-frame_length // frame_step)
   hops = frames + pieces - 1
   needed = hops * frame_step
   signal = tf.pad(signal, [[0, 0]] * (signal.shape.rank - 1) +
-                  [[0, tf.maximum(needed - samples, 0)]])[..., :needed]
-  hops_shape = tf.concat([tf.shape(signal)[:-1], [hops, frame_step]], 0)
-  by_hop = tf.reshape(signal, hops_shape)
+                  [[0, maximum(needed - samples, 0)]])[..., :needed]
+  leading = [size if size is not None else tf.shape(signal)[axis]
+             for axis, size in enumerate(signal.shape[:-1])]
+  by_hop = tf.reshape(signal, leading + [hops, frame_step])
   framed = tf.concat(
       [by_hop[..., piece:piece + frames, :] for piece in range(pieces)],
       axis=-1)

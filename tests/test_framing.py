@@ -79,3 +79,25 @@ def test_bad_lengths_are_refused(kwargs, message):
 def test_a_scalar_signal_is_refused():
   with pytest.raises(ValueError, match='known rank >= 1'):
     framing.overlapping_frames(tf.constant(1.), 4, 2)
+
+
+def test_static_shapes_stay_static_as_with_tf_signal_frame():
+  shapes = {}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 16000])])
+  def frames(signal):
+    shapes['ours'] = framing.overlapping_frames(signal, 401, 160,
+                                                pad_end=True).shape
+    shapes['tf'] = tf.signal.frame(signal, 401, 160, pad_end=True).shape
+    shapes['valid'] = framing.overlapping_frames(signal, 401, 160).shape
+    return signal
+
+  frames.get_concrete_function()
+  assert shapes['ours'].as_list() == shapes['tf'].as_list() == [None, 100, 401]
+  assert shapes['valid'].as_list() == [None, 98, 401]
+
+
+def test_numpy_integer_lengths_are_accepted():
+  got = framing.overlapping_frames(tf.range(10.), np.int64(4), np.int32(3))
+  np.testing.assert_array_equal(got.numpy(),
+                                numpy_frames(np.arange(10.), 4, 3, False))
