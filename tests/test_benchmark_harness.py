@@ -19,7 +19,7 @@ def load_benchmark():
 def test_ratios_are_medians_of_per_round_ratios():
   benchmark = load_benchmark()
   # Round 3 is slow for both rows (load): per-round ratios are 2, 2, 2, 3;
-  # the ratio of the medians would be 3.5 / 1.25 = 2.8.
+  # the ratio of the medians would be 4 / 1.5 = 2.67.
   leaf = [2., 2., 10., 6.]
   mel = [1., 1., 5., 2.]
   assert benchmark.median_ratio(leaf, mel) == pytest.approx(2.)
