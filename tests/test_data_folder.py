@@ -275,3 +275,37 @@ def test_a_hash_split_without_train_files_is_an_error(tmp_path):
   wav.write_wav(tmp_path / 'root' / 'a' / name, np.zeros(10), 16000)
   with pytest.raises(ValueError, match='none in train'):
     folder.folder_builder(tmp_path / 'root')
+
+
+def test_a_missing_validation_folder_is_carved_from_train_by_hash(tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root / 'train', 20)
+  make_label_folders(root / 'test', 2)
+  builder = folder.folder_builder(root, data_dir=tmp_path / 'data')
+  builder.download_and_prepare()
+  moved = {f'train/{label}/{i}.wav' for label in 'abc' for i in range(20)
+           if folder.hash_split(f'train/{label}/{i}.wav') == 'validation'}
+  assert 0 < len(moved) < 12  # About 10% of 60.
+  assert {split: info.num_examples for split, info in
+          builder.info.splits.items()} == {
+              'train': 60 - len(moved), 'validation': len(moved), 'test': 6}
+  # Each stored clip's length names its file; validation holds the moved ones.
+  found = set()
+  for example in tfds.as_numpy(builder.as_dataset('validation')):
+    k, i = divmod(len(example['audio']) - 100, 50)
+    found.add(f"train/{'abc'[k]}/{i}.wav")
+  assert found == moved
+
+
+def test_missing_validation_and_test_folders_are_both_carved(tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root / 'train', 20)
+  layout = folder.scan_folder(root)
+  expected = {}
+  for label in 'abc':
+    for i in range(20):
+      split = folder.hash_split(f'train/{label}/{i}.wav')
+      expected[split] = expected.get(split, 0) + 1
+  assert {split: len(files) for split, files in layout.files.items()} == (
+      expected)
+  assert set(expected) == {'train', 'validation', 'test'}

@@ -9,7 +9,11 @@ Two layouts are understood (label = the name of the folder holding a file):
                                      and go
   root/train/<label>/*.wav           the user's own splits; validation and
   root/validation/<label>/*.wav      test are optional, and their labels
-  root/test/<label>/*.wav            must also appear in train
+  root/test/<label>/*.wav            must also appear in train. A missing
+                                     validation (or test) folder is carved
+                                     from train by the same hash: the train
+                                     files that hash to validation (test),
+                                     about 10% each, are moved there
 
 Label names are the sorted label folder names (of train, in the second
 layout), so label indices agree across splits. Only direct children of a
@@ -141,6 +145,22 @@ def _scan_split_folders(root, folders, skipped):
   files = {split: tuple((path, label_names.index(label))
                         for label, paths in labels.items() for path in paths)
            for split, labels in by_split.items()}
+  # Validation (and test) carved from train when their folders are missing.
+  missing = [split for split in SPLIT_FOLDERS if split not in files]
+  if missing:
+    kept, carved = [], collections.defaultdict(list)
+    for path, label in files['train']:
+      split = hash_split(path)
+      (carved[split] if split in missing else kept).append((path, label))
+    files['train'] = tuple(kept)
+    files.update({split: tuple(carved[split]) for split in missing
+                  if carved[split]})
+    if not kept:
+      raise ValueError(
+          f'WavFolder: after carving {missing} from the '
+          f'{sum(map(len, carved.values()))} files '
+          f'of {os.path.join(root, "train")!r} by hash, none is left to '
+          'train on; add train files or give validation and test folders.')
   return label_names, files
 
 
