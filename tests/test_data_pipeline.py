@@ -457,3 +457,19 @@ def test_eval_clips_are_whole_with_a_batch_axis():
     np.testing.assert_array_equal(audio[0],
                                   np.arange(CLIP_LENGTHS[i]) + 1000 * i)
     assert label[0] == i
+
+
+def test_folder_damaged_files_policy_is_a_load_dataset_argument(tmp_path):
+  for label in ('hum', 'hiss'):
+    (tmp_path / 'sounds' / label).mkdir(parents=True)
+    for i in range(10):
+      wav.write_wav(tmp_path / 'sounds' / label / f'{i}.wav',
+                    np.full(200 + i, 0.25), 16000)
+  (tmp_path / 'sounds' / 'hum' / '4.wav').write_bytes(b'RIFF')
+  with pytest.raises(ValueError, match=r"hum/4\.wav"):
+    pipeline.load_dataset('folder', folder=tmp_path / 'sounds',
+                          data_dir=tmp_path / 'data')
+  _, info = pipeline.load_dataset('folder', folder=tmp_path / 'sounds',
+                                  data_dir=tmp_path / 'data',
+                                  damaged_files='skip')
+  assert sum(info.num_examples[role] for role in pipeline.ROLES) == 19

@@ -81,7 +81,7 @@ class DatasetInfo:
 @gin.configurable
 def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
                  audio_key='audio', label_key='label', sample_rate=16000,
-                 eval_split=None, download=True):
+                 eval_split=None, download=True, damaged_files='refuse'):
   """Prepares a dataset and returns its splits as float waveforms and labels.
 
   Args:
@@ -108,6 +108,9 @@ def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
     download: bool, for catalogue datasets: download and prepare them when
       needed (True) or require them prepared in data_dir (False). The
       synthetic set and folders are always prepared locally.
+    damaged_files: for name='folder': 'refuse' (default) stops at a damaged
+      WAV file (truncated, corrupt, non-finite samples) with an error naming
+      it; 'skip' leaves such files out and logs how many and which.
 
   Returns:
     (splits, info): splits maps 'train', 'eval' and 'test' to tf.data
@@ -121,7 +124,8 @@ def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
       a missing feature or split, an unsupported label feature, or a sample
       rate other than `sample_rate`.
   """
-  builder = _prepared_builder(name, data_dir, folder, sample_rate, download)
+  builder = _prepared_builder(name, data_dir, folder, sample_rate, download,
+                              damaged_files)
   features = builder.info.features
   audio_to_float = _audio_converter(name, features, audio_key, sample_rate)
   label_names, label_converter, multi_label = _label_converter(
@@ -174,7 +178,8 @@ def _prepare(make_builder):
   return builder
 
 
-def _prepared_builder(name, data_dir, folder, sample_rate, download):
+def _prepared_builder(name, data_dir, folder, sample_rate, download,
+                      damaged_files='refuse'):
   """The builder for `name`, with its data prepared in data_dir."""
   if name == SYNTHETIC_NAME:
     return _prepare(lambda: synthetic.LeafSynthetic(data_dir=data_dir))
@@ -183,8 +188,8 @@ def _prepared_builder(name, data_dir, folder, sample_rate, download):
       raise ValueError("load_dataset: name='folder' reads your WAV files and "
                        'needs folder=<path to root/<label>/*.wav>; got '
                        'folder=None.')
-    return _prepare(
-        lambda: folder_lib.folder_builder(folder, sample_rate, data_dir))
+    return _prepare(lambda: folder_lib.folder_builder(
+        folder, sample_rate, data_dir, damaged_files))
   if folder is not None:
     raise ValueError(f'load_dataset: folder={folder!r} is only read when '
                      f"name='folder'; got name={name!r}.")
