@@ -313,3 +313,25 @@ def test_tflite_signature_converts_and_matches_the_keras_model(trained_run):
   # Only TFLite's builtin operators: no TensorFlow (Flex) ops are needed.
   ops = {op['op_name'] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
   assert not any(name.startswith('Flex') for name in ops), ops
+
+
+def test_training_does_not_replace_a_user_folder_at_model_dir_export(
+    tmp_path):
+  folder = helpers.make_tone_folder(tmp_path / 'tones', clips_per_class=4)
+  model_dir = tmp_path / 'run'
+  (model_dir / 'export').mkdir(parents=True)
+  (model_dir / 'export' / 'notes.txt').write_text('mine')
+  gin.clear_config()
+  try:
+    configuration.parse(
+        [str(REPO_ROOT / 'gin_configs' / name)
+         for name in ('common.gin', 'mel.gin')],
+        helpers.tiny_bindings(folder, tmp_path / 'tfds',
+                              **{'train.export': 'True'}))
+    with pytest.raises(export_directory.ExportDirectoryError,
+                       match=r"(?s)run/export'.*notes.txt"):
+      training.train(model_dir=str(model_dir))
+  finally:
+    gin.clear_config()
+  assert sorted(os.listdir(model_dir / 'export')) == ['notes.txt']
+  assert (model_dir / 'export' / 'notes.txt').read_text() == 'mine'
