@@ -4,7 +4,9 @@ An export never deletes what it did not write. The destination must be
 
   - a path that does not exist yet (it is created), or
   - an empty folder, or
-  - a folder holding MARKER_FILE, i.e. a previous export of this package,
+  - a previous export of this package: a folder holding MARKER_FILE and
+    nothing at its top level but what that export wrote (the marker lists
+    it), so a file a user put into an old export is not deleted either,
 
 and must not be a training run's model_dir or a folder that contains it.
 Anything else is refused with an ExportDirectoryError naming the folder, and
@@ -18,6 +20,7 @@ removed by the next export to the same place, but only when they carry the
 marker and their writer is no longer running.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -84,9 +87,19 @@ def check_destination(export_dir, model_dir=None) -> pathlib.Path:
     raise ExportDirectoryError(
         f'export_dir {str(export_dir)!r} exists and is not a folder; choose '
         'a new or empty folder.')
-  if is_export(export_dir):
-    return export_dir
   entries = sorted(entry.name for entry in export_dir.iterdir())
+  marker = _marker(export_dir)
+  if marker is not None:
+    added = sorted(set(entries) - set(marker.get('entries', [])) -
+                   {MARKER_FILE})
+    if not added:
+      return export_dir
+    raise ExportDirectoryError(
+        f'export_dir {str(export_dir)!r} is a previous export, but holds '
+        f'files the export did not write: {", ".join(added[:_MAX_NAMED])}'
+        f'{f" and {len(added) - _MAX_NAMED} more" if len(added) > _MAX_NAMED else ""}. '
+        'It is refused and left untouched; move those files away or choose '
+        'another folder.')
   if entries:
     named = ', '.join(entries[:_MAX_NAMED])
     more = len(entries) - _MAX_NAMED
@@ -95,7 +108,9 @@ def check_destination(export_dir, model_dir=None) -> pathlib.Path:
         f'export of leaf-audio (no {MARKER_FILE}): {named}'
         f'{f" and {more} more" if more > 0 else ""}. An export replaces its '
         'destination, so it is refused and the folder is left untouched; '
-        'choose a new or empty folder (or move these files away yourself).')
+        'choose a new or empty folder (or move these files away yourself; '
+        'an export written before leaf-audio marked its exports must be '
+        'deleted by hand).')
   return export_dir
 
 
@@ -171,6 +186,17 @@ def new_staging(export_dir, description: dict) -> pathlib.Path:
   return staging
 
 
+def finish_staging(staging) -> None:
+  """Records in the marker what the export wrote (its top-level entries)."""
+  staging = pathlib.Path(staging)
+  marker = _marker(staging)
+  marker['entries'] = sorted(entry.name for entry in staging.iterdir()
+                             if entry.name != MARKER_FILE)
+  temporary = staging / f'.{MARKER_FILE}.tmp'
+  temporary.write_text(json.dumps(marker, indent=2, sort_keys=True))
+  os.replace(temporary, staging / MARKER_FILE)
+
+
 def replace_with(staging, export_dir) -> None:
   """Moves the finished staging folder to export_dir.
 
@@ -180,6 +206,7 @@ def replace_with(staging, export_dir) -> None:
   export at export_dir (plus a marked folder the next export removes).
   """
   staging, export_dir = pathlib.Path(staging), pathlib.Path(export_dir)
+  finish_staging(staging)
   check_destination(export_dir)
   if not export_dir.exists():
     os.replace(staging, export_dir)
@@ -192,3 +219,25 @@ def replace_with(staging, export_dir) -> None:
   os.replace(export_dir, previous)
   os.replace(staging, export_dir)
   shutil.rmtree(previous)
+
+
+@contextlib.contextmanager
+def staged_export(export_dir, description: dict):
+  """Yields a new staging folder; moves it to export_dir when the block ends.
+
+  Stale staging folders of export_dir are removed first. If the block or the
+  replacement fails (including a refused destination), the staging folder
+  is deleted and the error propagates; export_dir is untouched.
+
+  Args:
+    export_dir: the destination (see check_destination).
+    description: facts stored in the marker, as for new_staging.
+  """
+  remove_stale_staging(export_dir)
+  staging = new_staging(export_dir, description)
+  try:
+    yield staging
+    replace_with(staging, export_dir)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise

@@ -170,13 +170,11 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
   archive.add_endpoint('serve_wav', serve_wav)
   archive.add_endpoint('metadata', metadata)
   archive.add_endpoint('tflite', tflite)
-  export_directory.remove_stale_staging(export_dir)
-  staging = export_directory.new_staging(export_dir, {
+  with export_directory.staged_export(export_dir, {
       'label_names': [str(name) for name in label_names],
       'sample_rate': int(sample_rate),
       'window_samples': int(window_samples),
       'multi_label': bool(multi_label),
-  })
-  archive.write_out(str(staging), verbose=False)
-  export_directory.replace_with(staging, export_dir)
+  }) as staging:
+    archive.write_out(str(staging), verbose=False)
   return export_dir

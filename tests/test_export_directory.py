@@ -26,9 +26,9 @@ def user_folder(root):
 
 def fake_export(export_dir, payload='v1'):
   """Writes export_dir the way serving.export_saved_model does."""
-  staging = export_directory.new_staging(export_dir, {'label_names': ['a']})
-  (staging / 'saved_model.pb').write_text(payload)
-  export_directory.replace_with(staging, export_dir)
+  with export_directory.staged_export(export_dir,
+                                      {'label_names': ['a']}) as staging:
+    (staging / 'saved_model.pb').write_text(payload)
 
 
 def test_new_and_empty_folders_are_accepted(tmp_path):
@@ -121,3 +121,26 @@ def test_staging_folders_follow_the_umask(tmp_path):
   assert (tmp_path / 'export').stat().st_mode & 0o777 == 0o755
   assert ((tmp_path / 'export' / export_directory.MARKER_FILE).stat().st_mode
           & 0o777 == 0o644)
+
+
+def test_a_user_file_added_to_an_old_export_is_not_deleted(tmp_path):
+  fake_export(tmp_path / 'export', 'v1')
+  marker = json.loads((tmp_path / 'export' /
+                       export_directory.MARKER_FILE).read_text())
+  assert marker['entries'] == ['saved_model.pb']
+  (tmp_path / 'export' / 'my_notes.txt').write_text('keep me')
+  before = snapshot(tmp_path)
+  with pytest.raises(export_directory.ExportDirectoryError,
+                     match=r"previous export, but holds .*my_notes.txt"):
+    fake_export(tmp_path / 'export', 'v2')
+  assert snapshot(tmp_path) == before  # The staging folder is gone too.
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path):
+  fake_export(tmp_path / 'export', 'v1')
+  before = snapshot(tmp_path)
+  with pytest.raises(RuntimeError, match='disk full'):
+    with export_directory.staged_export(tmp_path / 'export', {}) as staging:
+      (staging / 'saved_model.pb').write_text('half')
+      raise RuntimeError('disk full')
+  assert snapshot(tmp_path) == before
