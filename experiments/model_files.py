@@ -16,11 +16,12 @@ class DamagedModelFileError(ValueError):
   """A .keras file that exists but cannot be read."""
 
 
-def load_keras_file(path):
+def load_keras_file(path, **load_options):
   """keras.saving.load_model(path), with clear errors.
 
   Args:
     path: str or os.PathLike, a .keras file written by model.save.
+    **load_options: passed to keras.saving.load_model (e.g. compile=False).
 
   Returns:
     The Keras model.
@@ -46,7 +47,7 @@ def load_keras_file(path):
   if bad_member is not None:
     raise DamagedModelFileError(f'{damaged}; {bad_member} fails its CRC.')
   try:
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, **load_options)
   except Exception as error:  # pylint: disable=broad-except
     raise DamagedModelFileError(
         f'{path} could not be loaded as a Keras model: '
