@@ -85,7 +85,8 @@ def check_destination(export_dir, model_dir=None) -> pathlib.Path:
     return export_dir
   if not export_dir.is_dir() or export_dir.is_symlink():
     raise ExportDirectoryError(
-        f'export_dir {str(export_dir)!r} exists and is not a folder; choose '
+        f'export_dir {str(export_dir)!r} exists and is not a folder (a file '
+        'or a symbolic link); choose '
         'a new or empty folder.')
   entries = sorted(entry.name for entry in export_dir.iterdir())
   marker = _marker(export_dir)
