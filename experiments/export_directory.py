@@ -17,7 +17,7 @@ destination, `.<name>-staging-<random>`, which holds MARKER_FILE (with the
 writer's host and process id) from its first moment; it then replaces the
 destination by two renames. Staging folders left by a killed export are
 removed by the next export to the same place, but only when they carry the
-marker and their writer is no longer running.
+marker and their writer (a process of the same host) is no longer running.
 """
 
 import contextlib
@@ -97,17 +97,13 @@ def check_destination(export_dir, model_dir=None) -> pathlib.Path:
       return export_dir
     raise ExportDirectoryError(
         f'export_dir {str(export_dir)!r} is a previous export, but holds '
-        f'files the export did not write: {", ".join(added[:_MAX_NAMED])}'
-        f'{f" and {len(added) - _MAX_NAMED} more" if len(added) > _MAX_NAMED else ""}. '
-        'It is refused and left untouched; move those files away or choose '
+        f'files the export did not write: {_listing(added)}. It is refused and left untouched; move those files away or choose '
         'another folder.')
   if entries:
-    named = ', '.join(entries[:_MAX_NAMED])
-    more = len(entries) - _MAX_NAMED
     raise ExportDirectoryError(
         f'export_dir {str(export_dir)!r} holds files that are not a previous '
-        f'export of leaf-audio (no {MARKER_FILE}): {named}'
-        f'{f" and {more} more" if more > 0 else ""}. An export replaces its '
+        f'export of leaf-audio (no {MARKER_FILE}): {_listing(entries)}. An '
+        'export replaces its '
         'destination, so it is refused and the folder is left untouched; '
         'choose a new or empty folder (or move these files away yourself; '
         'an export written before leaf-audio marked its exports must be '
@@ -120,13 +116,25 @@ def _staging_prefix(export_dir):
 
 
 def _writer_is_running(marker):
+  """False only when the marker's writer is surely gone: a process of this
+  host that no longer exists. (Another host's export is left alone.)"""
   if marker.get('host') != socket.gethostname():
-    return False
+    return True
   try:
-    os.kill(int(marker.get('pid', -1)), 0)
+    pid = int(marker.get('pid', 0))
+    if pid <= 0:
+      return False
+    os.kill(pid, 0)
   except (OSError, ValueError, OverflowError) as error:
     return getattr(error, 'errno', None) == errno.EPERM
   return True
+
+
+def _listing(names):
+  """'a, b, c and 4 more' for a list of names."""
+  more = len(names) - _MAX_NAMED
+  return ', '.join(names[:_MAX_NAMED]) + (f' and {more} more' if more > 0
+                                          else '')
 
 
 def remove_stale_staging(export_dir) -> list:

@@ -144,3 +144,22 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path):
       (staging / 'saved_model.pb').write_text('half')
       raise RuntimeError('disk full')
   assert snapshot(tmp_path) == before
+
+
+def test_staging_folders_of_other_hosts_are_left_alone(tmp_path):
+  staging = export_directory.new_staging(tmp_path / 'export', {})
+  marker = staging / export_directory.MARKER_FILE
+  marker.write_text(json.dumps(dict(json.loads(marker.read_text()),
+                                    host='another-machine', pid=1)))
+  assert export_directory.remove_stale_staging(tmp_path / 'export') == []
+  assert staging.is_dir()
+
+
+def test_long_listings_are_counted(tmp_path):
+  folder = tmp_path / 'many'
+  folder.mkdir()
+  for i in range(8):
+    (folder / f'f{i}').write_text('x')
+  with pytest.raises(export_directory.ExportDirectoryError,
+                     match=r'f0, f1, f2, f3, f4 and 3 more\.'):
+    export_directory.check_destination(folder)
