@@ -2,7 +2,9 @@
 
 gin reports an unknown configurable or parameter with its file and line; this
 module adds close matches ("did you mean ...?"), names the file of a syntax
-error and checks that files exist (gin 0.5 crashes on a missing file).
+error and checks that files exist, including the files they `include` (gin
+0.5 reports a missing include as "expected str, bytes or os.PathLike object,
+not NoneType" or an OSError).
 """
 
 import difflib
@@ -22,6 +24,48 @@ GIN_CONFIG_DIR = REPO_ROOT / 'gin_configs'
 
 class GinConfigError(ValueError):
   """A gin file or binding that cannot be applied; the message says why."""
+
+
+_INCLUDE = re.compile(r"""^\s*include\s+(['"])(.+?)\1""")
+
+
+def _resolve_include(name):
+  """The path gin opens for `include name`, or None when there is none."""
+  if os.path.isabs(name):
+    return name if os.path.isfile(name) else None
+  for prefix in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+    candidate = os.path.join(prefix, name)
+    if os.path.isfile(candidate):
+      return candidate
+  return None
+
+
+def _close_config_files(path):
+  candidates = [str(p.relative_to(REPO_ROOT))
+                for p in GIN_CONFIG_DIR.rglob('*.gin')]
+  matches = difflib.get_close_matches(path, candidates, n=3, cutoff=0.5)
+  return f' Did you mean {", ".join(matches)}?' if matches else ''
+
+
+def _check_includes(path, seen):
+  """Raises GinConfigError for an `include` of path, or of the files it
+  includes, that names no file."""
+  if path in seen:
+    return
+  seen.add(path)
+  with open(path, encoding='utf-8', errors='replace') as f:
+    lines = f.read().splitlines()
+  for number, line in enumerate(lines, start=1):
+    match = _INCLUDE.match(line)
+    if not match:
+      continue
+    included = _resolve_include(match.group(2))
+    if included is None:
+      raise GinConfigError(
+          f'file "{path}", line {number}: include {match.group(2)!r} names no '
+          'file (looked in the current directory and the repository root '
+          f'{str(REPO_ROOT)!r}).{_close_config_files(match.group(2))}')
+    _check_includes(os.path.abspath(included), seen)
 
 
 def _registered_names():
@@ -95,11 +139,9 @@ def parse(config_files: Sequence[str] = (),
     gin.add_config_file_search_path(str(REPO_ROOT))
   for path in config_files:
     if not os.path.isfile(path):
-      candidates = [str(p.relative_to(REPO_ROOT))
-                    for p in GIN_CONFIG_DIR.rglob('*.gin')]
-      matches = difflib.get_close_matches(path, candidates, n=3, cutoff=0.5)
-      hint = f' Did you mean {", ".join(matches)}?' if matches else ''
-      raise GinConfigError(f'gin config file not found: {path!r}.{hint}')
+      raise GinConfigError(f'gin config file not found: {path!r}.'
+                           f'{_close_config_files(path)}')
+    _check_includes(os.path.abspath(path), set())
     try:
       gin.parse_config_file(path)
     except tokenize.TokenError as error:
@@ -107,7 +149,7 @@ def parse(config_files: Sequence[str] = (),
       _raise_with_context(
           SyntaxError(f'{error.args[0]} (unbalanced brackets or quotes?)'),
           f'file "{path}", near line {line}')
-    except (ValueError, SyntaxError, TypeError, ImportError) as error:
+    except (ValueError, SyntaxError, TypeError, ImportError, OSError) as error:
       _raise_with_context(error, f'file "{path}"')
   for binding in bindings:
     try:

@@ -5,31 +5,47 @@
 Reads model_dir/best.keras (or --checkpoint) and model_dir/run.json, and
 writes model_dir/export (or --export_dir); training already does this at its
 end, so this is for re-exporting, e.g. another checkpoint.
+
+--export_dir must be new, empty or a previous export (see
+experiments/export_directory.py); anything else is refused and left intact.
+Errors print one `error: ...` line and exit with status 1.
 """
 
 import json
 import pathlib
+import sys
 
 from absl import app
 from absl import flags
-import keras
 
 _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
                                  required=True)
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', 'best.keras', 'Model file inside model_dir to export.')
 _EXPORT_DIR = flags.DEFINE_string(
-    'export_dir', None, 'Destination; defaults to model_dir/export.')
+    'export_dir', None, 'Destination: a new or empty folder, or a previous '
+    'export; defaults to model_dir/export.')
 
 
 def export_run(model_dir, checkpoint='best.keras', export_dir=None):
-  """Exports model_dir/checkpoint; returns the SavedModel folder."""
+  """Exports model_dir/checkpoint; returns the SavedModel folder.
+
+  Raises:
+    FileNotFoundError: model_dir is not a training run.
+    export_directory.ExportDirectoryError: export_dir may not be replaced.
+    model_files.DamagedModelFileError: the checkpoint cannot be read.
+  """
   # Imported here so that `--help` stays fast.
   import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
   from experiments import checkpoints  # pylint: disable=g-import-not-at-top
+  from experiments import export_directory  # pylint: disable=g-import-not-at-top
+  from experiments import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   from experiments import serving  # pylint: disable=g-import-not-at-top
   model_dir = pathlib.Path(model_dir)
+  export_dir = pathlib.Path(export_dir or model_dir / 'export')
+  # Before anything slow: a destination we may not replace ends the run.
+  export_directory.check_destination(export_dir, model_dir)
   run_file = model_dir / checkpoints.RUN_FILE
   model_file = model_dir / checkpoint
   for path in (run_file, model_file):
@@ -38,11 +54,11 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
           f'{path} not found: --model_dir must be the folder of a training '
           'run (python -m experiments.train --model_dir=...).')
   run = json.loads(run_file.read_text())
-  model = keras.saving.load_model(model_file)
+  model = model_files.load_keras_file(model_file)
   windowed = models.WindowedClassifier(model, run['window_samples'])
   return serving.export_saved_model(
       windowed, run['label_names'], run['sample_rate'], run['window_samples'],
-      run['multi_label'], export_dir or model_dir / 'export')
+      run['multi_label'], export_dir, model_dir=model_dir)
 
 
 def main(argv):
@@ -50,8 +66,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     path = export_run(_MODEL_DIR.value, _CHECKPOINT.value, _EXPORT_DIR.value)
-  except FileNotFoundError as error:
-    raise SystemExit(f'error: {error}') from None
+  except (ValueError, OSError) as error:
+    # ExportDirectoryError and DamagedModelFileError are ValueErrors.
+    sys.exit(f'error: {error}')
   print(f'SavedModel written to {path}')
 
 

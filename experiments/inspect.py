@@ -38,14 +38,14 @@ def load_frontend(model_dir, checkpoint: Optional[str] = None):
   """(frontend layer, model file) of a run's saved model."""
   # Imported here so that `--help` stays fast; models registers the classes
   # that .keras files name.
-  import keras  # pylint: disable=g-import-not-at-top
+  from experiments import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
   model_dir = pathlib.Path(model_dir)
   names = [checkpoint] if checkpoint else ['best.keras', 'last.keras']
   for name in names:
     path = model_dir / name
     if path.exists():
-      model = keras.saving.load_model(path, compile=False)
+      model = model_files.load_keras_file(path, compile=False)
       frontend = getattr(model, 'frontend', None)
       if frontend is None:
         raise ValueError(f'{path} holds a {type(model).__name__} without a '

@@ -275,3 +275,88 @@ def test_a_hash_split_without_train_files_is_an_error(tmp_path):
   wav.write_wav(tmp_path / 'root' / 'a' / name, np.zeros(10), 16000)
   with pytest.raises(ValueError, match='none in train'):
     folder.folder_builder(tmp_path / 'root')
+
+
+def test_a_missing_validation_folder_is_carved_from_train_by_hash(tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root / 'train', 20)
+  make_label_folders(root / 'test', 2)
+  builder = folder.folder_builder(root, data_dir=tmp_path / 'data')
+  builder.download_and_prepare()
+  moved = {f'train/{label}/{i}.wav' for label in 'abc' for i in range(20)
+           if folder.hash_split(f'train/{label}/{i}.wav') == 'validation'}
+  assert 0 < len(moved) < 12  # About 10% of 60.
+  assert {split: info.num_examples for split, info in
+          builder.info.splits.items()} == {
+              'train': 60 - len(moved), 'validation': len(moved), 'test': 6}
+  # Each stored clip's length names its file; validation holds the moved ones.
+  found = set()
+  for example in tfds.as_numpy(builder.as_dataset('validation')):
+    k, i = divmod(len(example['audio']) - 100, 50)
+    found.add(f"train/{'abc'[k]}/{i}.wav")
+  assert found == moved
+
+
+def test_missing_validation_and_test_folders_are_both_carved(tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root / 'train', 20)
+  layout = folder.scan_folder(root)
+  expected = {}
+  for label in 'abc':
+    for i in range(20):
+      split = folder.hash_split(f'train/{label}/{i}.wav')
+      expected[split] = expected.get(split, 0) + 1
+  assert {split: len(files) for split, files in layout.files.items()} == (
+      expected)
+  assert set(expected) == {'train', 'validation', 'test'}
+
+
+def damage(root):
+  """Truncates a/2.wav and corrupts b/3.wav; returns their relative paths."""
+  whole = (root / 'a' / '2.wav').read_bytes()
+  (root / 'a' / '2.wav').write_bytes(whole[:len(whole) - 40])
+  (root / 'b' / '3.wav').write_bytes(b'RIFF....WAVEjunk')
+  return ['a/2.wav', 'b/3.wav']
+
+
+def test_damaged_files_are_refused_by_default_and_leave_no_cache(tmp_path):
+  make_label_folders(tmp_path / 'root', 10)
+  damage(tmp_path / 'root')
+  builder = folder.folder_builder(tmp_path / 'root', data_dir=tmp_path / 'd')
+  with pytest.raises(ValueError, match=(
+      r"(a/2\.wav' is truncated|b/3\.wav' as a WAV).*damaged_files = 'skip'")):
+    builder.download_and_prepare()
+  # No empty cache folder is left behind by the failed build.
+  assert not (tmp_path / 'd' / 'wav_folder').exists()
+
+
+def test_damaged_files_can_be_skipped_with_a_count(tmp_path, caplog):
+  make_label_folders(tmp_path / 'root', 10)
+  damaged = damage(tmp_path / 'root')
+  builder = folder.folder_builder(tmp_path / 'root', data_dir=tmp_path / 'd',
+                                  damaged_files='skip')
+  assert builder.builder_config.name != folder.folder_builder(
+      tmp_path / 'root').builder_config.name
+  with caplog.at_level(logging.WARNING):
+    builder.download_and_prepare()
+  assert sum(info.num_examples for info in builder.info.splits.values()) == 28
+  stored = set()
+  for split in builder.info.splits:
+    for example in tfds.as_numpy(builder.as_dataset(split)):
+      k, i = divmod(len(example['audio']) - 100, 50)
+      stored.add(f"{'abc'[k]}/{i}.wav")
+  assert stored.isdisjoint(damaged) and len(stored) == 28
+  assert '2 damaged files' in caplog.text
+  assert all(path in caplog.text for path in damaged)
+  # Loading the prepared data later says it again.
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    again = folder.folder_builder(tmp_path / 'root', data_dir=tmp_path / 'd',
+                                  damaged_files='skip')
+  assert again.is_prepared() and '2 damaged files' in caplog.text
+
+
+def test_damaged_files_policy_is_checked(tmp_path):
+  make_label_folders(tmp_path / 'root', 2)
+  with pytest.raises(ValueError, match=r"damaged_files.*'ignore'"):
+    folder.folder_builder(tmp_path / 'root', damaged_files='ignore')

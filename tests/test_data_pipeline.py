@@ -1,5 +1,7 @@
 """Tests for experiments/data/pipeline.py: loading, cropping, batching, gain."""
 
+import logging
+
 import gin
 import numpy as np
 import pytest
@@ -105,29 +107,88 @@ def to_list(dataset):
           for element in dataset]
 
 
-def test_multi_label_features_become_multi_hot(tmp_path):
-  splits, info = pipeline.load_dataset(
-      'tiny_multi_label', data_dir=tmp_path, audio_key='waveform',
-      label_key='tags')
+class TinyTrainOnly(tfds.core.GeneratorBasedBuilder):
+  """Twenty clips in a 'train' split and nothing else."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict({
+            'audio': tfds.features.Audio(shape=(None,), dtype=np.int16,
+                                         sample_rate=16000),
+            'label': tfds.features.ClassLabel(num_classes=2),
+        }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(20):
+      yield i, {'audio': np.full(10, i, np.int16), 'label': i % 2}
+
+
+def clip_ids(dataset, scale=32768.):
+  return [int(round(example['audio'][0] * scale)) for example in
+          to_list(dataset)]
+
+
+def test_multi_label_features_become_multi_hot(tmp_path, caplog):
+  with caplog.at_level(logging.INFO):
+    splits, info = pipeline.load_dataset(
+        'tiny_multi_label', data_dir=tmp_path, audio_key='waveform',
+        label_key='tags')
   assert info.label_names == ('bird', 'car', 'rain')
   assert info.multi_label and info.sample_rate == 16000
   assert info.name == 'tiny_multi_label/1.0.0'
-  # No validation split: both eval and test read 'test'.
-  assert info.num_examples == {'train': 6, 'eval': 3, 'test': 3}
-  for role, indices in (('train', range(6)), ('eval', range(6, 9)),
-                        ('test', range(6, 9))):
-    found = {}
+  # No validation split: 'eval' is held out from train; 'test' stays unseen.
+  assert info.split_names == {'train': 'train[:90%]', 'eval': 'train[90%:]',
+                              'test': 'test'}
+  assert "'eval' (picks the best epoch) reads 'train[90%:]'" in caplog.text
+  assert "no validation split" in caplog.text
+  assert info.num_examples == {'train': 5, 'eval': 1, 'test': 3}
+  found = {}
+  for role in pipeline.ROLES:
+    found[role] = {}
     for example in to_list(splits[role]):
       assert example['audio'].dtype == np.float32
       assert example['label'].dtype == np.float32
       i = int(round(example['audio'][0] * 32768)) // 1000
-      found[i] = example
-    assert sorted(found) == list(indices)
-    for i, example in found.items():
-      np.testing.assert_array_equal(example['audio'], tiny_pcm(i) / 32768.)
-      expected = np.zeros(3, np.float32)
-      expected[TINY_TAGS[i]] = 1.  # A repeated tag is still 1, none gives 0s.
-      np.testing.assert_array_equal(example['label'], expected)
+      found[role][i] = example
+  assert sorted([*found['train'], *found['eval']]) == list(range(6))
+  assert sorted(found['test']) == list(range(6, 9))
+  for i, example in {**found['train'], **found['eval'],
+                     **found['test']}.items():
+    np.testing.assert_array_equal(example['audio'], tiny_pcm(i) / 32768.)
+    expected = np.zeros(3, np.float32)
+    expected[TINY_TAGS[i]] = 1.  # A repeated tag is still 1, none gives 0s.
+    np.testing.assert_array_equal(example['label'], expected)
+
+
+def test_a_dataset_without_validation_and_test_holds_both_out_of_train(
+    tmp_path, caplog):
+  with caplog.at_level(logging.WARNING):
+    splits, info = pipeline.load_dataset('tiny_train_only', data_dir=tmp_path)
+  assert info.split_names == {'train': 'train[:80%]',
+                              'eval': 'train[80%:90%]', 'test': 'train[90%:]'}
+  assert info.num_examples == {'train': 16, 'eval': 2, 'test': 2}
+  ids = {role: clip_ids(splits[role]) for role in pipeline.ROLES}
+  assert sorted(ids['train'] + ids['eval'] + ids['test']) == list(range(20))
+  assert "no 'test' split" in caplog.text
+  assert 'optimistic' not in caplog.text
+
+
+def test_test_is_eval_only_when_asked_and_then_with_a_warning(tmp_path,
+                                                              caplog):
+  with caplog.at_level(logging.WARNING):
+    _, info = pipeline.load_dataset('tiny_multi_label', data_dir=tmp_path,
+                                    audio_key='waveform', label_key='tags',
+                                    eval_split='test')
+  assert info.split_names == {'train': 'train', 'eval': 'test',
+                              'test': 'test'}
+  assert 'test metrics are optimistic' in caplog.text
 
 
 def test_float_stereo_is_downmixed_and_validation_is_eval(tmp_path):
@@ -136,6 +197,8 @@ def test_float_stereo_is_downmixed_and_validation_is_eval(tmp_path):
   assert not info.multi_label
   assert info.label_names == ('0', '1', '2')
   assert info.num_examples == {'train': 3, 'eval': 3, 'test': 3}
+  assert info.split_names == {'train': 'train', 'eval': 'validation',
+                              'test': 'test'}
   lengths = {role: sorted(len(example['audio'])
                           for example in to_list(splits[role]))
              for role in pipeline.ROLES}
@@ -151,6 +214,10 @@ def test_eval_split_can_be_chosen_and_sliced(tmp_path):
   _, info = pipeline.load_dataset('tiny_stereo_float', data_dir=tmp_path,
                                   sample_rate=8000, eval_split='train[:2]')
   assert info.num_examples['eval'] == 2
+  with pytest.raises(ValueError, match=r"'eval' role reads split "
+                     r"'train\[:0\]'.*no examples"):
+    pipeline.load_dataset('tiny_stereo_float', data_dir=tmp_path,
+                          sample_rate=8000, eval_split='train[:0]')
   with pytest.raises(ValueError, match=r"no split 'dev'.*'validation'"):
     pipeline.load_dataset('tiny_stereo_float', data_dir=tmp_path,
                           sample_rate=8000, eval_split='dev')
@@ -160,7 +227,10 @@ def test_int64_audio_is_16_bit_pcm_and_labels_can_be_nested(tmp_path):
   splits, info = pipeline.load_dataset('tiny_nested', data_dir=tmp_path,
                                        label_key='instrument/family')
   assert info.label_names == ('brass', 'string')
-  examples = to_list(splits['train'])
+  # Four train clips: a 10% slice would be empty, so one clip is held out.
+  assert info.split_names == {'train': 'train[:3]', 'eval': 'train[3:4]',
+                              'test': 'test'}
+  examples = to_list(splits['train']) + to_list(splits['eval'])
   assert len(examples) == 4
   for example in examples:
     i = int(round(example['audio'][0] * 32768)) // 1000
@@ -387,3 +457,19 @@ def test_eval_clips_are_whole_with_a_batch_axis():
     np.testing.assert_array_equal(audio[0],
                                   np.arange(CLIP_LENGTHS[i]) + 1000 * i)
     assert label[0] == i
+
+
+def test_folder_damaged_files_policy_is_a_load_dataset_argument(tmp_path):
+  for label in ('hum', 'hiss'):
+    (tmp_path / 'sounds' / label).mkdir(parents=True)
+    for i in range(10):
+      wav.write_wav(tmp_path / 'sounds' / label / f'{i}.wav',
+                    np.full(200 + i, 0.25), 16000)
+  (tmp_path / 'sounds' / 'hum' / '4.wav').write_bytes(b'RIFF')
+  with pytest.raises(ValueError, match=r"hum/4\.wav"):
+    pipeline.load_dataset('folder', folder=tmp_path / 'sounds',
+                          data_dir=tmp_path / 'data')
+  _, info = pipeline.load_dataset('folder', folder=tmp_path / 'sounds',
+                                  data_dir=tmp_path / 'data',
+                                  damaged_files='skip')
+  assert sum(info.num_examples[role] for role in pipeline.ROLES) == 19

@@ -152,3 +152,43 @@ def test_resample_works_per_channel():
 def test_resample_rejects_bad_rates(rate):
   with pytest.raises(ValueError, match='from_rate'):
     wav.resample(np.zeros(10), rate, 16000)
+
+
+def test_a_truncated_file_is_refused_with_both_sizes(tmp_path):
+  pcm = (np.arange(24000) % 200 - 100).astype(np.int16)
+  scipy.io.wavfile.write(tmp_path / 'whole.wav', 16000, pcm)
+  content = (tmp_path / 'whole.wav').read_bytes()
+  (tmp_path / 'cut.wav').write_bytes(content[:44 + 2 * 11989])
+  with pytest.raises(ValueError, match=(
+      r"'.*cut\.wav' is truncated: its header declares 48000 bytes of audio "
+      r'but the file holds only 23978')):
+    wav.read_wav(tmp_path / 'cut.wav')
+  # Half a sample short is truncated too; the whole file reads.
+  (tmp_path / 'odd.wav').write_bytes(content[:-1])
+  with pytest.raises(ValueError, match='truncated'):
+    wav.read_wav(tmp_path / 'odd.wav')
+  assert wav.read_wav(tmp_path / 'whole.wav')[0].shape == (24000, 1)
+
+
+def test_chunks_before_and_after_the_data_are_not_truncation(tmp_path):
+  pcm = np.arange(10, dtype=np.int16)
+  data = pcm.tobytes()
+  fmt = struct.pack('<HHIIHH', 1, 1, 8000, 16000, 2, 16)
+  chunks = (b'fmt ' + struct.pack('<I', 16) + fmt +
+            b'LIST' + struct.pack('<I', 3) + b'abc\0' +  # Odd size: padded.
+            b'data' + struct.pack('<I', len(data)) + data +
+            b'cue ' + struct.pack('<I', 4) + b'\0\0\0\0')
+  (tmp_path / 'a.wav').write_bytes(
+      b'RIFF' + struct.pack('<I', 4 + len(chunks)) + b'WAVE' + chunks)
+  samples, rate = wav.read_wav(tmp_path / 'a.wav')
+  assert rate == 8000
+  np.testing.assert_array_equal(samples[:, 0], pcm / 32768.)
+
+
+def test_non_finite_float_samples_are_refused(tmp_path):
+  clip = np.zeros(100, np.float32)
+  clip[[3, 50]] = [np.nan, np.inf]
+  scipy.io.wavfile.write(tmp_path / 'nan.wav', 16000, clip)
+  with pytest.raises(ValueError, match=(
+      r"'.*nan\.wav' is damaged: 2 of its 100 float samples are not finite")):
+    wav.read_wav(tmp_path / 'nan.wav')

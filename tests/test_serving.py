@@ -13,10 +13,12 @@ import gin
 import keras
 import numpy as np
 import pytest
+import scipy.io.wavfile
 import tensorflow as tf
 
 from experiments import configurables  # pylint: disable=unused-import
 from experiments import configuration
+from experiments import export_directory
 from experiments import models
 from experiments import training
 from experiments.data import wav
@@ -148,6 +150,136 @@ def test_predict_prints_top_classes_and_resamples(trained_run, tmp_path):
   assert bad.returncode != 0 and 'bad.wav' in bad.stderr
 
 
+def test_predict_names_each_damaged_file_and_classifies_the_rest(
+    trained_run, tmp_path):
+  rng = np.random.default_rng(5)
+  wav.write_wav(tmp_path / 'good.wav', helpers.tone(300., 1.0, rng), 16000)
+  whole = (tmp_path / 'good.wav').read_bytes()
+  (tmp_path / 'cut.wav').write_bytes(whole[:len(whole) // 2])
+  clip = helpers.tone(300., 1.0, rng)
+  clip[100] = np.nan
+  scipy.io.wavfile.write(tmp_path / 'nan.wav', 16000, clip)
+  result = helpers.run_module(
+      'experiments.predict', f'--saved_model={trained_run / "export"}',
+      *(str(tmp_path / name) for name in ('cut.wav', 'good.wav', 'nan.wav')))
+  assert result.returncode == 1
+  assert result.stdout.startswith(f'{tmp_path / "good.wav"}: ')
+  errors = result.stderr.strip().splitlines()
+  assert errors[-3].startswith(f'{tmp_path / "cut.wav"}: error: ')
+  assert 'truncated' in errors[-3]
+  assert errors[-2].startswith(f'{tmp_path / "nan.wav"}: error: ')
+  assert 'not finite' in errors[-2]
+  assert errors[-1] == 'error: 2 of 3 files were not classified.'
+  assert 'Traceback' not in result.stderr
+
+
+def test_predict_names_a_damaged_saved_model(trained_run, tmp_path):
+  shutil.copytree(trained_run / 'export', tmp_path / 'export')
+  pb = tmp_path / 'export' / 'saved_model.pb'
+  pb.write_bytes(pb.read_bytes()[:1000])
+  wav.write_wav(tmp_path / 'a.wav', np.zeros(1600), 16000)
+  result = helpers.run_module(
+      'experiments.predict', f'--saved_model={tmp_path / "export"}',
+      str(tmp_path / 'a.wav'))
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"error: could not load the SavedModel in '{tmp_path / 'export'}'")
+  assert 'Traceback' not in result.stderr
+
+
+def test_non_finite_clips_are_marked_invalid_and_leave_the_batch_alone(
+    trained_run):
+  model = tf.saved_model.load(str(trained_run / 'export'))
+  serve = model.signatures['serving_default']
+  x = waveforms(12000, batch=4)
+  x[1, 500] = np.nan
+  x[2, 7] = -np.inf
+  out = serve(waveform=tf.constant(x))
+  np.testing.assert_array_equal(out['valid'], [True, False, False, True])
+  assert [label.decode() for label in out['top_label'].numpy()[1:3]] == [
+      '', '']
+  assert np.isnan(out['probabilities'].numpy()[1:3]).all()
+  assert np.isnan(out['top_probability'].numpy()[1:3]).all()
+  # The good clips get what they get alone: the bad ones cannot leak into
+  # them (through the FFT method's shared transform, for instance).
+  alone = serve(waveform=tf.constant(x[[0, 3]]))
+  np.testing.assert_allclose(out['probabilities'].numpy()[[0, 3]],
+                             alone['probabilities'], atol=1e-6)
+  assert [label.decode() for label in out['top_label'].numpy()[[0, 3]]] == [
+      label.decode() for label in alone['top_label'].numpy()]
+  assert alone['valid'].numpy().all()
+  wav_out = model.signatures['serve_wav'](wav=tf.constant([
+      tf.audio.encode_wav(tf.constant(x[0, :, np.newaxis]), 16000).numpy()]))
+  assert wav_out['valid'].numpy().tolist() == [True]
+
+
+def snapshot(root):
+  """{relative path: bytes or 'dir'} of everything under root."""
+  return {str(path.relative_to(root)):
+          ('dir' if path.is_dir() else path.read_bytes())
+          for path in sorted(pathlib.Path(root).rglob('*'))}
+
+
+def test_export_refuses_user_folders_and_the_run_and_leaves_them_intact(
+    trained_run, tmp_path):
+  mine = tmp_path / 'mine'
+  mine.mkdir()
+  (mine / 'thesis.tex').write_text('\\chapter{Results}')
+  (mine / 'data.npy').write_bytes(bytes(range(256)) * 4)
+  runs = tmp_path / 'runs'
+  shutil.copytree(trained_run, runs / 'run1')
+  (runs / 'notes.txt').write_text('runs of March')
+  before = snapshot(tmp_path)
+  for export_dir, reason in ((mine, 'not a previous export'),
+                             (runs, 'training run'),
+                             (runs / 'run1', 'training run')):
+    result = helpers.run_module('experiments.export',
+                                f'--model_dir={runs / "run1"}',
+                                f'--export_dir={export_dir}')
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: export_dir ') and str(export_dir) in last
+    assert reason in last and 'Traceback' not in result.stderr
+  assert snapshot(tmp_path) == before
+
+
+def test_export_replaces_its_own_export_cleans_stale_staging_and_is_readable(
+    trained_run, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(trained_run, run)
+  export = run / 'export'
+  assert export_directory.is_export(export)
+  # A staging folder of an export killed mid-way (its process is gone).
+  stale = run / '.export-staging-dead'
+  shutil.copytree(export, stale)
+  marker = json.loads((stale / export_directory.MARKER_FILE).read_text())
+  (stale / export_directory.MARKER_FILE).write_text(
+      json.dumps(dict(marker, pid=2**22 + 7)))
+  old_pb = (export / 'saved_model.pb').stat().st_mtime_ns
+  result = helpers.run_module('experiments.export', f'--model_dir={run}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (export / 'saved_model.pb').stat().st_mtime_ns != old_pb
+  assert not [p.name for p in run.iterdir() if p.name.startswith('.export')]
+  umask = os.umask(0)
+  os.umask(umask)
+  for path in [export, *export.rglob('*')]:
+    expected = (0o777 if path.is_dir() else 0o666) & ~umask
+    assert path.stat().st_mode & 0o777 == expected, path
+
+
+def test_a_damaged_checkpoint_is_named(trained_run, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(trained_run, run)
+  best = run / 'best.keras'
+  best.write_bytes(best.read_bytes()[:best.stat().st_size // 2])
+  result = helpers.run_module('experiments.export', f'--model_dir={run}',
+                              f'--export_dir={tmp_path / "out"}')
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'error: {best} is damaged')
+  assert not (tmp_path / 'out').exists()
+
+
 def test_export_binary_rewrites_the_saved_model(trained_run, tmp_path):
   result = helpers.run_module('experiments.export',
                               f'--model_dir={trained_run}',
@@ -169,10 +301,37 @@ def test_tflite_signature_converts_and_matches_the_keras_model(trained_run):
   interpreter = tf.lite.Interpreter(model_content=converter.convert())
   runner = interpreter.get_signature_runner('tflite')
   x = waveforms(16000, batch=1)
-  got = runner(waveform=x)['probabilities']
+  got = runner(waveform=x)
   want = evaluation_probabilities(trained_run, x)
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, atol=1e-4)
+  assert got['probabilities'].shape == want.shape
+  np.testing.assert_allclose(got['probabilities'], want, atol=1e-4)
+  assert got['valid'].tolist() == [True]
+  x[0, 321] = np.nan
+  bad = runner(waveform=x)
+  assert bad['valid'].tolist() == [False]
+  assert np.isnan(bad['probabilities']).all()
   # Only TFLite's builtin operators: no TensorFlow (Flex) ops are needed.
   ops = {op['op_name'] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
   assert not any(name.startswith('Flex') for name in ops), ops
+
+
+def test_training_does_not_replace_a_user_folder_at_model_dir_export(
+    tmp_path):
+  folder = helpers.make_tone_folder(tmp_path / 'tones', clips_per_class=4)
+  model_dir = tmp_path / 'run'
+  (model_dir / 'export').mkdir(parents=True)
+  (model_dir / 'export' / 'notes.txt').write_text('mine')
+  gin.clear_config()
+  try:
+    configuration.parse(
+        [str(REPO_ROOT / 'gin_configs' / name)
+         for name in ('common.gin', 'mel.gin')],
+        helpers.tiny_bindings(folder, tmp_path / 'tfds',
+                              **{'train.export': 'True'}))
+    with pytest.raises(export_directory.ExportDirectoryError,
+                       match=r"(?s)run/export'.*notes.txt"):
+      training.train(model_dir=str(model_dir))
+  finally:
+    gin.clear_config()
+  assert sorted(os.listdir(model_dir / 'export')) == ['notes.txt']
+  assert (model_dir / 'export' / 'notes.txt').read_text() == 'mine'

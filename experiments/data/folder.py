@@ -9,7 +9,11 @@ Two layouts are understood (label = the name of the folder holding a file):
                                      and go
   root/train/<label>/*.wav           the user's own splits; validation and
   root/validation/<label>/*.wav      test are optional, and their labels
-  root/test/<label>/*.wav            must also appear in train
+  root/test/<label>/*.wav            must also appear in train. A missing
+                                     validation (or test) folder is carved
+                                     from train by the same hash: the train
+                                     files that hash to validation (test),
+                                     about 10% each, are moved there
 
 Label names are the sorted label folder names (of train, in the second
 layout), so label indices agree across splits. Only direct children of a
@@ -20,6 +24,13 @@ skipped with one logged warning that names them. A label folder named
 Every file is read with `wav.read_wav`, averaged to mono, resampled to the
 configured rate and stored as int16 PCM (`audio_feature.pcm16_audio`, like
 LeafSynthetic).
+
+Damaged files (truncated, corrupt, not WAV, non-finite samples):
+damaged_files='refuse' (the default) stops the build with an error naming
+the file; damaged_files='skip' leaves them out and logs how many and which,
+at the build and again whenever the prepared data is loaded (the list is
+kept in the dataset's metadata). The two choices cache separately. A failed
+build removes the empty cache folders it made.
 
 Caching: the prepared data lives in
 `<data_dir>/wav_folder/<config name>/1.0.0`, where the config name is
@@ -52,11 +63,14 @@ from experiments.data import audio_feature
 from experiments.data import wav
 
 SPLIT_FOLDERS = ('train', 'validation', 'test')
+DAMAGED_FILE_POLICIES = ('refuse', 'skip')
 # Percent of files per split when the folder has no split folders.
 HASH_SPLIT_PERCENT = (('train', 80), ('validation', 10), ('test', 10))
 WAV_EXTENSION = '.wav'
 # How many skipped files a warning names before it just counts the rest.
 _MAX_NAMED_SKIPPED = 10
+# The dataset metadata entry listing the files left out as damaged.
+_DAMAGED_KEY = 'damaged_files_skipped'
 _CHANNEL_WORDS = {1: 'mono', 2: 'stereo'}
 
 
@@ -141,6 +155,22 @@ def _scan_split_folders(root, folders, skipped):
   files = {split: tuple((path, label_names.index(label))
                         for label, paths in labels.items() for path in paths)
            for split, labels in by_split.items()}
+  # Validation (and test) carved from train when their folders are missing.
+  missing = [split for split in SPLIT_FOLDERS if split not in files]
+  if missing:
+    kept, carved = [], collections.defaultdict(list)
+    for path, label in files['train']:
+      split = hash_split(path)
+      (carved[split] if split in missing else kept).append((path, label))
+    files['train'] = tuple(kept)
+    files.update({split: tuple(carved[split]) for split in missing
+                  if carved[split]})
+    if not kept:
+      raise ValueError(
+          f'WavFolder: after carving {missing} from the '
+          f'{sum(map(len, carved.values()))} files '
+          f'of {os.path.join(root, "train")!r} by hash, none is left to '
+          'train on; add train files or give validation and test folders.')
   return label_names, files
 
 
@@ -217,9 +247,12 @@ def hash_split(relative_path):
   raise AssertionError('HASH_SPLIT_PERCENT must sum to 100.')
 
 
-def fingerprint(layout):
-  """12 hex digits hashing every read file's relative path, size and mtime."""
+def fingerprint(layout, damaged_files='refuse'):
+  """12 hex digits hashing every read file's relative path, size and mtime
+  (and the damaged-file policy when it is not the default)."""
   digest = hashlib.sha256()
+  if damaged_files != 'refuse':
+    digest.update(f'damaged_files={damaged_files}\n'.encode('utf-8'))
   for split in sorted(layout.files):
     for path, _ in layout.files[split]:
       stat = os.stat(os.path.join(layout.root, path))
@@ -244,20 +277,26 @@ class WavFolderConfig(tfds.core.BuilderConfig):
     sample_rate: int, Hz; every file is resampled to it.
     layout: FolderLayout scanned when the config was made (None: the builder
       scans root itself).
+    damaged_files: 'refuse' or 'skip'; see the module docstring.
   """
   root: str = ''
   sample_rate: int = 16000
   layout: FolderLayout | None = dataclasses.field(default=None, repr=False)
+  damaged_files: str = 'refuse'
 
   @classmethod
-  def for_folder(cls, root, sample_rate=16000):
+  def for_folder(cls, root, sample_rate=16000, damaged_files='refuse'):
     """Scans `root` and names the config after the folder, rate and files."""
     if (isinstance(sample_rate, bool) or
         not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0):
       raise ValueError('WavFolder: sample_rate must be a positive integer '
                        f'number of Hz; got {sample_rate!r}.')
+    if damaged_files not in DAMAGED_FILE_POLICIES:
+      raise ValueError(
+          f'WavFolder: damaged_files must be one of {DAMAGED_FILE_POLICIES}; '
+          f'got {damaged_files!r}.')
     layout = scan_folder(root)
-    files_fingerprint = fingerprint(layout)
+    files_fingerprint = fingerprint(layout, damaged_files)
     return cls(
         name=cache_prefix(layout.root, sample_rate) + files_fingerprint,
         description=(f'{layout.num_files} WAV files under {layout.root}, '
@@ -265,7 +304,8 @@ class WavFolderConfig(tfds.core.BuilderConfig):
                      f'{files_fingerprint}.'),
         root=layout.root,
         sample_rate=int(sample_rate),
-        layout=layout)
+        layout=layout,
+        damaged_files=damaged_files)
 
 
 class WavFolder(tfds.core.GeneratorBasedBuilder):
@@ -289,7 +329,11 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
                        f'{config!r}. folder_builder(root) does this for you.')
     self._layout = config.layout or scan_folder(config.root)
     self._source_formats = collections.Counter()
+    self._damaged = []
     super().__init__(config=config, **kwargs)
+    if self.is_prepared():
+      self._log_damaged(self.info.metadata.get(_DAMAGED_KEY, []) if
+                        self.info.metadata else [])
 
   def _info(self):
     return self.dataset_info_from_configs(
@@ -301,6 +345,7 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
                 names=self._layout.label_names),
         }),
         supervised_keys=('audio', 'label'),
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager):
@@ -311,8 +356,17 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, files):
     target_rate = self.builder_config.sample_rate
     for relative_path, label in files:
-      samples, source_rate = wav.read_wav(
-          os.path.join(self._layout.root, relative_path))
+      try:
+        samples, source_rate = wav.read_wav(
+            os.path.join(self._layout.root, relative_path))
+      except ValueError as error:
+        if self.builder_config.damaged_files == 'refuse':
+          raise ValueError(
+              f'WavFolder: {error} To leave damaged files out (counted and '
+              "named in the log), set load_dataset.damaged_files = 'skip'."
+          ) from error
+        self._damaged.append(f'{relative_path}: {error}')
+        continue
       self._source_formats[(source_rate, samples.shape[1])] += 1
       audio = wav.resample(wav.to_mono(samples), source_rate, target_rate)
       yield relative_path, {'audio': wav.to_int16(audio), 'label': label}
@@ -326,10 +380,39 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           'a label folder: %s%s', len(self._layout.skipped), self._layout.root,
           named, f' and {more} more' if more > 0 else '')
     self._source_formats.clear()
+    self._damaged.clear()
     result = super()._download_and_prepare(*args, **kwargs)
+    self.info.metadata[_DAMAGED_KEY] = sorted(self._damaged)
     self._log_conversions()
+    self._log_damaged(self._damaged)
     self._remove_stale_caches()
     return result
+
+  def download_and_prepare(self, *args, **kwargs):
+    """Prepares the data; a failed build leaves no empty cache folders."""
+    try:
+      return super().download_and_prepare(*args, **kwargs)
+    except BaseException:
+      self._remove_empty_cache_folders()
+      raise
+
+  def _remove_empty_cache_folders(self):
+    config_dir = self.data_dir_root / self.name / self.builder_config.name
+    for folder_path in (config_dir, config_dir.parent):
+      try:
+        if folder_path.exists() and not any(folder_path.iterdir()):
+          folder_path.rmdir()
+      except OSError:
+        return  # Another process is using it.
+
+  def _log_damaged(self, damaged):
+    if damaged:
+      named = '; '.join(damaged[:_MAX_NAMED_SKIPPED])
+      more = len(damaged) - _MAX_NAMED_SKIPPED
+      logging.warning(
+          'WavFolder: %d damaged files under %s are left out '
+          "(damaged_files='skip'): %s%s", len(damaged), self._layout.root,
+          named, f' and {more} more' if more > 0 else '')
 
   def _log_conversions(self):
     """One line per distinct source format that needed converting."""
@@ -353,7 +436,8 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
         config_dir.rmtree()
 
 
-def folder_builder(root, sample_rate=16000, data_dir=None):
+def folder_builder(root, sample_rate=16000, data_dir=None,
+                   damaged_files='refuse'):
   """A WavFolder builder for `root` at `sample_rate` Hz, not yet prepared.
 
   Call `download_and_prepare()` on it (it reads no network) and then
@@ -364,9 +448,13 @@ def folder_builder(root, sample_rate=16000, data_dir=None):
     sample_rate: int, Hz, the rate every file is resampled to.
     data_dir: where TFDS keeps prepared data; None for TFDS' default
       (~/tensorflow_datasets).
+    damaged_files: 'refuse' (default): a damaged file stops the build with
+      an error naming it; 'skip': such files are left out, counted and named
+      in the log.
 
   Returns:
     A WavFolder (a tfds.core.GeneratorBasedBuilder).
   """
-  return WavFolder(config=WavFolderConfig.for_folder(root, sample_rate),
-                   data_dir=data_dir)
+  return WavFolder(
+      config=WavFolderConfig.for_folder(root, sample_rate, damaged_files),
+      data_dir=data_dir)

@@ -12,6 +12,19 @@ train_batches are also gin configurables so a .gin file can set them.
 Loudness normalisation is not applied to the data: the model normalises in
 its graph (experiments.models.LoudnessNormalization), so exported models take
 raw waveforms.
+
+Which split plays which role (the log says it for every run):
+  'train' trains; 'eval' picks the best epoch; 'test' is read only for the
+  final report, so its numbers are not biased by that choice.
+  - 'eval' is the 'validation' (or 'valid') split. A dataset without one
+    gives 'eval' the last HELD_OUT_PERCENT % of 'train' (TFDS slicing,
+    e.g. 'train[:90%]' / 'train[90%:]'); 'test' is never 'eval' unless you
+    set eval_split='test' yourself, and then a warning says the test
+    metrics are optimistic.
+  - 'test' is the 'test' split. A dataset without one gives 'test' the last
+    HELD_OUT_PERCENT % of 'train' as well (e.g. 'train[:80%]' /
+    'train[80%:90%]' / 'train[90%:]' when both are missing).
+  A role whose split holds no examples is an error.
 """
 
 import dataclasses
@@ -30,6 +43,10 @@ from experiments.data import synthetic
 SYNTHETIC_NAME = 'leaf_synthetic'
 FOLDER_NAME = 'folder'
 ROLES = ('train', 'eval', 'test')
+# Splits read as 'eval' by default, in order of preference (nsynth: 'valid').
+VALIDATION_SPLITS = ('validation', 'valid')
+# Percent of 'train' held out for a missing validation or test split.
+HELD_OUT_PERCENT = 10
 _NAMESPACED = re.compile(r'^[\w\-]+:[A-Za-z]')
 
 
@@ -45,12 +62,16 @@ class DatasetInfo:
     multi_label: bool; True when labels are multi-hot float32 [num_classes],
       False when they are int32 class indices.
     num_examples: dict 'train' / 'eval' / 'test' -> int.
+    split_names: dict 'train' / 'eval' / 'test' -> the TFDS split each role
+      reads, e.g. {'train': 'train[:90%]', 'eval': 'train[90%:]', 'test':
+      'test'}.
   """
   name: str
   label_names: tuple
   sample_rate: int
   multi_label: bool
   num_examples: dict
+  split_names: dict = dataclasses.field(default_factory=dict)
 
   @property
   def num_classes(self):
@@ -60,7 +81,7 @@ class DatasetInfo:
 @gin.configurable
 def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
                  audio_key='audio', label_key='label', sample_rate=16000,
-                 eval_split=None, download=True):
+                 eval_split=None, download=True, damaged_files='refuse'):
   """Prepares a dataset and returns its splits as float waveforms and labels.
 
   Args:
@@ -80,31 +101,46 @@ def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
       'instrument/family'.
     sample_rate: int, Hz. Folders are resampled to it; other datasets must
       already have it, or a ValueError names both rates.
-    eval_split: str or None, the split used as 'eval'; None means
-      'validation' if the dataset has one, else 'test'. TFDS slicing works,
-      e.g. 'train[90%:]'.
+    eval_split: str or None, the split used as 'eval' (to pick the best
+      epoch); None means 'validation' (or 'valid') if the dataset has one,
+      else the last 10% of 'train' (see the module docstring); never 'test'
+      unless given. TFDS slicing works, e.g. 'validation[:100]'.
     download: bool, for catalogue datasets: download and prepare them when
       needed (True) or require them prepared in data_dir (False). The
       synthetic set and folders are always prepared locally.
+    damaged_files: for name='folder': 'refuse' (default) stops at a damaged
+      WAV file (truncated, corrupt, non-finite samples) with an error naming
+      it; 'skip' leaves such files out and logs how many and which.
 
   Returns:
     (splits, info): splits maps 'train', 'eval' and 'test' to tf.data
     Datasets of {'audio': float32 [samples] in [-1, 1], 'label': int32 []
     or, for multi-label datasets, float32 [num_classes] multi-hot}; 'test' is
-    the 'test' split, or the eval split when there is none. info is a
-    DatasetInfo.
+    the 'test' split, or the last 10% of 'train' when there is none. info is
+    a DatasetInfo; info.split_names says which split plays which role.
 
   Raises:
     ValueError: for an unknown name (with close matches), a missing folder,
       a missing feature or split, an unsupported label feature, or a sample
       rate other than `sample_rate`.
   """
-  builder = _prepared_builder(name, data_dir, folder, sample_rate, download)
+  builder = _prepared_builder(name, data_dir, folder, sample_rate, download,
+                              damaged_files)
   features = builder.info.features
   audio_to_float = _audio_converter(name, features, audio_key, sample_rate)
   label_names, label_converter, multi_label = _label_converter(
       name, features, label_key)
   split_names = _split_names(name, builder, eval_split)
+
+  num_examples = {role: _num_examples(builder, split)
+                  for role, split in split_names.items()}
+  for role in ROLES:
+    if num_examples[role] == 0:
+      raise ValueError(
+          f'load_dataset: the {role!r} role reads split '
+          f'{split_names[role]!r} of dataset {name!r}, which holds no '
+          f'examples (splits: {_split_sizes(builder)}); add data or choose '
+          'the evaluation split with eval_split.')
 
   def convert(example):
     return {'audio': audio_to_float(_lookup(example, audio_key)),
@@ -120,8 +156,8 @@ def load_dataset(name=SYNTHETIC_NAME, data_dir=None, folder=None,
       label_names=tuple(label_names),
       sample_rate=sample_rate,
       multi_label=multi_label,
-      num_examples={role: builder.info.splits[split].num_examples
-                    for role, split in split_names.items()})
+      num_examples=num_examples,
+      split_names=dict(split_names))
   return splits, info
 
 
@@ -142,7 +178,8 @@ def _prepare(make_builder):
   return builder
 
 
-def _prepared_builder(name, data_dir, folder, sample_rate, download):
+def _prepared_builder(name, data_dir, folder, sample_rate, download,
+                      damaged_files='refuse'):
   """The builder for `name`, with its data prepared in data_dir."""
   if name == SYNTHETIC_NAME:
     return _prepare(lambda: synthetic.LeafSynthetic(data_dir=data_dir))
@@ -151,8 +188,8 @@ def _prepared_builder(name, data_dir, folder, sample_rate, download):
       raise ValueError("load_dataset: name='folder' reads your WAV files and "
                        'needs folder=<path to root/<label>/*.wav>; got '
                        'folder=None.')
-    return _prepare(
-        lambda: folder_lib.folder_builder(folder, sample_rate, data_dir))
+    return _prepare(lambda: folder_lib.folder_builder(
+        folder, sample_rate, data_dir, damaged_files))
   if folder is not None:
     raise ValueError(f'load_dataset: folder={folder!r} is only read when '
                      f"name='folder'; got name={name!r}.")
@@ -287,17 +324,59 @@ def _label_converter(name, features, label_key):
       'or a Sequence(ClassLabel) (multi-label).')
 
 
+def _split_sizes(builder):
+  return {split: info.num_examples
+          for split, info in builder.info.splits.items()}
+
+
+def _num_examples(builder, split):
+  try:
+    return builder.info.splits[split].num_examples
+  except ValueError:  # TFDS: "Instruction ... corresponds to no data!"
+    return 0
+
+
+def _held_out_slices(builder, parts):
+  """Slices of 'train' for training and `parts` held-out roles.
+
+  Each held-out slice is HELD_OUT_PERCENT % of 'train', as TFDS percent
+  slices (e.g. 'train[:80%]', 'train[80%:90%]', 'train[90%:]'); for a
+  'train' split so small that a percent slice would be empty, at least one
+  example each, as index slices.
+  """
+  ends = [100 - HELD_OUT_PERCENT * (parts - k) for k in range(parts + 1)]
+  bounds = [0] + ends + [100]
+  names = ['train[' + (f'{a}%' if a else '') + ':' +
+           (f'{b}%' if b < 100 else '') + ']'
+           for a, b in zip(bounds[:-1], bounds[1:])][:parts + 1]
+  if all(_num_examples(builder, name) for name in names):
+    return names
+  total = _num_examples(builder, 'train')
+  held = max(1, total * HELD_OUT_PERCENT // 100)
+  start = total - held * parts
+  return [f'train[:{start}]'] + [
+      f'train[{start + k * held}:{start + (k + 1) * held}]'
+      for k in range(parts)]
+
+
 def _split_names(name, builder, eval_split):
-  """{'train': split, 'eval': split, 'test': split} in TFDS split syntax."""
+  """{'train': split, 'eval': split, 'test': split} in TFDS split syntax.
+
+  See the module docstring for the rules; logs which split plays which role.
+  """
   available = list(builder.info.splits.keys())
-  if eval_split is None:
-    eval_split = 'validation' if 'validation' in available else 'test'
-  names = {'train': 'train', 'eval': eval_split,
-           'test': 'test' if 'test' in available else eval_split}
-  if 'test' not in available:
-    logging.warning("load_dataset: dataset %r has no 'test' split (it has %s); "
-                    "'test' reads the eval split %r.", name, available,
-                    eval_split)
+  if 'train' not in available:
+    raise ValueError(f"load_dataset: dataset {name!r} has no 'train' split; "
+                     f'its splits are {available}.')
+  validation = next((s for s in VALIDATION_SPLITS if s in available), None)
+  carve_eval = eval_split is None and validation is None
+  carve_test = 'test' not in available
+  slices = _held_out_slices(builder, carve_eval + carve_test)
+  names = {
+      'train': 'train' if len(slices) == 1 else slices[0],
+      'eval': eval_split or validation or slices[1],
+      'test': 'test' if not carve_test else slices[-1],
+  }
   for role, split in names.items():
     # 'train[:90%]' and 'train+validation' name their base splits first.
     base_split = re.split(r'[\[+]', split)[0]
@@ -306,6 +385,32 @@ def _split_names(name, builder, eval_split):
           f'load_dataset: dataset {name!r} has no split {base_split!r} for '
           f"'{role}'; its splits are {available}. Choose the evaluation "
           'split with eval_split.')
+  logging.info(
+      "load_dataset: %s: 'train' reads %r, 'eval' (picks the best epoch) "
+      "reads %r, 'test' (final report only) reads %r.", name, names['train'],
+      names['eval'], names['test'])
+  if carve_eval:
+    logging.warning(
+        "load_dataset: dataset %r has no validation split (it has %s); "
+        "'eval' is %d%% of 'train' (%r), not 'test'.", name,
+        available, HELD_OUT_PERCENT, names['eval'])
+  if carve_test:
+    logging.warning(
+        "load_dataset: dataset %r has no 'test' split (it has %s); 'test' is "
+        "%d%% of 'train' (%r), held out from training.", name,
+        available, HELD_OUT_PERCENT, names['test'])
+  if eval_split is not None and (
+      eval_split == names['test'] or
+      re.split(r'[\[+]', eval_split)[0] == names['test']):
+    logging.warning(
+        "load_dataset: 'eval' (%r) and 'test' (%r) read the same split: the "
+        'best epoch is chosen on test data, so the test metrics are '
+        'optimistic.', names['eval'], names['test'])
+  if eval_split is not None and names['train'] == 'train' and re.split(
+      r'[\[+]', eval_split)[0] == 'train':
+    logging.warning(
+        "load_dataset: eval_split %r is part of 'train', which trains on all "
+        'of it: the eval metrics are measured on training data.', eval_split)
   return names
 
 

@@ -13,6 +13,7 @@ prepare a dataset, long before TensorFlow sees the audio.
 import math
 import numbers
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -46,7 +47,9 @@ def read_wav(path):
 
   Raises:
     ValueError: naming the path, when the file is missing, is not a regular
-      file, is empty, is not a WAV file, is corrupt or holds no samples.
+      file, is empty, is not a WAV file, is corrupt, is truncated (its
+      header declares more audio data than the file holds), holds no
+      samples, or holds non-finite (NaN or inf) float samples.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
@@ -55,9 +58,11 @@ def read_wav(path):
     raise ValueError(f'read_wav: {path!r} is not a regular file.')
   if os.path.getsize(path) == 0:
     raise ValueError(f'read_wav: {path!r} is empty (0 bytes), not a WAV file.')
+  _check_not_truncated(path)
   try:
     with warnings.catch_warnings():
-      # Unknown chunks (LIST, cue, ...) are harmless and common in the wild.
+      # Unknown chunks (LIST, cue, ...) are harmless and common in the wild;
+      # truncation, which scipy also only warns about, was checked above.
       warnings.simplefilter('ignore', scipy.io.wavfile.WavFileWarning)
       sample_rate, data = scipy.io.wavfile.read(path)
   except Exception as error:  # pylint: disable=broad-except
@@ -69,7 +74,47 @@ def read_wav(path):
     data = data[:, np.newaxis]
   if data.shape[0] == 0:
     raise ValueError(f'read_wav: {path!r} is a WAV file with no samples.')
-  return _to_float(data, path), int(sample_rate)
+  samples = _to_float(data, path)
+  if not np.isfinite(samples).all():
+    bad = int(np.size(samples) - np.isfinite(samples).sum())
+    raise ValueError(
+        f'read_wav: {path!r} is damaged: {bad} of its {samples.size} float '
+        'samples are not finite (NaN or inf).')
+  return samples, int(sample_rate)
+
+
+def _check_not_truncated(path):
+  """Raises a ValueError when the data chunk is longer than the file.
+
+  Walks the RIFF chunks to the 'data' chunk and compares the size its
+  header declares with the bytes that follow it. Files that are not plain
+  RIFF/RIFX (e.g. RF64, whose sizes live elsewhere) are left to scipy.
+  """
+  file_size = os.path.getsize(path)
+  with open(path, 'rb') as f:
+    header = f.read(12)
+    if len(header) < 12 or header[8:12] != b'WAVE':
+      return
+    if header[:4] == b'RIFF':
+      size_format = '<I'
+    elif header[:4] == b'RIFX':
+      size_format = '>I'
+    else:
+      return
+    offset = 12
+    while offset + 8 <= file_size:
+      f.seek(offset)
+      chunk_id, = struct.unpack('4s', f.read(4))
+      chunk_size, = struct.unpack(size_format, f.read(4))
+      if chunk_id == b'data':
+        available = file_size - offset - 8
+        if chunk_size > available:
+          raise ValueError(
+              f'read_wav: {path!r} is truncated: its header declares '
+              f'{chunk_size} bytes of audio but the file holds only '
+              f'{available} (a copy or recording cut short?).')
+        return
+      offset += 8 + chunk_size + (chunk_size % 2)  # Chunks are word-aligned.
 
 
 def _to_float(data, path):

@@ -1,0 +1,55 @@
+"""Loading a run's .keras model file with errors that say what is wrong.
+
+Keras reports a truncated or otherwise damaged .keras file as "File not
+found" (or with a zipfile error), for a file that exists; `load_keras_file`
+names the file and says it is damaged instead.
+"""
+
+import os
+import pathlib
+import zipfile
+
+import keras
+
+
+class DamagedModelFileError(ValueError):
+  """A .keras file that exists but cannot be read."""
+
+
+def load_keras_file(path, **load_options):
+  """keras.saving.load_model(path), with clear errors.
+
+  Args:
+    path: str or os.PathLike, a .keras file written by model.save.
+    **load_options: passed to keras.saving.load_model (e.g. compile=False).
+
+  Returns:
+    The Keras model.
+
+  Raises:
+    FileNotFoundError: nothing at path.
+    DamagedModelFileError: path is not a complete .keras zip archive (e.g.
+      truncated by a full disk or a copy cut short), or Keras cannot build
+      the model it describes; the message names the file.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'{path} not found (no such file).')
+  damaged = (f'{path} is damaged ({os.path.getsize(path)} bytes): it is not '
+             'a complete .keras file, e.g. truncated by a full disk or an '
+             'interrupted copy. Use another checkpoint (last.keras, or '
+             'retrain)')
+  try:
+    with zipfile.ZipFile(path) as archive:
+      bad_member = archive.testzip()
+  except (zipfile.BadZipFile, OSError, EOFError) as error:
+    raise DamagedModelFileError(f'{damaged}; {error}.') from error
+  if bad_member is not None:
+    raise DamagedModelFileError(f'{damaged}; {bad_member} fails its CRC.')
+  try:
+    return keras.saving.load_model(path, **load_options)
+  except Exception as error:  # pylint: disable=broad-except
+    raise DamagedModelFileError(
+        f'{path} could not be loaded as a Keras model: '
+        f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'
+    ) from error
