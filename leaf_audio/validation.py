@@ -124,8 +124,8 @@ def assert_enough_samples(waveform, needed: int, message: str):
   raises ValueError at once; with a length known only at run time (a graph
   traced for [batch, None]) the returned tensor depends on a
   `tf.debugging.Assert`, so everything computed from it fails with
-  InvalidArgumentError, with the same message, before any stage sees the
-  short input.
+  InvalidArgumentError, with the same message (quotes left out), before any
+  stage sees the short input.
 
   Args:
     waveform: tensor [batch, samples] or [batch, samples, 1].
@@ -142,10 +142,11 @@ def assert_enough_samples(waveform, needed: int, message: str):
       raise ValueError(f'{message}; got {length} samples.')
     return waveform
   length = tf.shape(waveform)[1]
+  # Assert escapes the quotes in its data (as \'); the message goes without.
+  template = message.replace("'", '').replace('{', '{{').replace('}', '}}')
   check = tf.debugging.Assert(
       length >= needed,
-      [tf.strings.format(message.replace('{', '{{').replace('}', '}}') +
-                         '; got {} samples.', length)])
+      [tf.strings.format(template + '; got {} samples.', length)])
   with tf.control_dependencies([check]):
     return tf.identity(waveform)
 
