@@ -420,9 +420,9 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
 def clip_scales(waveform):
   """Per clip, a power of two near its peak and whether it is finite.
 
-  A clip whose samples are all finite gets the largest power of two s <= its
-  peak |x| (1 for silence; subnormal peaks get 2**-126), so that x / s has
-  its peak in [1, 2). Dividing by a power of two and multiplying back is
+  A clip gets the largest power of two s <= its peak |x|, so that x / s has
+  its peak in [1, 2); silence gets 1 (as does a subnormal peak, which
+  TensorFlow's CPU kernels flush to zero). Dividing by a power of two and multiplying back is
   exact in float (barring underflow below 2**-126 s), so `pooled_energy`
   computes each clip at the same scale whatever its neighbours' scale and
   undoes it exactly.
@@ -438,9 +438,9 @@ def clip_scales(waveform):
   peaks = tf.reduce_max(
       tf.abs(tf.where(tf.math.is_finite(waveform), waveform, 0.)), axis=1)
   peaks = tf.stop_gradient(peaks)
-  # The float32 exponent field of the peak, 1..254: s = 2**(field - 127).
+  # The float32 exponent field of a finite peak, 0..254: s = 2**(field - 127).
   exponent = tf.bitwise.right_shift(tf.bitcast(peaks, tf.int32), 23)
-  exponent = tf.where(peaks > 0., tf.clip_by_value(exponent, 1, 254), 127)
+  exponent = tf.where(peaks > 0., tf.maximum(exponent, 1), 127)
   scales = tf.bitcast(tf.bitwise.left_shift(exponent, 23), tf.float32)
   return scales, finite
 
