@@ -422,10 +422,10 @@ def clip_scales(waveform):
 
   A clip gets the largest power of two s <= its peak |x|, so that x / s has
   its peak in [1, 2); silence gets 1 (as does a subnormal peak, which
-  TensorFlow's CPU kernels flush to zero). Dividing by a power of two and multiplying back is
-  exact in float (barring underflow below 2**-126 s), so `pooled_energy`
-  computes each clip at the same scale whatever its neighbours' scale and
-  undoes it exactly.
+  TensorFlow's CPU kernels flush to zero). Dividing by a power of two and
+  multiplying back is exact in float (barring underflow below 2**-126 s), so
+  `pooled_energy` computes each clip at the same scale whatever its
+  neighbours' scale and undoes it exactly.
 
   Args:
     waveform: float32 [batch, samples].

@@ -118,9 +118,10 @@ def test_a_python_list_is_refused_with_what_was_expected():
 
 def needed_samples(layer):
   if getattr(layer, 'pooling_padding', 'same') == 'valid':
+    # In a graph the message has no quotes around valid.
     return (layer.window_size,
-            rf"{type(layer).__name__} pools with '?valid'? padding and needs at "
-            rf'least {layer.window_size} samples \(25.0 ms at 16000 Hz\)')
+            rf"{type(layer).__name__} pools with '?valid'? padding and needs "
+            rf'at least {layer.window_size} samples \(25.0 ms at 16000 Hz\)')
   return 1, f'{type(layer).__name__} expects at least one sample'
 
 
@@ -145,8 +146,8 @@ def test_check_waveform_accepts_float_audio_in_range():
   np.testing.assert_array_equal(got, clips.astype(np.float32))
   assert leaf_audio.check_waveform([[0.5, -1.]]).tolist() == [[0.5, -1.]]
   assert leaf_audio.check_waveform(tf.zeros([2, 10, 1])).shape == (2, 10, 1)
-  assert leaf_audio.check_waveform(1.04 * clips, max_abs=1.05).shape == (2,
-                                                                          SAMPLES)
+  louder = leaf_audio.check_waveform(1.04 * clips, max_abs=1.05)
+  assert louder.shape == (2, SAMPLES)
 
 
 def test_check_waveform_names_the_clip_out_of_range():
