@@ -162,6 +162,8 @@ class EfficientLeaf(keras.layers.Layer):
         policy)
     self._compression_takes_training = 'training' in inspect.signature(
         self._compression.call).parameters
+    # Lets a Python list reach `call`, which says what it expects.
+    self._allow_non_tensor_positional_args = True
 
   def _named_compression(self, compression_fn):
     """The layer for DEFAULT and the names in COMPRESSIONS; others unchanged."""
@@ -201,16 +203,18 @@ class EfficientLeaf(keras.layers.Layer):
 
   def call(self, inputs, training=None):
     owner = type(self).__name__
-    validation.check_float_waveform(owner, inputs.dtype)
+    validation.check_float_waveform(owner, inputs)
     validation.waveform_shape(owner, inputs.shape)
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    frontend.assert_enough_samples(self, outputs)
+    outputs = frontend.assert_enough_samples(self, outputs)
     outputs = self._filterbank(outputs)
     if self.pre_compression_floor is not None:
       outputs = tf.maximum(outputs, self.pre_compression_floor)
     if self._compression_takes_training:
-      return self._compression(outputs, training=training)
-    return self._compression(outputs)
+      outputs = self._compression(outputs, training=training)
+    else:
+      outputs = self._compression(outputs)
+    return validation.mark_non_finite_clips(inputs, outputs)
 
   def compute_output_shape(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)

@@ -19,7 +19,12 @@ twice that.
     times its piece of the window (see `pooling.strided_window_sum`).
   * The clips of a batch are laid end to end in one signal, each padded with
     enough zeros that no filter output inside a clip reads its neighbours
-    (`_Geometry`), and the signal's blocks are cut into chunks.
+    (`_Geometry`), and the signal's blocks are cut into chunks. Each clip is
+    first divided by a power of two near its peak (`clip_scales`; undone
+    exactly on its energies), so that the float rounding a chunk spreads
+    over its clips is relative to each clip's own scale, and a clip holding
+    NaN or inf is filtered as silence and returned as NaN: each clip's
+    result does not depend on the other clips.
   * Chunks of Q whole blocks are filtered with FFTs of `fft_size` N samples
     (overlap-save: a chunk reads Q S + K - 1 input samples and Q S <= N - K +
     1), by multiplying the chunk's spectrum with the spectra of the truncated
@@ -397,7 +402,9 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
 
   Returns:
     float32 [batch, frames, C]; frames = ceil(samples / S) for 'same' and
-    (samples - W) // S + 1 for 'valid'.
+    (samples - W) // S + 1 for 'valid'. A clip with a NaN or inf sample gets
+    NaN at every frame; the other clips are computed as if alone (to float
+    rounding at their own scale).
   """
   if (not isinstance(kept_bytes, numbers.Integral) or
       isinstance(kept_bytes, bool) or kept_bytes < 0):
@@ -410,9 +417,66 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
                               size, kept_bytes)
 
 
+def clip_scales(waveform):
+  """Per clip, a power of two near its peak and whether it is finite.
+
+  A clip gets the largest power of two s <= its peak |x|, so that x / s has
+  its peak in [1, 2); silence gets 1 (as does a subnormal peak, which
+  TensorFlow's CPU kernels flush to zero). Dividing by a power of two and
+  multiplying back is exact in float (barring underflow below 2**-126 s), so
+  `pooled_energy` computes each clip at the same scale whatever its
+  neighbours' scale and undoes it exactly.
+
+  Args:
+    waveform: float32 [batch, samples].
+
+  Returns:
+    (scales float32 [batch], finite bool [batch]); the scale of a clip with a
+    NaN or inf sample is that of its finite samples (none: 1).
+  """
+  finite = tf.reduce_all(tf.math.is_finite(waveform), axis=1)
+  peaks = tf.reduce_max(
+      tf.abs(tf.where(tf.math.is_finite(waveform), waveform, 0.)), axis=1)
+  peaks = tf.stop_gradient(peaks)
+  # The float32 exponent field of a finite peak, 0..254: s = 2**(field - 127).
+  exponent = tf.bitwise.right_shift(tf.bitcast(peaks, tf.int32), 23)
+  exponent = tf.where(peaks > 0., tf.maximum(exponent, 1), 127)
+  scales = tf.bitcast(tf.bitwise.left_shift(exponent, 23), tf.float32)
+  return scales, finite
+
+
 def _pooled_energy(waveform, real, imag, windows, stride, padding, size,
                    kept_bytes):
-  """`pooled_energy` with all arguments given."""
+  """`pooled_energy` of each clip at its own scale, non-finite clips isolated.
+
+  The batch is packed end to end and filtered in shared chunks, so float
+  rounding of one clip spreads over the chunk, into its neighbours (relative
+  to the chunk's largest values). Each clip is therefore divided by its
+  `clip_scales` power of two before packing, its energies multiplied back
+  by the square, and a clip holding NaN or inf is filtered as silence and
+  its frames set to NaN, so that it cannot reach its neighbours at all.
+  Measured on 1 s clips at 16 kHz (a 0.01-amplitude 440 Hz tone with noise
+  beside uniform noise of peak 1, 32768 or 1e6), the quiet clip's features
+  moved, against the clip computed alone, by at most 1.5e-6, 0.56 and 2.8
+  (Leaf) and 7e-5, 2.4 and 8.9 (TimeDomainFilterbanks) without the
+  scaling; with it by at most 2.4e-7 (Leaf) and 1.9e-6
+  (TimeDomainFilterbanks), the size of the direct method's own 2.4e-7 and
+  9.5e-7 (tests/test_input_safety.py checks 1e-4).
+  """
+  scales, finite = clip_scales(waveform)
+  waveform = tf.where(finite[:, tf.newaxis], waveform, 0.)
+  energies = _pooled_energy_of_scaled(waveform / scales[:, tf.newaxis], real,
+                                      imag, windows, stride, padding, size,
+                                      kept_bytes)
+  # (e s) s: neither product overflows or underflows unless e s**2 does.
+  scales = scales[:, tf.newaxis, tf.newaxis]
+  energies = energies * scales * scales
+  return tf.where(finite[:, tf.newaxis, tf.newaxis], energies, float('nan'))
+
+
+def _pooled_energy_of_scaled(waveform, real, imag, windows, stride, padding,
+                             size, kept_bytes):
+  """`pooled_energy` of a batch packed end to end, without per-clip scaling."""
   channels, kernel_size = real.shape
   window_size = windows.shape[0]
   geometry = _Geometry(tf.shape(waveform)[0], tf.shape(waveform)[1],

@@ -115,12 +115,20 @@ def check_enough_samples(frontend, input_shape):
 
 
 def assert_enough_samples(frontend, waveform):
-  """The run-time form of `check_enough_samples`, for a length unknown in the graph."""
-  if frontend.pooling_padding == 'valid' and waveform.shape[1] is None:
-    tf.debugging.assert_greater_equal(
-        tf.shape(waveform)[1], frontend.window_size,
-        message=(f"{type(frontend).__name__} pools with 'valid' padding and "
-                 f'needs at least {frontend.window_size} samples'))
+  """`waveform`, checked as `check_enough_samples` checks its shape.
+
+  Also when its length is known only at run time (a graph traced for
+  [batch, None]): see `validation.assert_enough_samples`.
+  """
+  owner = type(frontend).__name__
+  if getattr(frontend, 'pooling_padding', 'same') == 'valid':
+    return validation.assert_enough_samples(
+        waveform, frontend.window_size,
+        f"{owner} pools with 'valid' padding and needs at least "
+        f'{frontend.window_size} samples ({frontend.window_len} ms at '
+        f'{frontend.sample_rate} Hz)')
+  return validation.assert_enough_samples(
+      waveform, 1, f'{owner} expects at least one sample')
 
 
 @serialization.register()
@@ -334,6 +342,8 @@ class Leaf(keras.layers.Layer):
     self._method = methods.resolve(owner, self.method, self._complex_conv,
                                    self._activation, self._pooling,
                                    self.compute_dtype)
+    # Lets a Python list reach `call`, which says what it expects.
+    self._allow_non_tensor_positional_args = True
 
   # Defaults of this frontend; subclasses override them.
   def _default_conv1d_cls(self):
@@ -395,9 +405,9 @@ class Leaf(keras.layers.Layer):
 
   def call(self, inputs, training=None):
     owner = type(self).__name__
-    validation.check_float_waveform(owner, inputs.dtype)
+    validation.check_float_waveform(owner, inputs)
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    assert_enough_samples(self, outputs)
+    outputs = assert_enough_samples(self, outputs)
     if self._method == 'fft':
       if self.preemp:
         outputs = self._preemp_conv(outputs)
@@ -413,7 +423,7 @@ class Leaf(keras.layers.Layer):
       outputs = self._instance_norm(outputs)
     if self._spec_augment is not None:
       outputs = self._spec_augment(outputs, training=training)
-    return outputs
+    return validation.mark_non_finite_clips(inputs, outputs)
 
   def compute_output_shape(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)
@@ -649,6 +659,8 @@ class MelFilterbanks(keras.layers.Layer):
         sample_rate=sample_rate,
         min_freq=min_freq,
         max_freq=max_freq)
+    # Lets a Python list reach `call`, which says what it expects.
+    self._allow_non_tensor_positional_args = True
 
   def build(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)
@@ -656,9 +668,10 @@ class MelFilterbanks(keras.layers.Layer):
       self._compression.build(self.compute_output_shape(shape))
 
   def call(self, inputs):
-    validation.check_float_waveform(type(self).__name__, inputs.dtype)
+    validation.check_float_waveform(type(self).__name__, inputs)
     if inputs.shape.rank == 3:
       inputs = inputs[:, :, 0]
+    inputs = assert_enough_samples(self, inputs)
     # tf.signal.stft's computation, with frames built without its gather.
     frames = framing.overlapping_frames(inputs, self.window_size, self.stride,
                                         pad_end=True)
@@ -667,7 +680,7 @@ class MelFilterbanks(keras.layers.Layer):
     stft = tf.signal.rfft(frames * window, [self.n_fft])
     power = tf.square(tf.abs(stft))
     mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
-    return self._compression(mel)
+    return validation.mark_non_finite_clips(inputs, self._compression(mel))
 
   def compute_output_shape(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)

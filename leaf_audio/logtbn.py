@@ -82,6 +82,10 @@ class LogTBN(keras.layers.Layer):
     epsilon: float, default 1e-5; added to the variance.
     **kwargs: Keras layer arguments.
 
+  In training, frames holding NaN or inf are left out of the batch
+  statistics (their outputs stay non-finite), so that one bad clip changes
+  neither the other clips' outputs nor the moving statistics.
+
   Input shape: [batch, frames, channels], non-negative energies.
   Output shape: [batch, frames, channels], or [batch, frames, 2 * channels]
     with median='append'.
@@ -159,7 +163,11 @@ class LogTBN(keras.layers.Layer):
       filtered = outputs - temporal_median(outputs, self.median_window)
       outputs = (tf.concat([outputs, filtered], axis=-1)
                  if self.median == 'append' else filtered)
-    return self.batch_norm(outputs, training=training)
+    # In training, the batch statistics come from the finite frames only: a
+    # clip holding NaN (NaN throughout, validation.mark_non_finite_clips)
+    # would otherwise make every clip's output and the moving statistics NaN.
+    finite = tf.reduce_all(tf.math.is_finite(outputs), axis=-1)
+    return self.batch_norm(outputs, training=training, mask=finite)
 
   def compute_output_shape(self, input_shape):
     channels = input_shape[-1]

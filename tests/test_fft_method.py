@@ -311,3 +311,65 @@ def test_with_method_copies_a_model_with_its_weights():
   assert model.layers[0].active_method == 'fft'
   waveform = noise(3000)
   np.testing.assert_allclose(direct(waveform), model(waveform), atol=1e-4)
+
+
+def test_clip_scales_are_powers_of_two_at_each_clips_peak():
+  waveform = np.zeros([6, 50], np.float32)
+  waveform[0, 3] = -3.
+  waveform[1] = np.linspace(-1e-3, 5e-4, 50)
+  waveform[2, 9] = 1e30
+  waveform[3, 1] = 1e-40  # subnormal: TF's CPU kernels take it as 0
+  waveform[4, :2] = [np.nan, 0.25]
+  scales, finite = fft_filterbank.clip_scales(tf.constant(waveform))
+  scales = scales.numpy()
+  np.testing.assert_array_equal(finite, [True] * 4 + [False, True])
+  np.testing.assert_array_equal(scales[[0, 3, 4, 5]],
+                                [2., 1., 0.25, 1.])
+  peaks = np.abs(waveform[:3]).max(axis=1)
+  assert ((peaks / scales[:3] >= 1) & (peaks / scales[:3] < 2)).all()
+  np.testing.assert_array_equal(np.log2(scales), np.round(np.log2(scales)))
+
+
+def test_a_loud_neighbour_leaves_a_quiet_clip_as_if_alone():
+  # Shared chunks spread float rounding relative to their largest values;
+  # scaled per clip, the quiet clip is computed at its own scale. Without
+  # the scaling its energies moved by 1852 times their maximum here.
+  rng = np.random.default_rng(6)
+  real, imag = rng.standard_normal((2, 3, 33)).astype(np.float32)
+  windows = rng.random((25, 3)).astype(np.float32)
+  quiet = 1e-3 * rng.standard_normal(237)
+  loud = 1e6 * rng.standard_normal(237)
+
+  def energies(*clips):
+    return fft_filterbank.pooled_energy(
+        tf.constant(np.stack(clips), tf.float32), real, imag, windows, 10,
+        'same', size=128).numpy()
+
+  alone = energies(quiet)[0]
+  want = numpy_pooled_energy(quiet[np.newaxis], real, imag, windows, 10,
+                             'same')[0]
+  np.testing.assert_allclose(alone, want, rtol=1e-4, atol=1e-4 * want.max())
+  for batch, row in ((energies(quiet, loud), 0), (energies(loud, quiet), 1),
+                     (energies(loud, quiet, loud), 1)):
+    np.testing.assert_allclose(batch[row], alone, rtol=0,
+                               atol=1e-5 * alone.max())
+  # A single clip is scaled exactly: 2**20 x gives 2**40 the energies.
+  np.testing.assert_array_equal(energies(2.**20 * quiet)[0],
+                                2.**40 * energies(quiet)[0])
+
+
+def test_a_non_finite_clip_gets_nan_and_its_neighbours_nothing():
+  rng = np.random.default_rng(7)
+  real, imag = rng.standard_normal((2, 3, 33)).astype(np.float32)
+  windows = rng.random((25, 3)).astype(np.float32)
+  waveform = rng.standard_normal((3, 237)).astype(np.float32)
+  alone = [fft_filterbank.pooled_energy(waveform[i:i + 1], real, imag,
+                                        windows, 10, 'same', size=128)[0]
+           for i in (0, 2)]
+  waveform[1, 100] = np.inf
+  got = fft_filterbank.pooled_energy(waveform, real, imag, windows, 10,
+                                     'same', size=128).numpy()
+  assert np.isnan(got[1]).all()
+  for row, want in zip((0, 2), alone):
+    np.testing.assert_allclose(got[row], want, rtol=1e-6,
+                               atol=1e-6 * want.numpy().max())

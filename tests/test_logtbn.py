@@ -49,6 +49,19 @@ def test_inference_uses_the_moving_statistics():
                              atol=1e-3)
 
 
+def test_a_nan_clip_is_left_out_of_the_batch_statistics():
+  x = energies(5)  # [3, frames, channels]
+  bad = np.concatenate([x[:1], np.full_like(x[:1], np.nan), x[1:]])
+  layer = logtbn.LogTBN(momentum=0.)
+  want = layer(tf.constant(x), training=True).numpy()
+  want_moving = layer.batch_norm.moving_mean.numpy()
+  got = layer(tf.constant(bad), training=True).numpy()
+  assert np.isnan(got[1]).all()
+  np.testing.assert_allclose(got[[0, 2, 3]], want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(layer.batch_norm.moving_mean.numpy(),
+                             want_moving, rtol=1e-5, atol=1e-6)
+
+
 def test_append_doubles_the_channels():
   x = tf.constant(energies(4))
   layer = logtbn.LogTBN(median='append', affine=False)
