@@ -51,6 +51,15 @@ def num_frames(num_samples, window: int, stride: int, padding: str):
   return (num_samples - window) // stride + 1
 
 
+def check_enough_samples(owner: str, num_samples, window: int, padding: str,
+                         input_shape):
+  """Raises if 'valid' framing of `num_samples` (None: unknown) lacks a window."""
+  if padding == 'valid' and num_samples is not None and num_samples < window:
+    raise ValueError(
+        f"{owner} pools with 'valid' padding and needs at least {window} "
+        f'samples; got input shape {tuple(input_shape)}.')
+
+
 def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
                               window_stride_ms):
   """Validates a frontend's framing arguments; returns (window, stride) in samples."""

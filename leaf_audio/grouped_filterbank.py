@@ -374,10 +374,32 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     self._restore_order = (None if order == sorted(order) else
                            np.argsort(order).astype(np.int32))
 
+  # impulse_responses() gives (real, imag) parts; see convolution.complex_filters.
+  is_complex = True
+
+  @property
+  def kernel_size(self):
+    """The pooling window (and longest filter) in samples, as a pooling stage's."""
+    return self.window_size
+
+  @property
+  def strides(self):
+    """The frame hop in samples, as a pooling stage's."""
+    return self.hop
+
+  def gabor_parameters(self):
+    """Constrained [n_filters, 2]: centre frequency (radians/sample), sigma (samples)."""
+    return self.kernel.constraint(self.kernel)
+
   def impulse_responses(self):
     """LEAF's constrained Gabor filters (real, imag), each [n_filters, window]."""
-    kernel = self.kernel.constraint(self.kernel)
-    return impulse_responses.gabor_filters_real_imag(kernel, self.window_size)
+    return impulse_responses.gabor_filters_real_imag(self.gabor_parameters(),
+                                                     self.window_size)
+
+  def windows(self):
+    """LEAF's Gaussian pooling windows [window_size, n_filters]."""
+    return impulse_responses.gaussian_lowpass(self.pooling_width,
+                                              self.window_size)[0, :, :, 0]
 
   def call(self, inputs):
     # LEAF's filters, [window_size, 2 * n_filters] (real parts, then
@@ -385,8 +407,7 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     real, imag = self.impulse_responses()
     filters = tf.transpose(tf.concat([real, imag], axis=0))
     # LEAF's Gaussian windows, [n_filters, window_size]; groups sample them.
-    windows = tf.transpose(impulse_responses.gaussian_lowpass(
-        self.pooling_width, self.window_size)[0, :, :, 0])
+    windows = tf.transpose(self.windows())
     waveform = tf.squeeze(inputs, axis=2)
     length = tf.shape(waveform)[1]
     frames, left, _ = framing.frames_and_padding(length, self.window_size,

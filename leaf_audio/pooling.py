@@ -190,6 +190,10 @@ class GaussianLowpassPooling(_KernelPooling1D):
     """Gaussian windows [1, kernel_size, channels, 1]."""
     return impulse_responses.gaussian_lowpass(self.kernel, self.kernel_size)
 
+  def windows(self):
+    """The pooling windows [kernel_size, channels]."""
+    return self.impulse_responses()[0, :, :, 0]
+
   def call(self, inputs):
     windows = self.impulse_responses()
     if _uses_blocks(self.kernel_size, self.strides):
@@ -244,9 +248,13 @@ class LearnablePooling1D(_KernelPooling1D):
         initializer=self.kernel_initializer,
         regularizer=self.kernel_regularizer)
 
+  def windows(self):
+    """The window, shared by all channels, [kernel_size, 1]."""
+    return tf.convert_to_tensor(self.kernel)[0, :, :, 0]
+
   def call(self, inputs):
     if _uses_blocks(self.kernel_size, self.strides):
-      return strided_window_sum(inputs, self.kernel[0, :, :, 0], self.strides,
+      return strided_window_sum(inputs, self.windows(), self.strides,
                                 self.padding)
     # [batch, time, channels] -> [batch, channels, time, 1]: one "image row"
     # per channel, so a single 2-D filter pools every channel alike.

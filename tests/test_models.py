@@ -266,7 +266,18 @@ def test_audio_classifier_builds_without_data_and_trains_under_compile():
   model = tiny_classifier()
   model.build((None, 16000))  # What experiments/training.py does.
   assert model.built and model.count_params() > 0
-  assert all(layer.built for layer in model._flatten_layers())
+  assert all(layer.built for layer in nested_layers(model))
+
+
+def nested_layers(layer):
+  """`layer` and the layers in it, through the public `layers` and stages."""
+  children = list(getattr(layer, 'layers', []))
+  children += [getattr(layer, name, None) for name in leaf_audio.frontend.STAGES]
+  found = [layer]
+  for child in children:
+    if isinstance(child, keras.layers.Layer) and child is not layer:
+      found += nested_layers(child)
+  return found
 
 
 def test_audio_classifier_keras_file_round_trip(tmp_path):
