@@ -159,13 +159,9 @@ class _FilterbankConv1D(keras.layers.Layer):
     return outputs
 
   def compute_output_shape(self, input_shape):
-    length = input_shape[1]
-    if length is not None:
-      if self.padding == 'same':
-        length = -(-length // self.strides)
-      else:
-        length = max(0, (length - self.kernel_size) // self.strides + 1)
-    return (input_shape[0], length, self._output_channels())
+    return (input_shape[0],
+            framing.num_frames(input_shape[1], self.kernel_size, self.strides,
+                               self.padding), self._output_channels())
 
   def get_config(self):
     config = super().get_config()

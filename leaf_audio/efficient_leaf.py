@@ -117,16 +117,12 @@ class EfficientLeaf(frontend.Frontend):
     self.pooling_padding = validation.check_padding(owner, 'pooling_padding',
                                                     pooling_padding)
     self.regularizer_fn = keras.regularizers.get(regularizer_fn)
-    if complex_conv_init is DEFAULT:
-      complex_conv_init = frontend.default_gabor_init(sample_rate)
-    self.complex_conv_init = keras.initializers.get(
-        serialization.deserialize(complex_conv_init))
-    frontend.check_sample_rate_matches(owner, 'complex_conv_init',
-                                       self.complex_conv_init, sample_rate)
-    if pooling_init is DEFAULT:
-      pooling_init = keras.initializers.Constant(0.4)
-    self.pooling_init = keras.initializers.get(
-        serialization.deserialize(pooling_init))
+    self.complex_conv_init = frontend.initializer_for(
+        owner, 'complex_conv_init', frontend.default_gabor_init(sample_rate)
+        if complex_conv_init is DEFAULT else complex_conv_init, sample_rate)
+    self.pooling_init = frontend.initializer_for(
+        owner, 'pooling_init', keras.initializers.Constant(0.4)
+        if pooling_init is DEFAULT else pooling_init, sample_rate)
     policy = keras.dtype_policies.get(kwargs['dtype'])
     filterbank = grouped_filterbank.GroupedGaborFilterbank(
         n_filters=self.n_filters,
@@ -158,24 +154,13 @@ class EfficientLeaf(frontend.Frontend):
     return self.filterbank.groups
 
   def get_config(self):
-    config = keras.layers.Layer.get_config(self)
-    config.update({
-        'n_filters': self.n_filters,
-        'sample_rate': self.sample_rate,
-        'window_len': self.window_len,
-        'window_stride': self.window_stride,
-        'num_groups': self.num_groups,
-        'conv_win_factor': self.conv_win_factor,
-        'stride_factor': self.stride_factor,
-        'compression_fn': serialization.serialize(self.compression),
-        'learn_filters': self.learn_filters,
-        'learn_pooling': self.learn_pooling,
-        'complex_conv_init': serialization.serialize(self.complex_conv_init),
-        'pooling_init': serialization.serialize(self.pooling_init),
-        'regularizer_fn': serialization.serialize(self.regularizer_fn),
-        'pooling_padding': self.pooling_padding,
-        'pre_compression_floor': self.pre_compression_floor,
-    })
+    config = frontend.preset_config(
+        self, ('n_filters', 'sample_rate', 'window_len', 'window_stride',
+               'num_groups', 'conv_win_factor', 'stride_factor',
+               'learn_filters', 'learn_pooling', 'pooling_padding',
+               'pre_compression_floor'),
+        ('complex_conv_init', 'pooling_init', 'regularizer_fn'))
+    config['compression_fn'] = serialization.serialize(self.compression)
     return config
 
   @classmethod

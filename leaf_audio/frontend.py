@@ -105,17 +105,35 @@ def set_filters_and_framing(frontend, n_filters, sample_rate, window_len,
   frontend.window_stride = window_stride
 
 
-def check_sample_rate_matches(owner, argument, initializer, sample_rate):
+def initializer_for(owner, argument, value, sample_rate):
+  """`value` as a Keras initializer; raises if it was built for another rate."""
+  initializer = keras.initializers.get(serialization.deserialize(value))
   rate = getattr(initializer, 'sample_rate', None)
   if rate is not None and rate != sample_rate:
     raise ValueError(
         f'{owner}: {argument} was built for sample_rate={rate} Hz but the '
         f'frontend runs at sample_rate={sample_rate} Hz; pass an initializer '
         f'with sample_rate={sample_rate}.')
+  return initializer
+
+
+def preset_config(preset, plain, serialized):
+  """A preset's config: Keras' layer config and its arguments, `serialized` ones serialized."""
+  config = keras.layers.Layer.get_config(preset)
+  config.update({name: getattr(preset, name) for name in plain})
+  config.update({name: serialization.serialize(getattr(preset, name))
+                 for name in serialized})
+  return config
 
 
 STAGES = ('preemphasis', 'filterbank', 'activation', 'pooling', 'compression',
           'normalization', 'spec_augment')
+
+
+def _stage(name, doc):
+  """A read-only property: the frontend's stage `name` (a layer or None)."""
+  return property(lambda self: self._stages[name], doc=f'The {name} layer '
+                  f'({doc}), or None.')
 
 
 @serialization.register()
@@ -177,15 +195,14 @@ class Frontend(keras.layers.Layer):
       raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
                        f' got {pre_compression_floor!r}.')
     self.pre_compression_floor = pre_compression_floor
-    given = dict(preemphasis=preemphasis, filterbank=filterbank,
-                 activation=activation, pooling=pooling,
-                 compression=compression, normalization=normalization,
-                 spec_augment=spec_augment)
     stages = {}
-    for name in STAGES:
-      layer = serialization.deserialize(given[name])
+    for name, layer in zip(STAGES, (preemphasis, filterbank, activation,
+                                    pooling, compression, normalization,
+                                    spec_augment)):
+      layer = serialization.deserialize(layer)
       if layer is not None and not isinstance(layer, keras.layers.Layer):
-        raise TypeError(f'{owner}: {name} must be a Keras layer or None; got '
+        raise TypeError(f'{owner}: {name} must be a Keras layer or None'
+                        f"{' (or a bool)' * (name == 'spec_augment')}; got "
                         f'{layer!r}.')
       stages[name] = layer
     if stages['filterbank'] is None:
@@ -193,38 +210,27 @@ class Frontend(keras.layers.Layer):
     self._stages = stages
     # The stage whose window and stride set the frames.
     self._framer = stages['pooling'] or stages['filterbank']
-    self._takes_training = {
-        name: layer is not None and
-              'training' in inspect.signature(layer.call).parameters
-        for name, layer in stages.items()}
     self.method = methods.check_method(owner, method)
     self._method = methods.resolve(owner, self.method, stages['filterbank'],
                                    stages['activation'], stages['pooling'],
                                    self.compute_dtype)
 
-  preemphasis = property(lambda self: self._stages['preemphasis'],
-                         doc='Layer applied to the waveform first, or None.')
-  filterbank = property(lambda self: self._stages['filterbank'],
-                        doc='The filterbank layer.')
-  activation = property(lambda self: self._stages['activation'],
-                        doc='Layer after the filterbank, or None.')
-  pooling = property(lambda self: self._stages['pooling'],
-                     doc='The pooling layer, or None.')
-  compression = property(lambda self: self._stages['compression'],
-                         doc='The compression layer, or None.')
-  normalization = property(lambda self: self._stages['normalization'],
-                           doc='Layer after compression, or None.')
-  spec_augment = property(lambda self: self._stages['spec_augment'],
-                          doc='Layer applied last, in training only, or None.')
+  preemphasis = _stage('preemphasis', 'applied to the waveform first')
+  filterbank = _stage('filterbank', '[batch, samples, 1] -> [batch, time, ch]')
+  activation = _stage('activation', 'applied after the filterbank')
+  pooling = _stage('pooling', 'downsampling in time')
+  compression = _stage('compression', 'applied after the floor')
+  normalization = _stage('normalization', 'applied after compression')
+  spec_augment = _stage('spec_augment', 'applied last, in training only')
 
   # Keras keeps a sub-layer's weights in a .keras file under the first name
   # that dir() gives for it (public names first). Files written before the
   # stages were public keep them under `stages/...`, `_compression`,
   # `_instance_norm` and (EfficientLeaf) `_filterbank`; dir() lists only these
   # names for the stages, so that such files load.
-  _compression = property(lambda self: self._stages['compression'])
-  _instance_norm = property(lambda self: self._stages['normalization'])
-  _filterbank = property(lambda self: self._stages['filterbank'])
+  _compression = _stage('compression', 'saved weights path')
+  _instance_norm = _stage('normalization', 'saved weights path')
+  _filterbank = _stage('filterbank', 'saved weights path')
 
   def __dir__(self):
     hidden = set(STAGES) | {'_stages'}
@@ -265,7 +271,7 @@ class Frontend(keras.layers.Layer):
     layer = self._stages[name]
     if layer is None:
       return outputs
-    if self._takes_training[name]:
+    if 'training' in inspect.signature(layer.call).parameters:
       return layer(outputs, training=training)
     return layer(outputs)
 
@@ -288,10 +294,8 @@ class Frontend(keras.layers.Layer):
         outputs = self._run(name, outputs, training)
     if self.pre_compression_floor is not None:
       outputs = tf.maximum(outputs, self.pre_compression_floor)
-    for name in ('compression', 'normalization'):
+    for name in STAGES[4:]:  # compression, normalization, spec_augment
       outputs = self._run(name, outputs, training)
-    if self.spec_augment is not None:
-      outputs = self.spec_augment(outputs, training=training)
     return outputs
 
   def compute_output_shape(self, input_shape):
@@ -441,10 +445,9 @@ class Leaf(Frontend):
         resolve('pooling_cls', pooling_cls), owner, 'pooling_cls')
     self.pooling_padding = validation.check_padding(
         owner, 'pooling_padding', resolve('pooling_padding', pooling_padding))
-    self.complex_conv_init = keras.initializers.get(serialization.deserialize(
-        resolve('complex_conv_init', complex_conv_init)))
-    check_sample_rate_matches(owner, 'complex_conv_init',
-                              self.complex_conv_init, sample_rate)
+    self.complex_conv_init = initializer_for(
+        owner, 'complex_conv_init',
+        resolve('complex_conv_init', complex_conv_init), sample_rate)
     pooling_takes_kernel = _accepts(self.pooling_cls, 'kernel_initializer')
     if pooling_init is DEFAULT:
       pooling_init = (resolve('pooling_init', pooling_init)
@@ -453,10 +456,8 @@ class Leaf(Frontend):
       raise ValueError(
           f'{owner}: pooling_init={pooling_init!r} was given but '
           f'{self.pooling_cls.__name__} has no kernel to initialise.')
-    self.pooling_init = keras.initializers.get(
-        serialization.deserialize(pooling_init))
-    check_sample_rate_matches(owner, 'pooling_init', self.pooling_init,
-                              sample_rate)
+    self.pooling_init = initializer_for(owner, 'pooling_init', pooling_init,
+                                        sample_rate)
     self.preemp_init = keras.initializers.get(serialization.deserialize(
         initializers.PreempInit() if preemp_init is DEFAULT else preemp_init))
     filter_regularizer = self.regularizer_fn if learn_filters else None
@@ -491,11 +492,6 @@ class Leaf(Frontend):
           name='tfbanks_instancenorm')
     if spec_augment is True:
       spec_augment = augment.SpecAugment(dtype=policy)
-    spec_augment = serialization.deserialize(spec_augment)
-    if spec_augment is not False and spec_augment is not None and (
-        not isinstance(spec_augment, keras.layers.Layer)):
-      raise TypeError(f'{owner}: spec_augment must be a bool or a SpecAugment '
-                      f'layer; got {spec_augment!r}.')
     super().__init__(
         filterbank=self.conv1d_cls(**conv_kwargs),
         activation=as_layer(resolve('activation', activation), owner,
@@ -505,39 +501,27 @@ class Leaf(Frontend):
                              owner, 'compression_fn', policy),
         preemphasis=preemphasis,
         normalization=normalization,
-        spec_augment=spec_augment or None,
+        spec_augment=None if spec_augment is False else spec_augment,
         pre_compression_floor=pre_compression_floor,
         method=method,
         **kwargs)
 
   def get_config(self):
     owner = type(self).__name__
-    config = keras.layers.Layer.get_config(self)
-    config.update({
-        'learn_pooling': self.learn_pooling,
-        'learn_filters': self.learn_filters,
-        'conv1d_cls': serialization.serialize_class(self.conv1d_cls, owner,
-                                                    'conv1d_cls'),
-        'activation': serialization.serialize(self.activation),
-        'pooling_cls': serialization.serialize_class(self.pooling_cls, owner,
-                                                     'pooling_cls'),
-        'n_filters': self.n_filters,
-        'sample_rate': self.sample_rate,
-        'window_len': self.window_len,
-        'window_stride': self.window_stride,
-        'compression_fn': serialization.serialize(self.compression),
-        'preemp': self.preemp,
-        'preemp_init': serialization.serialize(self.preemp_init),
-        'complex_conv_init': serialization.serialize(self.complex_conv_init),
-        'pooling_init': serialization.serialize(self.pooling_init),
-        'regularizer_fn': serialization.serialize(self.regularizer_fn),
-        'mean_var_norm': self.mean_var_norm,
-        'spec_augment': (serialization.serialize(self.spec_augment)
-                         if self.spec_augment is not None else False),
-        'pooling_padding': self.pooling_padding,
-        'pre_compression_floor': self.pre_compression_floor,
-        'method': self.method,
-    })
+    config = preset_config(
+        self, ('learn_pooling', 'learn_filters', 'n_filters', 'sample_rate',
+               'window_len', 'window_stride', 'preemp', 'mean_var_norm',
+               'pooling_padding', 'pre_compression_floor', 'method'),
+        ('preemp_init', 'complex_conv_init', 'pooling_init', 'regularizer_fn'))
+    config.update(
+        conv1d_cls=serialization.serialize_class(self.conv1d_cls, owner,
+                                                 'conv1d_cls'),
+        pooling_cls=serialization.serialize_class(self.pooling_cls, owner,
+                                                  'pooling_cls'),
+        activation=serialization.serialize(self.activation),
+        compression_fn=serialization.serialize(self.compression),
+        spec_augment=(serialization.serialize(self.spec_augment)
+                      if self.spec_augment is not None else False))
     return config
 
   @classmethod
@@ -716,7 +700,8 @@ class MelFilterbanks(keras.layers.Layer):
     if compression_fn is DEFAULT:
       compression_fn = compression.LogCompression(
           log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
-    self._compressor = (as_layer(compression_fn, owner, 'compression_fn',
+    # The compression layer (Identity for none).
+    self.compression = (as_layer(compression_fn, owner, 'compression_fn',
                                  self.dtype_policy) or
                         keras.layers.Identity(dtype=self.dtype_policy))
     self.mel_matrix = melfilters.mel_filterbank(
@@ -725,11 +710,6 @@ class MelFilterbanks(keras.layers.Layer):
         sample_rate=sample_rate,
         min_freq=min_freq,
         max_freq=max_freq)
-
-  @property
-  def compression(self):
-    """The compression layer (Identity for none)."""
-    return self._compressor
 
   def build(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)

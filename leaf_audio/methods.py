@@ -11,21 +11,18 @@ layer with complex impulse responses (`convolution.complex_filters`: e.g.
 `GaborConv1D`, or a `keras.layers.Conv1D` with real and imaginary parts
 interleaved), followed by `SquaredModulus` and by a pooling stage with
 `windows()` (e.g. `GaussianLowpassPooling`, `LearnablePooling1D`) whose
-window spans at most 8 hops, in float32.
+window spans at most `blocks.MAX_PIECES` (8) hops, in float32.
 Otherwise the stages run directly.
 """
 
 import keras
 
+from leaf_audio import blocks
 from leaf_audio import convolution
 from leaf_audio import fft_filterbank
 from leaf_audio import modulus
 
 METHODS = ('auto', 'direct', 'fft')
-
-# Longer windows (relative to the hop) make the per-block sums of
-# `fft_filterbank` a long Python loop; the direct path handles them.
-_MAX_PIECES = 8
 
 
 def check_method(owner: str, method) -> str:
@@ -65,10 +62,10 @@ def fft_problem(conv, activation, pool, dtype) -> str:
             'SquaredModulus')
   if not hasattr(pool, 'windows'):
     return f'the pooling ({type(pool).__name__}) has no windows'
-  pieces = -(-pool.kernel_size // pool.strides)
-  if pieces > _MAX_PIECES:
+  pieces = blocks.num_pieces(pool.kernel_size, pool.strides)
+  if pieces > blocks.MAX_PIECES:
     return (f'the pooling window ({pool.kernel_size} samples) spans {pieces} '
-            f'hops of {pool.strides} samples; at most {_MAX_PIECES} are '
+            f'hops of {pool.strides} samples; at most {blocks.MAX_PIECES} are '
             'supported')
   if dtype != 'float32':
     return f'the frontend computes in {dtype}, not float32'

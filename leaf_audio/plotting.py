@@ -50,6 +50,7 @@ import numpy as np
 
 from leaf_audio import compression
 from leaf_audio import convolution
+from leaf_audio import framing
 from leaf_audio import frontend as frontend_lib
 from leaf_audio import melfilters
 from leaf_audio import pooling
@@ -87,11 +88,6 @@ def _check_frontend(frontend, needs_weights: bool = True):
         'call it on audio or call frontend.build((None, samples)) first.')
 
 
-def _is_gabor(layer) -> bool:
-  """Whether a layer has Gabor parameters (LEAF's and EfficientLeaf's filterbanks)."""
-  return hasattr(layer, 'gabor_parameters')
-
-
 def filterbank_layer(frontend):
   """The filterbank stage of a frontend, or None (MelFilterbanks).
 
@@ -110,7 +106,7 @@ def gabor_parameters(frontend) -> Optional[np.ndarray]:
   """
   _check_frontend(frontend)
   layer = filterbank_layer(frontend)
-  if not _is_gabor(layer):
+  if not hasattr(layer, 'gabor_parameters'):
     return None
   return np.asarray(layer.gabor_parameters(), np.float64)
 
@@ -300,7 +296,7 @@ def filterbank_summary(frontend) -> FilterbankSummary:
                                   *_mel_range(frontend))
     return FilterbankSummary(centre, bandwidth, 'mel scale')
   conv = filterbank_layer(frontend)
-  if _is_gabor(conv):
+  if hasattr(conv, 'gabor_parameters'):
     kernel = gabor_parameters(frontend)
     return FilterbankSummary(kernel[:, 0] * sample_rate / (2 * np.pi),
                              gabor_bandwidth_hz(kernel[:, 1], sample_rate),
@@ -382,7 +378,7 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
   _check_frontend(frontend, needs_weights=False)
   size, stride = frontend.window_size, frontend.stride
   if isinstance(frontend, frontend_lib.MelFilterbanks):
-    frames = -(-num_samples // stride)
+    frames = framing.num_frames(num_samples, size, stride, 'same')
     centres = np.arange(frames) * stride + size // 2
     return centres / frontend.sample_rate
   padding = getattr(frontend, 'pooling_padding', None)
@@ -390,16 +386,10 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
     raise ValueError('frame_times does not know how '
                      f'{type(frontend).__name__} frames its output.')
   filter_delay = size // 2 - (size - 1) // 2
-  if padding == 'same':
-    frames = -(-num_samples // stride)
-    pad_front = max((frames - 1) * stride + size - num_samples, 0) // 2
-  else:
-    if num_samples < size:
-      raise ValueError(f"{type(frontend).__name__} pools with 'valid' padding "
-                       f'and needs at least {size} samples; got '
-                       f'{num_samples}.')
-    frames = (num_samples - size) // stride + 1
-    pad_front = 0
+  framing.check_enough_samples(type(frontend).__name__, num_samples, size,
+                               padding, (num_samples,))
+  frames, pad_front, _ = framing.frames_and_padding(num_samples, size, stride,
+                                                    padding)
   centres = (np.arange(frames) * stride - pad_front + (size - 1) / 2 +
              filter_delay)
   return centres / frontend.sample_rate
