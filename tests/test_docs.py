@@ -234,6 +234,7 @@ def test_other_pages_run(page, tmp_path, monkeypatch):
     assert runner.namespace['moved'].max() > 0, 'the fit moved no filter'
 
 
+@pytest.mark.slow
 def test_tutorial_runs_end_to_end(tmp_path, tiny_tfds, monkeypatch):
   runner = run_page('tutorial.md', tmp_path, tiny_tfds, monkeypatch)
   run = tmp_path / 'runs' / 'tutorial'
@@ -268,6 +269,7 @@ def test_the_tutorial_trains_what_make_train_trains():
       REPO_ROOT / 'README.md').read_text()
 
 
+@pytest.mark.slow
 def test_own_data_page_runs_end_to_end(tmp_path, tiny_tfds, monkeypatch):
   runner = run_page('own_data.md', tmp_path, tiny_tfds, monkeypatch)
   run = tmp_path / 'runs' / 'my_sounds'

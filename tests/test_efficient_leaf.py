@@ -136,6 +136,7 @@ def test_docstring_examples_hold():
     assert tried > 0 and failures == 0, module.__name__
 
 
+@pytest.mark.slow
 def test_gin_config_trains_and_reloads(tmp_path):
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
   from experiments import configuration  # pylint: disable=g-import-not-at-top

@@ -62,6 +62,7 @@ def classifier(layer):
   ])
 
 
+@pytest.mark.slow
 def test_keras_files_reload_in_a_fresh_process(tmp_path):
   x = waveforms(samples=4800)
   for name, make in FRONTENDS.items():
