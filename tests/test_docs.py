@@ -224,6 +224,7 @@ END_TO_END_PAGES = ('tutorial.md', 'own_data.md')
 
 @pytest.mark.parametrize(
     'page', [p for p in doc_pages() if p not in END_TO_END_PAGES])
+@pytest.mark.slow
 def test_other_pages_run(page, tmp_path, monkeypatch):
   runner = run_page(page, tmp_path, tmp_path / 'no_tfds', monkeypatch)
   if page == 'keras_model.md':

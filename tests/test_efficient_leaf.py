@@ -91,6 +91,7 @@ def square_waves(seconds, batch=2):
 
 
 @pytest.mark.parametrize('name', ['log_pcen', 'logtbn'])
+@pytest.mark.slow
 def test_finite_outputs_and_gradients_on_hard_inputs(name):
   layer = leaf_audio.EfficientLeaf(compression_fn=name)
 

@@ -338,12 +338,14 @@ def ten_minute_square_wave():
     frontend.Leaf, frontend.SincNetPlus, frontend.MelFilterbanks,
     frontend.TimeDomainFilterbanks, frontend.SincNet
 ])
+@pytest.mark.slow
 def test_ten_minute_input_gives_finite_outputs(ten_minute_square_wave, make):
   outputs = make()(ten_minute_square_wave).numpy()
   assert outputs.shape[1] >= 59998
   assert np.isfinite(outputs).all()
 
 
+@pytest.mark.slow
 def test_ten_minute_input_trains_through_leaf_in_bounded_memory(
     ten_minute_square_wave):
   """Forward and backward; the FFT method keeps no full-rate intermediate."""

@@ -41,6 +41,7 @@ def run_python(code, **env):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_leaf_audio_imports_and_runs_with_optional_packages_missing():
   # absl is a dependency of TensorFlow itself (tf imports absl.flags), so it
   # cannot be uninstalled; any import of it from leaf_audio's own modules
@@ -116,6 +117,7 @@ def test_cpu_build_is_chosen_by_the_environment(monkeypatch):
       'tensorflow-cpu', 'keras', 'numpy'}
 
 
+@pytest.mark.slow
 def test_non_tensorflow_backend_fails_with_a_clear_message():
   # Other backends need their own frameworks (jax, torch), which this
   # environment lacks, so report one through keras.backend.backend().
