@@ -7,7 +7,8 @@
   SincNetPlus            sinc filters, LeakyReLU, Gaussian pooling, fixed PCEN
   MelFilterbanks         STFT, mel matrix, log (nothing learnable)
 
-This module only composes the stages; each stage lives in its own module.
+`Frontend` composes stages, each from its own module; the first four are
+its presets (EfficientLeaf, another, lives in `efficient_leaf`).
 All frontends take float audio [batch, samples] or [batch, samples, 1] in
 [-1, 1] and return [batch, frames, n_filters] in float32.
 """
@@ -208,8 +209,10 @@ class Frontend(keras.layers.Layer):
     if stages['filterbank'] is None:
       raise ValueError(f'{owner}: filterbank must be a Keras layer; got None.')
     self._stages = stages
-    # The stage whose window and stride set the frames.
-    self._framer = stages['pooling'] or stages['filterbank']
+    # The window of the stage that sets the frames, if it pools 'valid'.
+    framer = stages['pooling'] or stages['filterbank']
+    self._valid_window = (framer.kernel_size if getattr(
+        framer, 'padding', None) == 'valid' else 0)
     self.method = methods.check_method(owner, method)
     self._method = methods.resolve(owner, self.method, stages['filterbank'],
                                    stages['activation'], stages['pooling'],
@@ -253,8 +256,8 @@ class Frontend(keras.layers.Layer):
     """The waveform shape [batch, samples, 1]; raises if 'valid' framing lacks a window."""
     owner = type(self).__name__
     shape = validation.waveform_shape(owner, input_shape)
-    framing.check_enough_samples(owner, shape[1], self._framer.kernel_size,
-                                 self._framer.padding, input_shape)
+    framing.check_enough_samples(owner, shape[1], self._valid_window,
+                                 'valid', input_shape)
     return shape
 
   def build(self, input_shape):
@@ -280,11 +283,11 @@ class Frontend(keras.layers.Layer):
     validation.check_float_waveform(owner, inputs.dtype)
     validation.waveform_shape(owner, inputs.shape)
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    if self._framer.padding == 'valid' and outputs.shape[1] is None:
+    if self._valid_window and outputs.shape[1] is None:
       tf.debugging.assert_greater_equal(
-          tf.shape(outputs)[1], self._framer.kernel_size,
+          tf.shape(outputs)[1], self._valid_window,
           message=(f"{owner} pools with 'valid' padding and needs at least "
-                   f'{self._framer.kernel_size} samples'))
+                   f'{self._valid_window} samples'))
     outputs = self._run('preemphasis', outputs, training)
     if self._method == 'fft':
       outputs = methods.pooled_energy_fft(outputs, self.filterbank,

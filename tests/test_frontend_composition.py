@@ -151,3 +151,17 @@ def test_nothing_outside_a_class_reads_its_private_stages():
         if pattern.search(line):
           found.append(f'{path.relative_to(REPO_ROOT)}:{number}: {line}')
   assert not found, '\n'.join(found)
+
+
+def test_any_layers_compose_and_frames_come_from_the_pooling_stage():
+  plain = leaf_audio.Frontend(filterbank=keras.layers.Dense(3),
+                              pre_compression_floor=None)
+  x = waveform(samples=100)
+  assert plain(x).shape == (2, 100, 3)
+  valid = leaf_audio.Frontend(
+      filterbank=leaf_audio.GaborConv1D(filters=8, kernel_size=401),
+      activation=leaf_audio.SquaredModulus(),
+      pooling=leaf_audio.LearnablePooling1D(401, 160, padding='valid'))
+  assert valid.compute_output_shape((2, 3200)) == (2, 18, 4)
+  with pytest.raises(ValueError, match="'valid' padding and needs at least 401"):
+    valid(waveform(samples=400))
