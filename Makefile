@@ -8,25 +8,34 @@ LEAF_AUDIO_TENSORFLOW ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo t
 export LEAF_AUDIO_TENSORFLOW
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test train clean-venv
+.PHONY: install test test-fast train clean-venv
 
 # The main run: LEAF on the embedded synthetic dataset, then test and export.
 RUN_DIR ?= runs/default
 # Space-separated .gin files, composed in order.
 GIN_CONFIGS ?= gin_configs/default.gin
 
-$(VENV)/.installed: setup.py
+# One virtualenv; training needs the `experiments` extra, the tests the
+# `test` extra (which includes it).
+$(VENV)/.installed-%: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
-install: $(VENV)/.installed
+.PRECIOUS: $(VENV)/.installed-%
 
-test: $(VENV)/.installed
+install: $(VENV)/.installed-test
+
+# The full suite (what CI runs).
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
 
-train: $(VENV)/.installed
+# The suite without the tests marked slow (a few minutes), for development.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow" tests
+
+train: $(VENV)/.installed-experiments
 	$(BIN)/python -m experiments.train $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(RUN_DIR)
 	@echo "SavedModel: $(RUN_DIR)/export (try: $(BIN)/python -m experiments.predict --saved_model=$(RUN_DIR)/export FILE.wav)"
 

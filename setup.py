@@ -1,5 +1,9 @@
 """Installs leaf_audio (the Keras layers) and experiments (the training binaries).
 
+`pip install .` brings only what the layers need (TensorFlow, Keras, numpy);
+`pip install '.[experiments]'` adds what training needs (gin, absl, TFDS,
+scipy, TensorBoard) and `'.[test]'` adds pytest and matplotlib on top.
+
 TensorFlow comes as the `tensorflow` package by default. On a machine without
 a GPU, `LEAF_AUDIO_TENSORFLOW=tensorflow-cpu pip install -e .` installs the
 smaller CPU build instead (the Makefile does this when it finds no GPU).
@@ -11,6 +15,23 @@ import setuptools
 
 TENSORFLOW = os.environ.get('LEAF_AUDIO_TENSORFLOW', 'tensorflow')
 
+BASE_REQUIREMENTS = [
+    f'{TENSORFLOW}>=2.16',
+    'keras>=3.0',
+    'numpy>=1.23',
+]
+# What the training binaries (experiments/) import on top of the library.
+EXPERIMENTS_REQUIREMENTS = [
+    'tensorflow-datasets>=4.9',
+    'gin-config>=0.5',
+    'absl-py>=1.0',
+    'tensorboard>=2.16',
+    # TFDS 4.9 imports it to prepare catalogue datasets but does not
+    # declare it for Python >= 3.9 (tensorflow/datasets#11212).
+    'importlib_resources',
+    'scipy>=1.9',  # WAV reading and resampling in experiments/.
+]
+
 setuptools.setup(
     name='leaf-audio',
     version='0.1.0',
@@ -21,23 +42,14 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['leaf_audio', 'leaf_audio.*',
                                                'experiments', 'experiments.*']),
     python_requires='>=3.10',
-    install_requires=[
-        f'{TENSORFLOW}>=2.16',
-        'keras>=3.0',
-        'numpy>=1.23',
-        'tensorflow-datasets>=4.9',
-        'gin-config>=0.5',
-        'absl-py>=1.0',
-        'tensorboard>=2.16',
-        # TFDS 4.9 imports it to prepare catalogue datasets but does not
-        # declare it for Python >= 3.9 (tensorflow/datasets#11212).
-        'importlib_resources',
-        'scipy>=1.9',  # WAV reading and resampling in experiments/.
-    ],
+    # The library (leaf_audio) needs only these; training needs the
+    # `experiments` extra, the tests the `test` extra.
+    install_requires=BASE_REQUIREMENTS,
     extras_require={
+        'experiments': EXPERIMENTS_REQUIREMENTS,
         'plot': ['matplotlib>=3.5'],
         # matplotlib: the plotting, inspector and docs tests draw figures.
-        'test': ['pytest>=7', 'matplotlib>=3.5'],
+        'test': EXPERIMENTS_REQUIREMENTS + ['pytest>=7', 'matplotlib>=3.5'],
     },
     license='Apache 2.0',
 )

@@ -87,7 +87,7 @@ def _fft_floor(tf, batch, seconds):
   import leaf_audio  # pylint: disable=g-import-not-at-top
   from leaf_audio import fft_filterbank  # pylint: disable=g-import-not-at-top
   layer = leaf_audio.Leaf()
-  kernel_size = layer._complex_conv.kernel_size  # pylint: disable=protected-access
+  kernel_size = layer.filterbank.kernel_size  # pylint: disable=protected-access
   size = fft_filterbank.fft_size(kernel_size, kernel_size, 160)
   geometry = fft_filterbank._Geometry(  # pylint: disable=protected-access
       batch, int(seconds * SAMPLE_RATE), kernel_size, kernel_size, 160,

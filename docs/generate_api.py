@@ -41,7 +41,8 @@ def _kind(obj) -> str:
   if inspect.isclass(obj):
     if issubclass(obj, keras.layers.Layer):
       parameters = inspect.signature(obj).parameters
-      if 'n_filters' in parameters and 'sample_rate' in parameters:
+      if ('n_filters' in parameters and 'sample_rate' in parameters or
+          'filterbank' in parameters):
         return 'frontends'
       return 'layers'
     if issubclass(obj, keras.initializers.Initializer):

@@ -81,10 +81,7 @@ def _at(values, bound, beyond):
 
 def constraint_hits(frontend) -> list:
   """One line per group of parameters held at (or clipped to) a constraint."""
-  # pylint: disable=g-import-not-at-top
-  from leaf_audio import convolution
-  from leaf_audio import plotting
-  # pylint: enable=g-import-not-at-top
+  from leaf_audio import plotting  # pylint: disable=g-import-not-at-top
   hits = []
 
   def report(indices, what):
@@ -105,7 +102,7 @@ def constraint_hits(frontend) -> list:
     report(_at(gabor[:, 1], high, 'above'),
            'Gabor widths at their largest sigma (narrowest band, '
            f'{plotting.gabor_bandwidth_hz(high, sample_rate):.0f} Hz)')
-  elif isinstance(conv, convolution.SincConv1D):
+  elif hasattr(conv, 'band_edges_hz'):  # sinc filters
     _, band_high = conv.band_edges_hz()
     report(_at(np.asarray(band_high), sample_rate / 2, 'above'),
            f'sinc bands cut at Nyquist ({sample_rate / 2:g} Hz)')

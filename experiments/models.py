@@ -496,7 +496,7 @@ class AudioClassifier(keras.Model):
     self._encoder = _as_layer(owner, 'encoder', encoder, allow_none=True)
     pooling_cls = (_POOLING_2D if self._encoder is not None else
                    _POOLING_1D)[self.pooling]
-    self._pooling = pooling_cls(name=f'global_{self.pooling}_pooling')
+    self._global_pooling = pooling_cls(name=f'global_{self.pooling}_pooling')
     self._dropout = (
         keras.layers.Dropout(self.dropout, name='dropout')
         if self.dropout > 0 else None)
@@ -533,7 +533,7 @@ class AudioClassifier(keras.Model):
     if self._encoder is not None:
       outputs = self._encoder(
           keras.ops.expand_dims(outputs, -1), training=training)
-    outputs = self._pooling(outputs)
+    outputs = self._global_pooling(outputs)
     if self._dropout is not None:
       outputs = self._dropout(outputs, training=training)
     return self._head(outputs)

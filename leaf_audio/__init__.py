@@ -27,6 +27,7 @@ from leaf_audio.convolution import GaborConv1D
 from leaf_audio.convolution import SincConv1D
 from leaf_audio.efficient_leaf import EfficientLeaf
 from leaf_audio.frontend import DEFAULT
+from leaf_audio.frontend import Frontend
 from leaf_audio.frontend import Leaf
 from leaf_audio.frontend import MelFilterbanks
 from leaf_audio.frontend import SincNet

@@ -63,6 +63,22 @@ def fft_conv1d(inputs, filters, stride=1, padding='same', dtype=tf.float64):
   return tf.cast(outputs, inputs.dtype)
 
 
+def complex_filters(layer):
+  """(real, imag) impulse responses, each [n_filters, kernel_size], of a filterbank.
+
+  A filterbank whose `is_complex` is true gives its `impulse_responses()`; a
+  `keras.layers.Conv1D` (TimeDomainFilterbanks) its kernel, whose output
+  channels interleave real (2i) and imaginary (2i + 1) parts.
+  """
+  if isinstance(layer, keras.layers.Conv1D):
+    kernel = tf.convert_to_tensor(layer.kernel)[:, 0, :]
+    return tf.transpose(kernel[:, 0::2]), tf.transpose(kernel[:, 1::2])
+  if getattr(layer, 'is_complex', False):
+    return layer.impulse_responses()
+  raise TypeError(f'complex_filters: {type(layer).__name__} has no complex '
+                  'impulse responses.')
+
+
 @serialization.register()
 class GaborConstraint(keras.constraints.Constraint):
   """Keeps Gabor parameters [n_filters, 2] in their valid range.
@@ -143,13 +159,9 @@ class _FilterbankConv1D(keras.layers.Layer):
     return outputs
 
   def compute_output_shape(self, input_shape):
-    length = input_shape[1]
-    if length is not None:
-      if self.padding == 'same':
-        length = -(-length // self.strides)
-      else:
-        length = max(0, (length - self.kernel_size) // self.strides + 1)
-    return (input_shape[0], length, self._output_channels())
+    return (input_shape[0],
+            framing.num_frames(input_shape[1], self.kernel_size, self.strides,
+                               self.padding), self._output_channels())
 
   def get_config(self):
     config = super().get_config()
@@ -228,12 +240,21 @@ class GaborConv1D(_FilterbankConv1D):
   def _kernel_constraint(self):
     return GaborConstraint(self.kernel_size)
 
-  def impulse_responses(self):
-    """Constrained filters (real, imag), each [filters // 2, kernel_size]."""
+  # impulse_responses() gives (real, imag) parts; see `complex_filters`.
+  is_complex = True
+
+  def gabor_parameters(self):
+    """Constrained [filters // 2, 2], in output order: centre frequency
+    (radians/sample) and sigma (samples) of each filter."""
     kernel = self.kernel.constraint(self.kernel)
     if self.sort_filters:
       kernel = tf.gather(kernel, tf.argsort(kernel[:, 0]), axis=0)
-    return impulse_responses.gabor_filters_real_imag(kernel, self.kernel_size)
+    return kernel
+
+  def impulse_responses(self):
+    """Constrained filters (real, imag), each [filters // 2, kernel_size]."""
+    return impulse_responses.gabor_filters_real_imag(self.gabor_parameters(),
+                                                     self.kernel_size)
 
   def call(self, inputs):
     real, imag = self.impulse_responses()
@@ -308,6 +329,8 @@ class SincConv1D(_FilterbankConv1D):
     self.sample_rate = sample_rate
     self.min_low_hz = min_low_hz
     self.min_band_hz = min_band_hz
+
+  is_complex = False
 
   def _output_channels(self):
     return self.filters // 2

@@ -6,16 +6,10 @@ composes: the grouped filterbank lives in `grouped_filterbank`, the
 compressions in `logtbn` and `compression`.
 """
 
-import inspect
-
 import keras
-import tensorflow as tf
 
-from leaf_audio import compression
-from leaf_audio import framing
 from leaf_audio import frontend
 from leaf_audio import grouped_filterbank
-from leaf_audio import initializers
 from leaf_audio import logtbn
 from leaf_audio import serialization
 from leaf_audio import validation
@@ -25,7 +19,7 @@ COMPRESSIONS = ('logtbn', 'pcen', 'log_pcen')
 
 
 @serialization.register()
-class EfficientLeaf(keras.layers.Layer):
+class EfficientLeaf(frontend.Frontend):
   """EfficientLEAF: grouped Gabor filterbank, Gaussian pooling, compression.
 
   waveform -> `GroupedGaborFilterbank` (LEAF's Gabor filters, mel-initialised
@@ -33,7 +27,8 @@ class EfficientLeaf(keras.layers.Layer):
   each group convolves with a kernel sized to its widest envelope at a
   stride set by its highest centre frequency, takes the squared modulus and
   pools with LEAF's Gaussian windows sampled at that stride) -> max(x, 1e-5)
-  -> compression.
+  -> compression. A preset of `Frontend` whose filterbank pools itself: its
+  `filterbank` attribute is the `GroupedGaborFilterbank`, `pooling` is None.
 
   The defaults are the paper's recommended configuration, CPJKU's
   "Gabor 8G-opt": 8 groups, conv_win_factor 6, stride_factor 16 (at 16 kHz
@@ -110,38 +105,26 @@ class EfficientLeaf(keras.layers.Layer):
                pre_compression_floor=1e-5,
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
-    super().__init__(**kwargs)
     owner = type(self).__name__
-    frontend._set_filters_and_framing(self, n_filters, sample_rate,  # pylint: disable=protected-access
-                                      window_len, window_stride)
+    frontend.set_filters_and_framing(self, n_filters, sample_rate, window_len,
+                                     window_stride)
     self.num_groups = grouped_filterbank.check_group_arguments(
         owner, self.n_filters, num_groups, conv_win_factor, stride_factor)
     self.conv_win_factor = conv_win_factor
     self.stride_factor = stride_factor
-    if pre_compression_floor is not None and not pre_compression_floor >= 0:
-      raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
-                       f' got {pre_compression_floor!r}.')
-    self.pre_compression_floor = pre_compression_floor
     self.learn_filters = bool(learn_filters)
     self.learn_pooling = bool(learn_pooling)
     self.pooling_padding = validation.check_padding(owner, 'pooling_padding',
                                                     pooling_padding)
     self.regularizer_fn = keras.regularizers.get(regularizer_fn)
-    if complex_conv_init is DEFAULT:
-      complex_conv_init = initializers.GaborInit(
-          sample_rate=sample_rate,
-          min_freq=frontend.DEFAULT_MIN_FREQ_HZ,
-          max_freq=frontend._default_max_freq(sample_rate))  # pylint: disable=protected-access
-    self.complex_conv_init = keras.initializers.get(
-        serialization.deserialize(complex_conv_init))
-    frontend._check_sample_rate_matches(owner, 'complex_conv_init',  # pylint: disable=protected-access
-                                        self.complex_conv_init, sample_rate)
-    if pooling_init is DEFAULT:
-      pooling_init = keras.initializers.Constant(0.4)
-    self.pooling_init = keras.initializers.get(
-        serialization.deserialize(pooling_init))
-    policy = self.dtype_policy
-    self._filterbank = grouped_filterbank.GroupedGaborFilterbank(
+    self.complex_conv_init = frontend.initializer_for(
+        owner, 'complex_conv_init', frontend.default_gabor_init(sample_rate)
+        if complex_conv_init is DEFAULT else complex_conv_init, sample_rate)
+    self.pooling_init = frontend.initializer_for(
+        owner, 'pooling_init', keras.initializers.Constant(0.4)
+        if pooling_init is DEFAULT else pooling_init, sample_rate)
+    policy = keras.dtype_policies.get(kwargs['dtype'])
+    filterbank = grouped_filterbank.GroupedGaborFilterbank(
         n_filters=self.n_filters,
         window_size=self.window_size,
         hop=self.stride,
@@ -157,89 +140,27 @@ class EfficientLeaf(keras.layers.Layer):
         pooling_regularizer=self.regularizer_fn if learn_pooling else None,
         dtype=policy,
         name='grouped_filterbank')
-    self._compression = frontend._as_layer(  # pylint: disable=protected-access
-        self._named_compression(compression_fn), owner, 'compression_fn',
-        policy)
-    self._compression_takes_training = 'training' in inspect.signature(
-        self._compression.call).parameters
-    # Lets a Python list reach `call`, which says what it expects.
-    self._allow_non_tensor_positional_args = True
-
-  def _named_compression(self, compression_fn):
-    """The layer for DEFAULT and the names in COMPRESSIONS; others unchanged."""
-    if compression_fn is DEFAULT or compression_fn == 'logtbn':
-      return logtbn.LogTBN(dtype=self.dtype_policy, name='log_tbn')
-    if compression_fn in ('pcen', 'log_pcen'):
-      return compression.PCENCompression(
-          alpha=0.96,
-          smooth_coef=0.04,
-          delta=2.0,
-          root=2.0,
-          floor=1e-12,
-          trainable=True,
-          learn_smooth_coef=True,
-          per_channel_smooth_coef=True,
-          parameterization='log' if compression_fn == 'log_pcen' else 'linear',
-          dtype=self.dtype_policy,
-          name='PCEN')
-    if isinstance(compression_fn, str) and '>' not in compression_fn and (
-        keras.saving.get_registered_object(compression_fn) is None):
-      raise ValueError(
-          f'EfficientLeaf: compression_fn must be one of {COMPRESSIONS}, a '
-          f'layer, a callable or None; got {compression_fn!r}.')
-    return compression_fn
+    super().__init__(
+        filterbank=filterbank,
+        compression=frontend.as_layer(
+            _named_compression(compression_fn, policy), owner,
+            'compression_fn', policy),
+        pre_compression_floor=pre_compression_floor,
+        **kwargs)
 
   @property
   def groups(self):
     """The filter groups (`FilterGroup`), known once the layer is built."""
-    return self._filterbank.groups
-
-  def build(self, input_shape):
-    shape = frontend.check_enough_samples(self, input_shape)
-    if not self._filterbank.built:
-      self._filterbank.build(shape)
-    if not self._compression.built:
-      self._compression.build(self._filterbank.compute_output_shape(shape))
-
-  def call(self, inputs, training=None):
-    owner = type(self).__name__
-    validation.check_float_waveform(owner, inputs)
-    validation.waveform_shape(owner, inputs.shape)
-    outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    outputs = frontend.assert_enough_samples(self, outputs)
-    outputs = self._filterbank(outputs)
-    if self.pre_compression_floor is not None:
-      outputs = tf.maximum(outputs, self.pre_compression_floor)
-    if self._compression_takes_training:
-      outputs = self._compression(outputs, training=training)
-    else:
-      outputs = self._compression(outputs)
-    return validation.mark_non_finite_clips(inputs, outputs)
-
-  def compute_output_shape(self, input_shape):
-    shape = validation.waveform_shape(type(self).__name__, input_shape)
-    shape = self._filterbank.compute_output_shape(shape)
-    return self._compression.compute_output_shape(shape)
+    return self.filterbank.groups
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'n_filters': self.n_filters,
-        'sample_rate': self.sample_rate,
-        'window_len': self.window_len,
-        'window_stride': self.window_stride,
-        'num_groups': self.num_groups,
-        'conv_win_factor': self.conv_win_factor,
-        'stride_factor': self.stride_factor,
-        'compression_fn': serialization.serialize(self._compression),
-        'learn_filters': self.learn_filters,
-        'learn_pooling': self.learn_pooling,
-        'complex_conv_init': serialization.serialize(self.complex_conv_init),
-        'pooling_init': serialization.serialize(self.pooling_init),
-        'regularizer_fn': serialization.serialize(self.regularizer_fn),
-        'pooling_padding': self.pooling_padding,
-        'pre_compression_floor': self.pre_compression_floor,
-    })
+    config = frontend.preset_config(
+        self, ('n_filters', 'sample_rate', 'window_len', 'window_stride',
+               'num_groups', 'conv_win_factor', 'stride_factor',
+               'learn_filters', 'learn_pooling', 'pooling_padding',
+               'pre_compression_floor'),
+        ('complex_conv_init', 'pooling_init', 'regularizer_fn'))
+    config['compression_fn'] = serialization.serialize(self.compression)
     return config
 
   @classmethod
@@ -249,3 +170,18 @@ class EfficientLeaf(keras.layers.Layer):
                 'regularizer_fn'):
       config[key] = serialization.deserialize(config.get(key))
     return cls(**config)
+
+
+def _named_compression(compression_fn, policy):
+  """The layer for DEFAULT and the names in COMPRESSIONS; others unchanged."""
+  if compression_fn is DEFAULT or compression_fn == 'logtbn':
+    return logtbn.LogTBN(dtype=policy, name='log_tbn')
+  if compression_fn in ('pcen', 'log_pcen'):
+    return frontend.leaf_pcen(
+        policy, 'log' if compression_fn == 'log_pcen' else 'linear')
+  if isinstance(compression_fn, str) and '>' not in compression_fn and (
+      keras.saving.get_registered_object(compression_fn) is None):
+    raise ValueError(
+        f'EfficientLeaf: compression_fn must be one of {COMPRESSIONS}, a '
+        f'layer, a callable or None; got {compression_fn!r}.')
+  return compression_fn

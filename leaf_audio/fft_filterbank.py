@@ -16,7 +16,7 @@ twice that.
 
   * The energies are cut into blocks of S samples, starting at sample -left;
     frame f is the sum over the ceil(W / S) blocks f, f + 1, ... of each block
-    times its piece of the window (see `pooling.strided_window_sum`).
+    times its piece of the window (see `blocks`).
   * The clips of a batch are laid end to end in one signal, each padded with
     enough zeros that no filter output inside a clip reads its neighbours
     (`_Geometry`), and the signal's blocks are cut into chunks. Each clip is
@@ -45,6 +45,7 @@ import numbers
 
 import tensorflow as tf
 
+from leaf_audio import blocks
 from leaf_audio import framing
 
 # Default budget for the filter outputs kept from the forward pass for the
@@ -100,7 +101,7 @@ class _Geometry:
     self.size = size
     self.frames, self.left, _ = framing.frames_and_padding(
         length, window_size, stride, padding)
-    self.pieces = -(-window_size // stride)
+    self.pieces = blocks.num_pieces(window_size, stride)
     self.blocks_per_chunk = (size - kernel_size + 1) // stride
     if self.blocks_per_chunk < 1:
       raise ValueError(
@@ -485,19 +486,12 @@ def _pooled_energy_of_scaled(waveform, real, imag, windows, stride, padding,
                 [[0, 0], [0, size - kernel_size]])
   # Correlation with h is multiplication by the conjugate of its spectrum.
   spectra = tf.math.conj(tf.signal.rfft(taps))
-  pieces = tf.reshape(
-      tf.pad(windows, [[0, geometry.pieces * stride - window_size], [0, 0]]),
-      [geometry.pieces, stride, windows.shape[1]])
-  pieces = tf.transpose(pieces, (2, 1, 0))
+  pieces = tf.transpose(blocks.window_pieces(windows, stride), (2, 1, 0))
   products = _products(geometry.chunk_rows(waveform), tf.math.real(spectra),
                        tf.math.imag(spectra), pieces, geometry, kept_bytes)
   products = geometry.clip_blocks(products)
-  # Frame f adds piece p applied to block f + p.
-  frames = geometry.frames
-  outputs = 0.
-  for piece in range(geometry.pieces):
-    outputs += products[:, :, piece:piece + frames, piece]
-  return tf.transpose(outputs, (1, 2, 0))
+  return tf.transpose(blocks.diagonal_sum(products, geometry.frames),
+                      (1, 2, 0))
 
 
 # A graph function also when called eagerly (an eager while loop steps through

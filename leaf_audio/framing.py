@@ -14,6 +14,7 @@ import numbers
 
 import tensorflow as tf
 
+from leaf_audio import blocks
 from leaf_audio import validation
 
 
@@ -51,6 +52,15 @@ def num_frames(num_samples, window: int, stride: int, padding: str):
   return (num_samples - window) // stride + 1
 
 
+def check_enough_samples(owner: str, num_samples, window: int, padding: str,
+                         input_shape):
+  """Raises if 'valid' framing of `num_samples` (None: unknown) lacks a window."""
+  if padding == 'valid' and num_samples is not None and num_samples < window:
+    raise ValueError(
+        f"{owner} pools with 'valid' padding and needs at least {window} "
+        f'samples; got input shape {tuple(input_shape)}.')
+
+
 def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
                               window_stride_ms):
   """Validates a frontend's framing arguments; returns (window, stride) in samples."""
@@ -66,14 +76,16 @@ def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
 
 
 def frames_and_padding(length, kernel_size: int, stride: int, padding: str):
-  """(frames, left, right) of TF's strided 1-D convolution, as tensors.
+  """(frames, left, right) of TF's strided 1-D convolution.
 
-  The same counts as `num_frames`, for a length known only at run time;
-  left/right are the zeros TF's 'SAME' padding adds (0 for 'valid').
+  The same counts as `num_frames`, as ints for an int length and as tensors
+  for one known only at run time; left/right are the zeros TF's 'SAME'
+  padding adds (0 for 'valid').
   """
   if padding == 'same':
     frames = (length + stride - 1) // stride
-    total = tf.maximum((frames - 1) * stride + kernel_size - length, 0)
+    maximum = max if isinstance(length, numbers.Integral) else tf.maximum
+    total = maximum((frames - 1) * stride + kernel_size - length, 0)
     return frames, total // 2, total - total // 2
   return (length - kernel_size) // stride + 1, 0, 0
 
@@ -121,14 +133,8 @@ def overlapping_frames(signal, frame_length: int, frame_step: int,
     frames = (samples + frame_step - 1) // frame_step
   else:
     frames = maximum((samples - frame_length) // frame_step + 1, 0)
-  pieces = -(-frame_length // frame_step)
-  hops = frames + pieces - 1
-  needed = hops * frame_step
-  signal = tf.pad(signal, [[0, 0]] * (signal.shape.rank - 1) +
-                  [[0, maximum(needed - samples, 0)]])[..., :needed]
-  leading = [size if size is not None else tf.shape(signal)[axis]
-             for axis, size in enumerate(signal.shape[:-1])]
-  by_hop = tf.reshape(signal, leading + [hops, frame_step])
+  pieces = blocks.num_pieces(frame_length, frame_step)
+  by_hop = blocks.to_blocks(signal, 0, frames + pieces - 1, frame_step)
   framed = tf.concat(
       [by_hop[..., piece:piece + frames, :] for piece in range(pieces)],
       axis=-1)

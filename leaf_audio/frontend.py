@@ -7,13 +7,15 @@
   SincNetPlus            sinc filters, LeakyReLU, Gaussian pooling, fixed PCEN
   MelFilterbanks         STFT, mel matrix, log (nothing learnable)
 
-This module only composes the stages; each stage lives in its own module.
+`Frontend` composes stages, each from its own module; the first four are
+its presets (EfficientLeaf, another, lives in `efficient_leaf`).
 All frontends take float audio [batch, samples] or [batch, samples, 1] in
 [-1, 1] and return [batch, frames, n_filters] in float32.
 """
 
 import functools
 import inspect
+import types
 
 import keras
 import tensorflow as tf
@@ -46,15 +48,31 @@ DEFAULT_MIN_FREQ_HZ = 60.0
 DEFAULT_MAX_FREQ_HZ = 7800.0
 
 
-def _default_max_freq(sample_rate):
+def default_max_freq(sample_rate):
   """7800 Hz, the original default, capped at Nyquist."""
   return min(DEFAULT_MAX_FREQ_HZ, sample_rate / 2.)
 
 
-def _as_layer(fn, owner: str, argument: str, dtype):
-  """Turns a compression or activation argument into a Keras layer."""
+def default_gabor_init(sample_rate):
+  """Mel-scale Gabor filters from 60 Hz to `default_max_freq`."""
+  return initializers.GaborInit(sample_rate=sample_rate,
+                                min_freq=DEFAULT_MIN_FREQ_HZ,
+                                max_freq=default_max_freq(sample_rate))
+
+
+def leaf_pcen(policy, parameterization='linear'):
+  """LEAF's sPCEN: alpha 0.96, smoothing 0.04 per channel, delta 2, root 2,
+  floor 1e-12, all learned."""
+  return compression.PCENCompression(
+      alpha=0.96, smooth_coef=0.04, delta=2.0, root=2.0, floor=1e-12,
+      trainable=True, learn_smooth_coef=True, per_channel_smooth_coef=True,
+      parameterization=parameterization, dtype=policy, name='PCEN')
+
+
+def as_layer(fn, owner: str, argument: str, dtype):
+  """Turns a compression or activation argument into a Keras layer or None."""
   if fn is None or fn is tf.identity:
-    return keras.layers.Identity(dtype=dtype)
+    return None
   if isinstance(fn, keras.layers.Layer):
     return fn
   if fn is compression.log_compression:
@@ -63,7 +81,7 @@ def _as_layer(fn, owner: str, argument: str, dtype):
       fn.func is compression.log_compression and not fn.args):
     return compression.LogCompression(dtype=dtype, **fn.keywords)
   if isinstance(fn, (dict, str)):
-    return _as_layer(serialization.deserialize(fn), owner, argument, dtype)
+    return as_layer(serialization.deserialize(fn), owner, argument, dtype)
   if callable(fn):
     return keras.layers.Lambda(fn, dtype=dtype)
   raise TypeError(f'{owner}: {argument} must be a Keras layer, a callable or '
@@ -75,9 +93,9 @@ def _accepts(cls, argument: str) -> bool:
   return argument in inspect.signature(cls.__init__).parameters
 
 
-def _set_filters_and_framing(frontend, n_filters, sample_rate, window_len,
-                             window_stride):
-  """Validates and stores the arguments every frontend shares."""
+def set_filters_and_framing(frontend, n_filters, sample_rate, window_len,
+                            window_stride):
+  """Validates and stores the arguments every preset shares."""
   owner = type(frontend).__name__
   frontend.n_filters = validation.check_positive_int(owner, 'n_filters',
                                                      n_filters)
@@ -88,57 +106,243 @@ def _set_filters_and_framing(frontend, n_filters, sample_rate, window_len,
   frontend.window_stride = window_stride
 
 
-def _check_sample_rate_matches(owner, argument, initializer, sample_rate):
+def initializer_for(owner, argument, value, sample_rate):
+  """`value` as a Keras initializer; raises if it was built for another rate."""
+  initializer = keras.initializers.get(serialization.deserialize(value))
   rate = getattr(initializer, 'sample_rate', None)
   if rate is not None and rate != sample_rate:
     raise ValueError(
         f'{owner}: {argument} was built for sample_rate={rate} Hz but the '
         f'frontend runs at sample_rate={sample_rate} Hz; pass an initializer '
         f'with sample_rate={sample_rate}.')
+  return initializer
 
 
-def check_enough_samples(frontend, input_shape):
-  """The waveform shape of `input_shape`; raises if 'valid' pooling lacks a window.
+def preset_config(preset, plain, serialized):
+  """A preset's config: Keras' layer config and its arguments, `serialized` ones serialized."""
+  config = keras.layers.Layer.get_config(preset)
+  config.update({name: getattr(preset, name) for name in plain})
+  config.update({name: serialization.serialize(getattr(preset, name))
+                 for name in serialized})
+  return config
 
-  `frontend` has window_size (samples), window_len (ms), sample_rate (Hz) and
-  pooling_padding. Returns the input shape as [batch, samples, 1].
+
+def assert_enough_samples(owner, waveform, valid_window=0):
+  """`waveform` [batch, samples, ...], checked to hold enough samples.
+
+  At least one sample, or a whole window (samples) when the frames are cut
+  with 'valid' padding (`valid_window` > 0); a ValueError when the length is
+  known, the same message in an InvalidArgumentError inside a graph traced
+  for [batch, None] (see `validation.assert_enough_samples`).
   """
-  owner = type(frontend).__name__
-  shape = validation.waveform_shape(owner, input_shape)
-  if (frontend.pooling_padding == 'valid' and shape[1] is not None and
-      shape[1] < frontend.window_size):
-    raise ValueError(
-        f"{owner} pools with 'valid' padding and needs at least "
-        f'{frontend.window_size} samples ({frontend.window_len} ms at '
-        f'{frontend.sample_rate} Hz); got input shape {tuple(input_shape)}.')
-  return shape
-
-
-def assert_enough_samples(frontend, waveform):
-  """`waveform`, checked as `check_enough_samples` checks its shape.
-
-  Also when its length is known only at run time (a graph traced for
-  [batch, None]): see `validation.assert_enough_samples`.
-  """
-  owner = type(frontend).__name__
-  if getattr(frontend, 'pooling_padding', 'same') == 'valid':
+  if valid_window:
     return validation.assert_enough_samples(
-        waveform, frontend.window_size,
-        f"{owner} pools with 'valid' padding and needs at least "
-        f'{frontend.window_size} samples ({frontend.window_len} ms at '
-        f'{frontend.sample_rate} Hz)')
+        waveform, valid_window, f"{owner} pools with 'valid' padding and "
+        f'needs at least {valid_window} samples')
   return validation.assert_enough_samples(
       waveform, 1, f'{owner} expects at least one sample')
 
 
+STAGES = ('preemphasis', 'filterbank', 'activation', 'pooling', 'compression',
+          'normalization', 'spec_augment')
+
+
+def _stage(name, doc):
+  """A read-only property: the frontend's stage `name` (a layer or None)."""
+  return property(lambda self: self._stages[name], doc=f'The {name} layer '
+                  f'({doc}), or None.')
+
+
 @serialization.register()
-class Leaf(keras.layers.Layer):
+class Frontend(keras.layers.Layer):
+  """A frontend composed of stages, each a Keras layer (or None to skip it).
+
+  waveform [batch, samples, 1] -> [preemphasis] -> filterbank -> [activation]
+  -> [pooling] -> max(x, pre_compression_floor) -> [compression] ->
+  [normalization] -> [spec_augment (training only)].
+
+  `Leaf`, `TimeDomainFilterbanks`, `SincNet`, `SincNetPlus` and
+  `EfficientLeaf` are presets of this class: they build the stages from their
+  arguments. The stages are read-only attributes of the same names.
+
+  Interfaces the stages offer (used by `methods`, `plotting` and the
+  inspector): a filterbank has `impulse_responses()` (see
+  `convolution.complex_filters` for complex ones) and `kernel_size`,
+  `strides`, `padding`; Gabor filterbanks have `gabor_parameters()`, sinc ones
+  `band_edges_hz()`. A pooling stage has `kernel_size`, `strides`, `padding`
+  and, unless it is max pooling, `windows()` [kernel_size, channels or 1]. A
+  filterbank that pools itself (EfficientLeaf's) has both, and no pooling
+  stage follows it.
+
+  Args:
+    filterbank: Keras layer, [batch, samples, 1] -> [batch, time, channels].
+    activation: Keras layer or None, e.g. `SquaredModulus()`.
+    pooling: Keras layer or None, e.g. `GaussianLowpassPooling(401, 160)`.
+    compression: Keras layer or None, e.g. `PCENCompression()`.
+    preemphasis: Keras layer or None, applied to the waveform first.
+    normalization: Keras layer or None, applied after compression.
+    spec_augment: Keras layer or None, applied in training only.
+    pre_compression_floor: float or None, default 1e-5; values are clipped to
+      at least this before compression (None: no clipping).
+    method: 'auto' (default), 'fft' or 'direct'; how filterbank -> squared
+      modulus -> pooling is computed (see `methods`).
+    **kwargs: Keras layer arguments (name, dtype; dtype defaults to float32).
+
+  Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
+  Output shape: [batch, frames, channels].
+
+  Example:
+    >>> frontend = Frontend(
+    ...     filterbank=GaborConv1D(filters=80, kernel_size=401),
+    ...     activation=SquaredModulus(),
+    ...     pooling=GaussianLowpassPooling(kernel_size=401, strides=160),
+    ...     compression=LogCompression())
+    >>> frontend(tf.zeros([2, 16000])).shape
+    TensorShape([2, 100, 40])
+  """
+
+  def __init__(self, filterbank, activation=None, pooling=None,
+               compression=None, preemphasis=None, normalization=None,
+               spec_augment=None, pre_compression_floor=1e-5,
+               method: str = 'auto', **kwargs):
+    kwargs.setdefault('dtype', 'float32')
+    super().__init__(**kwargs)
+    owner = type(self).__name__
+    if pre_compression_floor is not None and not pre_compression_floor >= 0:
+      raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
+                       f' got {pre_compression_floor!r}.')
+    self.pre_compression_floor = pre_compression_floor
+    stages = {}
+    for name, layer in zip(STAGES, (preemphasis, filterbank, activation,
+                                    pooling, compression, normalization,
+                                    spec_augment)):
+      layer = serialization.deserialize(layer)
+      if layer is not None and not isinstance(layer, keras.layers.Layer):
+        raise TypeError(f'{owner}: {name} must be a Keras layer or None'
+                        f"{' (or a bool)' * (name == 'spec_augment')}; got "
+                        f'{layer!r}.')
+      stages[name] = layer
+    if stages['filterbank'] is None:
+      raise ValueError(f'{owner}: filterbank must be a Keras layer; got None.')
+    self._stages = stages
+    # The window of the stage that sets the frames, if it pools 'valid'.
+    framer = stages['pooling'] or stages['filterbank']
+    self._valid_window = (framer.kernel_size if getattr(
+        framer, 'padding', None) == 'valid' else 0)
+    self.method = methods.check_method(owner, method)
+    self._method = methods.resolve(owner, self.method, stages['filterbank'],
+                                   stages['activation'], stages['pooling'],
+                                   self.compute_dtype)
+    # Lets a Python list reach `call`, which says what it expects.
+    self._allow_non_tensor_positional_args = True
+
+  preemphasis = _stage('preemphasis', 'applied to the waveform first')
+  filterbank = _stage('filterbank', '[batch, samples, 1] -> [batch, time, ch]')
+  activation = _stage('activation', 'applied after the filterbank')
+  pooling = _stage('pooling', 'downsampling in time')
+  compression = _stage('compression', 'applied after the floor')
+  normalization = _stage('normalization', 'applied after compression')
+  spec_augment = _stage('spec_augment', 'applied last, in training only')
+
+  # Keras keeps a sub-layer's weights in a .keras file under the first name
+  # that dir() gives for it (public names first). Files written before the
+  # stages were public keep them under `stages/...`, `_compression`,
+  # `_instance_norm` and (EfficientLeaf) `_filterbank`; dir() lists only these
+  # names for the stages, so that such files load.
+  _compression = _stage('compression', 'saved weights path')
+  _instance_norm = _stage('normalization', 'saved weights path')
+  _filterbank = _stage('filterbank', 'saved weights path')
+
+  def __dir__(self):
+    hidden = set(STAGES) | {'_stages'}
+    if self._stages['pooling'] is None:
+      hidden.add('stages')
+    return sorted(set(super().__dir__()) - hidden)
+
+  @property
+  def stages(self):
+    """The layers before the floor, in the order they run."""
+    return [self._stages[name] for name in STAGES[:4]
+            if self._stages[name] is not None]
+
+  @property
+  def active_method(self):
+    """'fft' or 'direct': how this frontend computes its first stages."""
+    return self._method
+
+  def _check_enough_samples(self, input_shape):
+    """The waveform shape [batch, samples, 1]; raises if 'valid' framing lacks a window."""
+    owner = type(self).__name__
+    # The window first: an empty input of a 'valid' frontend lacks a window.
+    samples = tuple(input_shape)[1:2] if input_shape is not None else ()
+    if samples and isinstance(samples[0], int):
+      framing.check_enough_samples(owner, samples[0], self._valid_window,
+                                   'valid', input_shape)
+    return validation.waveform_shape(owner, input_shape)
+
+  def build(self, input_shape):
+    shape = self._check_enough_samples(input_shape)
+    for name in STAGES:
+      layer = self._stages[name]
+      if layer is None:
+        continue
+      if not layer.built:
+        layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+
+  def _run(self, name, outputs, training):
+    layer = self._stages[name]
+    if layer is None:
+      return outputs
+    if 'training' in inspect.signature(layer.call).parameters:
+      return layer(outputs, training=training)
+    return layer(outputs)
+
+  def call(self, inputs, training=None):
+    owner = type(self).__name__
+    validation.check_float_waveform(owner, inputs)
+    self._check_enough_samples(inputs.shape)
+    outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
+    outputs = assert_enough_samples(owner, outputs, self._valid_window)
+    outputs = self._run('preemphasis', outputs, training)
+    if self._method == 'fft':
+      outputs = methods.pooled_energy_fft(outputs, self.filterbank,
+                                          self.pooling, training=training)
+    else:
+      for name in ('filterbank', 'activation', 'pooling'):
+        outputs = self._run(name, outputs, training)
+    if self.pre_compression_floor is not None:
+      outputs = tf.maximum(outputs, self.pre_compression_floor)
+    for name in STAGES[4:]:  # compression, normalization, spec_augment
+      outputs = self._run(name, outputs, training)
+    return validation.mark_non_finite_clips(inputs, outputs)
+
+  def compute_output_shape(self, input_shape):
+    shape = self._check_enough_samples(input_shape)
+    for name in STAGES:
+      if self._stages[name] is not None:
+        shape = self._stages[name].compute_output_shape(shape)
+    return shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({name: serialization.serialize(self._stages[name])
+                   for name in STAGES})
+    config.update(pre_compression_floor=self.pre_compression_floor,
+                  method=self.method)
+    return config
+
+
+@serialization.register()
+class Leaf(Frontend):
   """LEAF, a learnable audio frontend (Zeghidour et al., ICLR 2021).
 
   waveform -> [pre-emphasis] -> complex Gabor filterbank (`GaborConv1D`) ->
   squared modulus -> Gaussian lowpass pooling per channel -> max(x, 1e-5) ->
   sPCEN. Initialised as mel filterbanks (60-7800 Hz) and trained jointly with
-  the classifier.
+  the classifier. A preset of `Frontend`: the stages are its `filterbank`,
+  `activation`, `pooling`, `compression` (and `preemphasis`,
+  `normalization`, `spec_augment`) attributes.
 
   Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride
   (160 samples), 'same' padding everywhere (ceil(samples / 160) frames),
@@ -146,8 +350,9 @@ class Leaf(keras.layers.Layer):
   0.04 per channel, delta 2, root 2, floor 1e-12, all learnable. 280 trainable
   parameters: 80 Gabor, 40 pooling, 160 PCEN.
 
-  Arguments left at `DEFAULT` take this frontend's default; subclasses
-  (`TimeDomainFilterbanks`, `SincNet`, `SincNetPlus`) change only the defaults.
+  Arguments left at `DEFAULT` take this preset's default (`DEFAULTS`);
+  `TimeDomainFilterbanks`, `SincNet` and `SincNetPlus` take the same
+  arguments with other defaults.
 
   Args:
     learn_pooling: bool, default True; learn the pooling windows.
@@ -203,6 +408,18 @@ class Leaf(keras.layers.Layer):
     TensorShape([2, 100, 40])
   """
 
+  # Each default, as a function of the preset's sample_rate (Hz), window_len
+  # (ms) and dtype_policy.
+  DEFAULTS = dict(
+      conv1d_cls=lambda f: convolution.GaborConv1D,
+      pooling_cls=lambda f: pooling.GaussianLowpassPooling,
+      pooling_padding=lambda f: 'same',
+      activation=lambda f: modulus.SquaredModulus(dtype=f.dtype_policy,
+                                                  name='squared_modulus'),
+      complex_conv_init=lambda f: default_gabor_init(f.sample_rate),
+      pooling_init=lambda f: keras.initializers.Constant(0.4),
+      compression_fn=lambda f: leaf_pcen(f.dtype_policy))
+
   def __init__(self,
                learn_pooling: bool = True,
                learn_filters: bool = True,
@@ -226,239 +443,104 @@ class Leaf(keras.layers.Layer):
                method: str = 'auto',
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
-    super().__init__(**kwargs)
     owner = type(self).__name__
-    _set_filters_and_framing(self, n_filters, sample_rate, window_len,
-                             window_stride)
-    if pre_compression_floor is not None and not pre_compression_floor >= 0:
-      raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
-                       f' got {pre_compression_floor!r}.')
+    set_filters_and_framing(self, n_filters, sample_rate, window_len,
+                            window_stride)
+    policy = keras.dtype_policies.get(kwargs['dtype'])
+    preset = types.SimpleNamespace(sample_rate=sample_rate,
+                                   window_len=window_len, dtype_policy=policy)
     self.learn_pooling = bool(learn_pooling)
     self.learn_filters = bool(learn_filters)
     self.preemp = bool(preemp)
     self.mean_var_norm = bool(mean_var_norm)
-    self.pre_compression_floor = pre_compression_floor
     self.regularizer_fn = keras.regularizers.get(regularizer_fn)
 
-    def resolve(value, default):
-      return default() if value is DEFAULT else value
+    def resolve(name, value):
+      return self.DEFAULTS[name](preset) if value is DEFAULT else value
 
     self.conv1d_cls = serialization.deserialize_class(
-        resolve(conv1d_cls, self._default_conv1d_cls), owner, 'conv1d_cls')
+        resolve('conv1d_cls', conv1d_cls), owner, 'conv1d_cls')
     self.pooling_cls = serialization.deserialize_class(
-        resolve(pooling_cls, self._default_pooling_cls), owner, 'pooling_cls')
+        resolve('pooling_cls', pooling_cls), owner, 'pooling_cls')
     self.pooling_padding = validation.check_padding(
-        owner, 'pooling_padding',
-        resolve(pooling_padding, self._default_pooling_padding))
-    self.complex_conv_init = keras.initializers.get(
-        serialization.deserialize(
-            resolve(complex_conv_init, self._default_complex_conv_init)))
-    _check_sample_rate_matches(owner, 'complex_conv_init',
-                               self.complex_conv_init, sample_rate)
+        owner, 'pooling_padding', resolve('pooling_padding', pooling_padding))
+    self.complex_conv_init = initializer_for(
+        owner, 'complex_conv_init',
+        resolve('complex_conv_init', complex_conv_init), sample_rate)
     pooling_takes_kernel = _accepts(self.pooling_cls, 'kernel_initializer')
     if pooling_init is DEFAULT:
-      pooling_init = (
-          self._default_pooling_init() if pooling_takes_kernel else None)
+      pooling_init = (resolve('pooling_init', pooling_init)
+                      if pooling_takes_kernel else None)
     elif pooling_init is not None and not pooling_takes_kernel:
       raise ValueError(
           f'{owner}: pooling_init={pooling_init!r} was given but '
           f'{self.pooling_cls.__name__} has no kernel to initialise.')
-    self.pooling_init = keras.initializers.get(
-        serialization.deserialize(pooling_init))
-    _check_sample_rate_matches(owner, 'pooling_init', self.pooling_init,
-                               sample_rate)
-    self.preemp_init = keras.initializers.get(
-        serialization.deserialize(
-            resolve(preemp_init, initializers.PreempInit)))
-    policy = self.dtype_policy
+    self.pooling_init = initializer_for(owner, 'pooling_init', pooling_init,
+                                        sample_rate)
+    self.preemp_init = keras.initializers.get(serialization.deserialize(
+        initializers.PreempInit() if preemp_init is DEFAULT else preemp_init))
+    filter_regularizer = self.regularizer_fn if learn_filters else None
 
+    preemphasis = None
     if self.preemp:
-      self._preemp_conv = keras.layers.Conv1D(
-          filters=1,
-          kernel_size=2,
-          strides=1,
-          padding='same',
-          use_bias=False,
+      preemphasis = keras.layers.Conv1D(
+          filters=1, kernel_size=2, strides=1, padding='same', use_bias=False,
           kernel_initializer=self.preemp_init,
-          kernel_regularizer=self.regularizer_fn if learn_filters else None,
-          trainable=self.learn_filters,
-          dtype=policy,
-          name='tfbanks_preemp')
-
+          kernel_regularizer=filter_regularizer, trainable=self.learn_filters,
+          dtype=policy, name='tfbanks_preemp')
     conv_kwargs = dict(
-        filters=2 * self.n_filters,
-        kernel_size=self.window_size,
-        strides=1,
-        padding='same',
-        use_bias=False,
+        filters=2 * self.n_filters, kernel_size=self.window_size, strides=1,
+        padding='same', use_bias=False,
         kernel_initializer=self.complex_conv_init,
-        kernel_regularizer=self.regularizer_fn if learn_filters else None,
-        trainable=self.learn_filters,
-        dtype=policy,
-        name='tfbanks_complex_conv')
+        kernel_regularizer=filter_regularizer, trainable=self.learn_filters,
+        dtype=policy, name='tfbanks_complex_conv')
     if _accepts(self.conv1d_cls, 'sample_rate'):
       conv_kwargs['sample_rate'] = sample_rate
-    self._complex_conv = self.conv1d_cls(**conv_kwargs)
-
-    self._activation = _as_layer(
-        resolve(activation, self._default_activation), owner, 'activation',
-        policy)
-
     pooling_kwargs = dict(
-        kernel_size=self.window_size,
-        strides=self.stride,
-        padding=self.pooling_padding,
-        trainable=self.learn_pooling,
-        dtype=policy,
-        name='learnable_pooling')
+        kernel_size=self.window_size, strides=self.stride,
+        padding=self.pooling_padding, trainable=self.learn_pooling,
+        dtype=policy, name='learnable_pooling')
     if pooling_takes_kernel:
       pooling_kwargs.update(
           kernel_initializer=self.pooling_init,
           kernel_regularizer=self.regularizer_fn if learn_pooling else None)
-    self._pooling = self.pooling_cls(**pooling_kwargs)
-
-    self._compression = _as_layer(
-        resolve(compression_fn, self._default_compression), owner,
-        'compression_fn', policy)
-
-    self._instance_norm = None
+    normalization = None
     if self.mean_var_norm:
-      self._instance_norm = keras.layers.GroupNormalization(
-          groups=self.n_filters,
-          axis=-1,
-          epsilon=1e-6,
-          dtype=policy,
+      normalization = keras.layers.GroupNormalization(
+          groups=self.n_filters, axis=-1, epsilon=1e-6, dtype=policy,
           name='tfbanks_instancenorm')
-
     if spec_augment is True:
       spec_augment = augment.SpecAugment(dtype=policy)
-    spec_augment = serialization.deserialize(spec_augment)
-    if spec_augment is not False and spec_augment is not None and (
-        not isinstance(spec_augment, keras.layers.Layer)):
-      raise TypeError(f'{owner}: spec_augment must be a bool or a SpecAugment '
-                      f'layer; got {spec_augment!r}.')
-    self._spec_augment = spec_augment or None
-    self.method = methods.check_method(owner, method)
-    self._method = methods.resolve(owner, self.method, self._complex_conv,
-                                   self._activation, self._pooling,
-                                   self.compute_dtype)
-    # Lets a Python list reach `call`, which says what it expects.
-    self._allow_non_tensor_positional_args = True
-
-  # Defaults of this frontend; subclasses override them.
-  def _default_conv1d_cls(self):
-    return convolution.GaborConv1D
-
-  def _default_pooling_cls(self):
-    return pooling.GaussianLowpassPooling
-
-  def _default_pooling_padding(self):
-    return 'same'
-
-  def _default_activation(self):
-    return modulus.SquaredModulus(dtype=self.dtype_policy,
-                                  name='squared_modulus')
-
-  def _default_complex_conv_init(self):
-    return initializers.GaborInit(
-        sample_rate=self.sample_rate,
-        min_freq=DEFAULT_MIN_FREQ_HZ,
-        max_freq=_default_max_freq(self.sample_rate))
-
-  def _default_pooling_init(self):
-    return keras.initializers.Constant(0.4)
-
-  def _default_compression(self):
-    return compression.PCENCompression(
-        alpha=0.96,
-        smooth_coef=0.04,
-        delta=2.0,
-        root=2.0,
-        floor=1e-12,
-        trainable=True,
-        learn_smooth_coef=True,
-        per_channel_smooth_coef=True,
-        dtype=self.dtype_policy,
-        name='PCEN')
-
-  @property
-  def stages(self):
-    """The stage layers in the order they run (pre-emphasis first if any)."""
-    layers = [self._preemp_conv] if self.preemp else []
-    layers += [self._complex_conv, self._activation, self._pooling]
-    return layers
-
-  @property
-  def active_method(self):
-    """'fft' or 'direct': how this frontend computes its first stages."""
-    return self._method
-
-  def build(self, input_shape):
-    shape = check_enough_samples(self, input_shape)
-    for layer in self.stages:
-      if not layer.built:
-        layer.build(shape)
-      shape = layer.compute_output_shape(shape)
-    for layer in (self._compression, self._instance_norm, self._spec_augment):
-      if layer is not None and not layer.built:
-        layer.build(shape)
-
-  def call(self, inputs, training=None):
-    owner = type(self).__name__
-    validation.check_float_waveform(owner, inputs)
-    outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
-    outputs = assert_enough_samples(self, outputs)
-    if self._method == 'fft':
-      if self.preemp:
-        outputs = self._preemp_conv(outputs)
-      outputs = methods.pooled_energy_fft(outputs, self._complex_conv,
-                                          self._pooling, training=training)
-    else:
-      for layer in self.stages:
-        outputs = layer(outputs)
-    if self.pre_compression_floor is not None:
-      outputs = tf.maximum(outputs, self.pre_compression_floor)
-    outputs = self._compression(outputs)
-    if self._instance_norm is not None:
-      outputs = self._instance_norm(outputs)
-    if self._spec_augment is not None:
-      outputs = self._spec_augment(outputs, training=training)
-    return validation.mark_non_finite_clips(inputs, outputs)
-
-  def compute_output_shape(self, input_shape):
-    shape = validation.waveform_shape(type(self).__name__, input_shape)
-    for layer in self.stages:
-      shape = layer.compute_output_shape(shape)
-    return shape
+    super().__init__(
+        filterbank=self.conv1d_cls(**conv_kwargs),
+        activation=as_layer(resolve('activation', activation), owner,
+                            'activation', policy),
+        pooling=self.pooling_cls(**pooling_kwargs),
+        compression=as_layer(resolve('compression_fn', compression_fn),
+                             owner, 'compression_fn', policy),
+        preemphasis=preemphasis,
+        normalization=normalization,
+        spec_augment=None if spec_augment is False else spec_augment,
+        pre_compression_floor=pre_compression_floor,
+        method=method,
+        **kwargs)
 
   def get_config(self):
     owner = type(self).__name__
-    config = super().get_config()
-    config.update({
-        'learn_pooling': self.learn_pooling,
-        'learn_filters': self.learn_filters,
-        'conv1d_cls': serialization.serialize_class(self.conv1d_cls, owner,
-                                                    'conv1d_cls'),
-        'activation': serialization.serialize(self._activation),
-        'pooling_cls': serialization.serialize_class(self.pooling_cls, owner,
-                                                     'pooling_cls'),
-        'n_filters': self.n_filters,
-        'sample_rate': self.sample_rate,
-        'window_len': self.window_len,
-        'window_stride': self.window_stride,
-        'compression_fn': serialization.serialize(self._compression),
-        'preemp': self.preemp,
-        'preemp_init': serialization.serialize(self.preemp_init),
-        'complex_conv_init': serialization.serialize(self.complex_conv_init),
-        'pooling_init': serialization.serialize(self.pooling_init),
-        'regularizer_fn': serialization.serialize(self.regularizer_fn),
-        'mean_var_norm': self.mean_var_norm,
-        'spec_augment': (serialization.serialize(self._spec_augment)
-                         if self._spec_augment is not None else False),
-        'pooling_padding': self.pooling_padding,
-        'pre_compression_floor': self.pre_compression_floor,
-        'method': self.method,
-    })
+    config = preset_config(
+        self, ('learn_pooling', 'learn_filters', 'n_filters', 'sample_rate',
+               'window_len', 'window_stride', 'preemp', 'mean_var_norm',
+               'pooling_padding', 'pre_compression_floor', 'method'),
+        ('preemp_init', 'complex_conv_init', 'pooling_init', 'regularizer_fn'))
+    config.update(
+        conv1d_cls=serialization.serialize_class(self.conv1d_cls, owner,
+                                                 'conv1d_cls'),
+        pooling_cls=serialization.serialize_class(self.pooling_cls, owner,
+                                                  'pooling_cls'),
+        activation=serialization.serialize(self.activation),
+        compression_fn=serialization.serialize(self.compression),
+        spec_augment=(serialization.serialize(self.spec_augment)
+                      if self.spec_augment is not None else False))
     return config
 
   @classmethod
@@ -494,24 +576,16 @@ class TimeDomainFilterbanks(Leaf):
   Output shape: [batch, frames, n_filters].
   """
 
-  def _default_conv1d_cls(self):
-    return keras.layers.Conv1D
-
-  def _default_pooling_cls(self):
-    return pooling.LearnablePooling1D
-
-  def _default_pooling_padding(self):
-    return 'valid'
-
-  def _default_pooling_init(self):
-    return initializers.LowpassInit(
-        sample_rate=self.sample_rate,
-        window_len=self.window_len,
-        window_type='squared_hanning')
-
-  def _default_compression(self):
-    return compression.LogCompression(
-        log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
+  DEFAULTS = dict(
+      Leaf.DEFAULTS,
+      conv1d_cls=lambda f: keras.layers.Conv1D,
+      pooling_cls=lambda f: pooling.LearnablePooling1D,
+      pooling_padding=lambda f: 'valid',
+      pooling_init=lambda f: initializers.LowpassInit(
+          sample_rate=f.sample_rate, window_len=f.window_len,
+          window_type='squared_hanning'),
+      compression_fn=lambda f: compression.LogCompression(
+          log_offset=1e-5, dtype=f.dtype_policy, name='log_compression'))
 
 
 @serialization.register()
@@ -537,22 +611,16 @@ class SincNet(Leaf):
   Output shape: [batch, frames, n_filters].
   """
 
-  def _default_conv1d_cls(self):
-    return convolution.SincConv1D
-
-  def _default_pooling_cls(self):
-    return pooling.MaxPooling1D
-
-  def _default_activation(self):
-    return keras.layers.LeakyReLU(
-        negative_slope=0.2, dtype=self.dtype_policy, name='leaky_relu')
-
-  def _default_complex_conv_init(self):
-    return initializers.SincInit(sample_rate=self.sample_rate)
-
-  def _default_compression(self):
-    return keras.layers.LayerNormalization(
-        dtype=self.dtype_policy, name='layer_norm')
+  DEFAULTS = dict(
+      Leaf.DEFAULTS,
+      conv1d_cls=lambda f: convolution.SincConv1D,
+      pooling_cls=lambda f: pooling.MaxPooling1D,
+      activation=lambda f: keras.layers.LeakyReLU(
+          negative_slope=0.2, dtype=f.dtype_policy, name='leaky_relu'),
+      complex_conv_init=lambda f: initializers.SincInit(
+          sample_rate=f.sample_rate),
+      compression_fn=lambda f: keras.layers.LayerNormalization(
+          dtype=f.dtype_policy, name='layer_norm'))
 
 
 @serialization.register()
@@ -575,11 +643,11 @@ class SincNetPlus(SincNet):
   Output shape: [batch, frames, n_filters].
   """
 
-  def _default_pooling_cls(self):
-    return pooling.GaussianLowpassPooling
-
-  def _default_compression(self):
-    return compression.PCENCompression(dtype=self.dtype_policy, name='PCEN')
+  DEFAULTS = dict(
+      SincNet.DEFAULTS,
+      pooling_cls=lambda f: pooling.GaussianLowpassPooling,
+      compression_fn=lambda f: compression.PCENCompression(
+          dtype=f.dtype_policy, name='PCEN'))
 
 
 @serialization.register()
@@ -630,8 +698,8 @@ class MelFilterbanks(keras.layers.Layer):
     kwargs.setdefault('dtype', 'float32')
     super().__init__(**kwargs)
     owner = type(self).__name__
-    _set_filters_and_framing(self, n_filters, sample_rate, window_len,
-                             window_stride)
+    set_filters_and_framing(self, n_filters, sample_rate, window_len,
+                            window_stride)
     if n_fft is DEFAULT:
       n_fft = max(512, 1 << (self.window_size - 1).bit_length())
     self.n_fft = validation.check_positive_int(owner, 'n_fft', n_fft)
@@ -642,7 +710,7 @@ class MelFilterbanks(keras.layers.Layer):
           'the STFT would drop the end of every window. Use n_fft >= '
           f'{self.window_size}.')
     if max_freq is DEFAULT:
-      max_freq = _default_max_freq(sample_rate)
+      max_freq = default_max_freq(sample_rate)
     elif max_freq is None:
       max_freq = sample_rate / 2.
     melfilters.check_frequency_range(owner, sample_rate, min_freq, max_freq)
@@ -651,8 +719,10 @@ class MelFilterbanks(keras.layers.Layer):
     if compression_fn is DEFAULT:
       compression_fn = compression.LogCompression(
           log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
-    self._compression = _as_layer(compression_fn, owner, 'compression_fn',
-                                  self.dtype_policy)
+    # The compression layer (Identity for none).
+    self.compression = (as_layer(compression_fn, owner, 'compression_fn',
+                                 self.dtype_policy) or
+                        keras.layers.Identity(dtype=self.dtype_policy))
     self.mel_matrix = melfilters.mel_filterbank(
         n_filters=self.n_filters,
         n_fft=self.n_fft,
@@ -664,14 +734,14 @@ class MelFilterbanks(keras.layers.Layer):
 
   def build(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)
-    if not self._compression.built:
-      self._compression.build(self.compute_output_shape(shape))
+    if not self.compression.built:
+      self.compression.build(self.compute_output_shape(shape))
 
   def call(self, inputs):
     validation.check_float_waveform(type(self).__name__, inputs)
     if inputs.shape.rank == 3:
       inputs = inputs[:, :, 0]
-    inputs = assert_enough_samples(self, inputs)
+    inputs = assert_enough_samples(type(self).__name__, inputs)
     # tf.signal.stft's computation, with frames built without its gather.
     frames = framing.overlapping_frames(inputs, self.window_size, self.stride,
                                         pad_end=True)
@@ -680,7 +750,7 @@ class MelFilterbanks(keras.layers.Layer):
     stft = tf.signal.rfft(frames * window, [self.n_fft])
     power = tf.square(tf.abs(stft))
     mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
-    return validation.mark_non_finite_clips(inputs, self._compression(mel))
+    return validation.mark_non_finite_clips(inputs, self.compression(mel))
 
   def compute_output_shape(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)
@@ -696,7 +766,7 @@ class MelFilterbanks(keras.layers.Layer):
         'n_fft': self.n_fft,
         'window_len': self.window_len,
         'window_stride': self.window_stride,
-        'compression_fn': serialization.serialize(self._compression),
+        'compression_fn': serialization.serialize(self.compression),
         'min_freq': self.min_freq,
         'max_freq': self.max_freq,
     })

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from leaf_audio import blocks
 from leaf_audio import convolution
 from leaf_audio import framing
 from leaf_audio import impulse_responses
@@ -127,23 +128,17 @@ def group_geometry(centre_freqs, sigmas, num_groups: int, window_size: int,
 
 # Kernels spanning at most this many strides are applied block by block
 # (matrix products); longer ones (small strides) use tf.nn.conv1d.
-_MAX_PIECES_PER_KERNEL = 8
-
-
 def strided_correlation(signal, start: int, filters, stride: int, count):
   """y[c, b, m] = sum_j signal[b, start + stride * m + j] filters[j, c].
 
   For m < count.
 
   A 'valid' cross-correlation evaluated only every `stride` samples, channels
-  first. When the kernel spans few strides, the signal is cut into blocks of
-  `stride` samples and the kernel into P = ceil(kernel_size / stride)
-  pieces: one matrix product applies every piece to every block, and output
-  m adds piece p of block m + p. Channels come first so that these pieces
-  are contiguous runs of memory (slicing across the last axes costs more
-  than the product on CPUs), and the gradient is written out
-  (`_block_correlation`) because TensorFlow's own, through the slices or a
-  strided convolution, costs several times the forward pass.
+  first. When the kernel spans few strides it is computed block by block
+  (`blocks`): one matrix product applies every piece of the kernel to every
+  block, pieces and channels first so that each piece's products are
+  contiguous runs of memory (slicing across the last axes costs more than
+  the product on CPUs). Otherwise it is a strided convolution.
 
   Args:
     signal: float [batch, samples], at least start + stride * (count + P -
@@ -157,69 +152,29 @@ def strided_correlation(signal, start: int, filters, stride: int, count):
     float [channels, batch, count].
   """
   size, channels = filters.shape
-  pieces = -(-size // stride)
-  if stride == 1 or pieces > _MAX_PIECES_PER_KERNEL:
+  if not blocks.uses_blocks(size, stride):
     signal = tf.slice(signal, [0, start],
                       [-1, (count - 1) * stride + size])[:, :, tf.newaxis]
     outputs = tf.nn.conv1d(signal, filters[:, tf.newaxis], stride=stride,
                            padding='VALID')
     return tf.transpose(outputs, (2, 0, 1))
-  blocks = tf.reshape(
-      tf.slice(signal, [0, start], [-1, (count + pieces - 1) * stride]),
-      [tf.shape(signal)[0], -1, stride])
-  # [pieces, channels, stride]: piece p holds taps p * stride + i.
-  kernel = tf.transpose(tf.reshape(
-      tf.pad(filters, [[0, pieces * stride - size], [0, 0]]),
-      [pieces, stride, channels]), (0, 2, 1))
-  return _block_correlation(blocks, kernel)
-
-
-@tf.custom_gradient
-def _block_correlation(blocks, kernel):
-  """y[c, b, m] = sum_p kernel[p, c] . blocks[b, m + p].
-
-  blocks: [batch, num_blocks, stride]; kernel: [pieces, channels, stride];
-  m < num_blocks - pieces + 1.
-  """
-  pieces, channels, stride = kernel.shape
-  batch, num_blocks = tf.shape(blocks)[0], tf.shape(blocks)[1]
-  count = num_blocks - pieces + 1
-  flat_blocks = tf.reshape(blocks, [-1, stride])
-  flat_kernel = tf.reshape(kernel, [pieces * channels, stride])
-  # [pieces, channels, batch, num_blocks]: every piece on every block.
+  pieces = blocks.num_pieces(size, stride)
+  cut = blocks.to_blocks(signal, start, count + pieces - 1, stride)
+  # [pieces * channels, stride]: row p C + c holds taps p S .. p S + S - 1.
+  kernel = tf.reshape(
+      tf.transpose(blocks.window_pieces(filters, stride), (0, 2, 1)),
+      [pieces * channels, stride])
   products = tf.reshape(
-      tf.matmul(flat_kernel, flat_blocks, transpose_b=True),
-      [pieces, channels, batch, num_blocks])
-  outputs = tf.squeeze(tf.add_n([
-      tf.slice(products, [piece, 0, 0, piece], [1, -1, -1, count])
-      for piece in range(pieces)
-  ]), axis=0)
-
-  def gradient(upstream):
-    # shifted[p, c, b, n] = upstream[c, b, n - p] (0 outside): the upstream
-    # gradient is smaller than the blocks, so it is the one shifted.
-    shifted = tf.reshape(tf.stack([
-        tf.pad(upstream, [[0, 0], [0, 0], [piece, pieces - 1 - piece]])
-        for piece in range(pieces)
-    ]), [pieces * channels, -1])
-    # d kernel[p, c] = sum_{b, n} shifted[p, c, b, n] blocks[b, n].
-    kernel_gradient = tf.reshape(tf.matmul(shifted, flat_blocks),
-                                 [pieces, channels, stride])
-    # d blocks[b, n] = sum_{p, c} shifted[p, c, b, n] kernel[p, c].
-    blocks_gradient = tf.reshape(
-        tf.matmul(shifted, flat_kernel, transpose_a=True),
-        [batch, num_blocks, stride])
-    return blocks_gradient, kernel_gradient
-
-  return outputs, gradient
+      tf.matmul(kernel, tf.reshape(cut, [-1, stride]), transpose_b=True),
+      [pieces, channels, tf.shape(signal)[0], -1])
+  return blocks.diagonal_sum(products, count, block_axis=3, piece_axis=0)
 
 
 def strided_pooling(inputs, windows, steps: int, frames):
   """out[c, b, f] = sum_i inputs[c, b, f * steps + i] * windows[c, i].
 
   A depthwise 'valid' window sum with hop `steps`, channels first, computed
-  block by block like `pooling.strided_window_sum` but as elementwise
-  products on contiguous slices.
+  block by block (`blocks`).
 
   Args:
     inputs: float [channels, batch, time], time >= (frames - 1) * steps +
@@ -231,22 +186,13 @@ def strided_pooling(inputs, windows, steps: int, frames):
   Returns:
     float [channels, batch, frames].
   """
-  channels, size = windows.shape
-  pieces = -(-size // steps)
-  length = (frames + pieces - 1) * steps
-  inputs = tf.pad(inputs, [[0, 0], [0, 0], [0, tf.maximum(
-      length - tf.shape(inputs)[2], 0)]])
-  blocks = tf.reshape(tf.slice(inputs, [0, 0, 0], [-1, -1, length]),
-                      [channels, tf.shape(inputs)[1], -1, steps])
-  windows = tf.unstack(tf.reshape(
-      tf.pad(windows, [[0, 0], [0, pieces * steps - size]]),
-      [channels, 1, pieces, steps]), axis=2)
-  return tf.add_n([
-      tf.reduce_sum(
-          tf.slice(blocks, [0, 0, piece, 0], [-1, -1, frames, -1]) *
-          window[:, :, tf.newaxis], axis=3)
-      for piece, window in enumerate(windows)
-  ])
+  pieces = blocks.num_pieces(windows.shape[1], steps)
+  cut = blocks.to_blocks(inputs, 0, frames + pieces - 1, steps)
+  # [C, 1, 1, P, steps]: elementwise products on contiguous slices.
+  pieces = tf.transpose(blocks.window_pieces(tf.transpose(windows), steps),
+                        (2, 0, 1))[:, tf.newaxis, tf.newaxis]
+  products = tf.reduce_sum(cut[:, :, :, tf.newaxis] * pieces, axis=4)
+  return blocks.diagonal_sum(products, frames)
 
 
 @serialization.register()
@@ -374,10 +320,32 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     self._restore_order = (None if order == sorted(order) else
                            np.argsort(order).astype(np.int32))
 
+  # impulse_responses() gives (real, imag) parts; see convolution.complex_filters.
+  is_complex = True
+
+  @property
+  def kernel_size(self):
+    """The pooling window (and longest filter) in samples, as a pooling stage's."""
+    return self.window_size
+
+  @property
+  def strides(self):
+    """The frame hop in samples, as a pooling stage's."""
+    return self.hop
+
+  def gabor_parameters(self):
+    """Constrained [n_filters, 2]: centre frequency (radians/sample), sigma (samples)."""
+    return self.kernel.constraint(self.kernel)
+
   def impulse_responses(self):
     """LEAF's constrained Gabor filters (real, imag), each [n_filters, window]."""
-    kernel = self.kernel.constraint(self.kernel)
-    return impulse_responses.gabor_filters_real_imag(kernel, self.window_size)
+    return impulse_responses.gabor_filters_real_imag(self.gabor_parameters(),
+                                                     self.window_size)
+
+  def windows(self):
+    """LEAF's Gaussian pooling windows [window_size, n_filters]."""
+    return impulse_responses.gaussian_lowpass(self.pooling_width,
+                                              self.window_size)[0, :, :, 0]
 
   def call(self, inputs):
     # LEAF's filters, [window_size, 2 * n_filters] (real parts, then
@@ -385,8 +353,7 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     real, imag = self.impulse_responses()
     filters = tf.transpose(tf.concat([real, imag], axis=0))
     # LEAF's Gaussian windows, [n_filters, window_size]; groups sample them.
-    windows = tf.transpose(impulse_responses.gaussian_lowpass(
-        self.pooling_width, self.window_size)[0, :, :, 0])
+    windows = tf.transpose(self.windows())
     waveform = tf.squeeze(inputs, axis=2)
     length = tf.shape(waveform)[1]
     frames, left, _ = framing.frames_and_padding(length, self.window_size,
@@ -395,7 +362,8 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     margin = max(group.kernel_size for group in self.groups)
     # After `left + margin` zeros, frame f's window starts at sample
     # margin + f * hop, so every group reads from a fixed offset.
-    longest = max(group.stride * -(-group.kernel_size // group.stride)
+    longest = max(group.stride * blocks.num_pieces(group.kernel_size,
+                                                   group.stride)
                   for group in self.groups)
     right = tf.maximum((frames - 1) * self.hop + self.window_size + margin +
                        longest - left - length, 0)
@@ -443,23 +411,11 @@ class GroupedGaborFilterbank(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update({
-        'n_filters': self.n_filters,
-        'window_size': self.window_size,
-        'hop': self.hop,
-        'num_groups': self.num_groups,
-        'conv_win_factor': self.conv_win_factor,
-        'stride_factor': self.stride_factor,
-        'padding': self.padding,
-        'kernel_initializer': keras.initializers.serialize(
-            self.kernel_initializer),
-        'pooling_initializer': keras.initializers.serialize(
-            self.pooling_initializer),
-        'learn_filters': self.learn_filters,
-        'learn_pooling': self.learn_pooling,
-        'kernel_regularizer': keras.regularizers.serialize(
-            self.kernel_regularizer),
-        'pooling_regularizer': keras.regularizers.serialize(
-            self.pooling_regularizer),
-    })
+    config.update({name: getattr(self, name) for name in (
+        'n_filters', 'window_size', 'hop', 'num_groups', 'conv_win_factor',
+        'stride_factor', 'padding', 'learn_filters', 'learn_pooling')})
+    config.update({name: keras.initializers.serialize(getattr(self, name))
+                   for name in ('kernel_initializer', 'pooling_initializer')})
+    config.update({name: keras.regularizers.serialize(getattr(self, name))
+                   for name in ('kernel_regularizer', 'pooling_regularizer')})
     return config

@@ -7,25 +7,22 @@
   'auto'    'fft' when it applies, else 'direct'.
 
 The FFT method applies when the filterbank is a stride-1, 'same', bias-free
-`GaborConv1D` or `keras.layers.Conv1D` (real and imaginary parts
-interleaved), followed by `SquaredModulus` and by a `GaussianLowpassPooling`
-or `LearnablePooling1D` whose window spans at most 8 hops, in float32.
+layer with complex impulse responses (`convolution.complex_filters`: e.g.
+`GaborConv1D`, or a `keras.layers.Conv1D` with real and imaginary parts
+interleaved), followed by `SquaredModulus` and by a pooling stage with
+`windows()` (e.g. `GaussianLowpassPooling`, `LearnablePooling1D`) whose
+window spans at most `blocks.MAX_PIECES` (8) hops, in float32.
 Otherwise the stages run directly.
 """
 
 import keras
-import tensorflow as tf
 
+from leaf_audio import blocks
 from leaf_audio import convolution
 from leaf_audio import fft_filterbank
 from leaf_audio import modulus
-from leaf_audio import pooling
 
 METHODS = ('auto', 'direct', 'fft')
-
-# Longer windows (relative to the hop) make the per-block sums of
-# `fft_filterbank` a long Python loop; the direct path handles them.
-_MAX_PIECES = 8
 
 
 def check_method(owner: str, method) -> str:
@@ -36,17 +33,17 @@ def check_method(owner: str, method) -> str:
 
 
 def _filterbank_problem(conv):
-  if isinstance(conv, convolution.GaborConv1D):
-    settings = dict(strides=conv.strides, padding=conv.padding,
-                    use_bias=conv.use_bias)
-  elif type(conv) is keras.layers.Conv1D:  # pylint: disable=unidiomatic-typecheck
+  if isinstance(conv, keras.layers.Conv1D):
     settings = dict(strides=conv.strides[0], padding=conv.padding,
                     use_bias=conv.use_bias, dilation_rate=conv.dilation_rate[0],
                     groups=conv.groups,
                     activation=keras.activations.serialize(conv.activation))
+  elif getattr(conv, 'is_complex', False):
+    settings = dict(strides=conv.strides, padding=conv.padding,
+                    use_bias=getattr(conv, 'use_bias', False))
   else:
-    return (f'the filterbank is a {type(conv).__name__}, not a GaborConv1D or '
-            'keras.layers.Conv1D')
+    return (f'the filterbank ({type(conv).__name__}) has no complex impulse '
+            'responses')
   expected = dict(strides=1, padding='same', use_bias=False, dilation_rate=1,
                   groups=1, activation='linear')
   for name, value in settings.items():
@@ -63,14 +60,12 @@ def fft_problem(conv, activation, pool, dtype) -> str:
   if not isinstance(activation, modulus.SquaredModulus):
     return (f'the activation is {type(activation).__name__}, not '
             'SquaredModulus')
-  if not isinstance(pool, (pooling.GaussianLowpassPooling,
-                           pooling.LearnablePooling1D)):
-    return (f'the pooling is {type(pool).__name__}, not GaussianLowpassPooling'
-            ' or LearnablePooling1D')
-  pieces = -(-pool.kernel_size // pool.strides)
-  if pieces > _MAX_PIECES:
+  if not hasattr(pool, 'windows'):
+    return f'the pooling ({type(pool).__name__}) has no windows'
+  pieces = blocks.num_pieces(pool.kernel_size, pool.strides)
+  if pieces > blocks.MAX_PIECES:
     return (f'the pooling window ({pool.kernel_size} samples) spans {pieces} '
-            f'hops of {pool.strides} samples; at most {_MAX_PIECES} are '
+            f'hops of {pool.strides} samples; at most {blocks.MAX_PIECES} are '
             'supported')
   if dtype != 'float32':
     return f'the frontend computes in {dtype}, not float32'
@@ -88,21 +83,6 @@ def resolve(owner: str, method: str, conv, activation, pool, dtype) -> str:
   return method
 
 
-def filters(conv):
-  """(real, imag) parts [C, K] of the filterbank of `conv`."""
-  if isinstance(conv, convolution.GaborConv1D):
-    return conv.impulse_responses()
-  kernel = tf.convert_to_tensor(conv.kernel)[:, 0, :]  # [K, 2 C] interleaved.
-  return tf.transpose(kernel[:, 0::2]), tf.transpose(kernel[:, 1::2])
-
-
-def windows(pool):
-  """The pooling windows [W, C] (or [W, 1] when shared) of `pool`."""
-  if isinstance(pool, pooling.GaussianLowpassPooling):
-    return pool.impulse_responses()[0, :, :, 0]
-  return tf.convert_to_tensor(pool.kernel)[0, :, :, 0]
-
-
 def pooled_energy_fft(waveform, conv, pool, training=None):
   """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1].
 
@@ -111,9 +91,9 @@ def pooled_energy_fft(waveform, conv, pool, training=None):
   keeps none, so that the function can be exported as a SavedModel (a
   gradient taken then filters the input again).
   """
-  real, imag = filters(conv)
+  real, imag = convolution.complex_filters(conv)
   return fft_filterbank.pooled_energy(
-      waveform[:, :, 0], real, imag, windows(pool), pool.strides,
+      waveform[:, :, 0], real, imag, pool.windows(), pool.strides,
       pool.padding, kept_bytes=fft_filterbank.KEPT_BYTES if training else 0)
 
 

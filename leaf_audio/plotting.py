@@ -50,6 +50,7 @@ import numpy as np
 
 from leaf_audio import compression
 from leaf_audio import convolution
+from leaf_audio import framing
 from leaf_audio import frontend as frontend_lib
 from leaf_audio import melfilters
 from leaf_audio import pooling
@@ -76,12 +77,6 @@ class FilterbankSummary:
   method: str
 
 
-def _sublayers(frontend):
-  # Keras 3 has no public walk over nested layers; this is the one Keras uses
-  # itself to collect weights.
-  return list(frontend._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
-
-
 def _check_frontend(frontend, needs_weights: bool = True):
   if not isinstance(frontend, keras.layers.Layer) or not hasattr(
       frontend, 'sample_rate'):
@@ -93,27 +88,13 @@ def _check_frontend(frontend, needs_weights: bool = True):
         'call it on audio or call frontend.build((None, samples)) first.')
 
 
-def _is_gabor(layer) -> bool:
-  """Whether a layer holds Gabor parameters [n_filters, 2] (LEAF's kernel)."""
-  kernel = getattr(layer, 'kernel', None)
-  return isinstance(getattr(kernel, 'constraint', None),
-                    convolution.GaborConstraint)
-
-
 def filterbank_layer(frontend):
-  """The filterbank of a frontend, or None (MelFilterbanks).
+  """The filterbank stage of a frontend, or None (MelFilterbanks).
 
-  A layer with Gabor parameters (`GaborConv1D`, or EfficientLeaf's grouped
-  filterbank), a `SincConv1D` or, for TimeDomainFilterbanks, the keras Conv1D
-  with 2 * n_filters channels (not the 2-tap pre-emphasis).
+  `GaborConv1D`, EfficientLeaf's grouped filterbank, a `SincConv1D` or, for
+  TimeDomainFilterbanks, a keras Conv1D with 2 * n_filters channels.
   """
-  for layer in _sublayers(frontend):
-    if _is_gabor(layer) or isinstance(layer, convolution.SincConv1D):
-      return layer
-    if (isinstance(layer, keras.layers.Conv1D) and
-        layer.filters == 2 * frontend.n_filters and layer.kernel_size[0] > 2):
-      return layer
-  return None
+  return getattr(frontend, 'filterbank', None)
 
 
 def gabor_parameters(frontend) -> Optional[np.ndarray]:
@@ -125,12 +106,9 @@ def gabor_parameters(frontend) -> Optional[np.ndarray]:
   """
   _check_frontend(frontend)
   layer = filterbank_layer(frontend)
-  if not _is_gabor(layer):
+  if not hasattr(layer, 'gabor_parameters'):
     return None
-  kernel = np.asarray(layer.kernel.constraint(layer.kernel), np.float64)
-  if getattr(layer, 'sort_filters', False):
-    kernel = kernel[np.argsort(kernel[:, 0], kind='stable')]
-  return kernel
+  return np.asarray(layer.gabor_parameters(), np.float64)
 
 
 def pooling_layer(frontend):
@@ -139,11 +117,7 @@ def pooling_layer(frontend):
   EfficientLeaf pools inside its grouped filterbank: see
   `gaussian_pooling_sigma`.
   """
-  for layer in _sublayers(frontend):
-    if isinstance(layer, (pooling.GaussianLowpassPooling,
-                          pooling.LearnablePooling1D, pooling.MaxPooling1D)):
-      return layer
-  return None
+  return getattr(frontend, 'pooling', None)
 
 
 def gaussian_pooling_sigma(frontend):
@@ -164,10 +138,8 @@ def gaussian_pooling_sigma(frontend):
 
 def pcen_layer(frontend):
   """The PCENCompression stage, or None."""
-  for layer in _sublayers(frontend):
-    if isinstance(layer, compression.PCENCompression):
-      return layer
-  return None
+  layer = getattr(frontend, 'compression', None)
+  return layer if isinstance(layer, compression.PCENCompression) else None
 
 
 def initial_frontend(frontend):
@@ -202,14 +174,12 @@ def filter_taps(frontend) -> np.ndarray:
   """
   _check_frontend(frontend)
   conv = filterbank_layer(frontend)
-  if _is_gabor(conv):
-    real, imag = conv.impulse_responses()
+  if isinstance(conv, keras.layers.Conv1D) or getattr(conv, 'is_complex',
+                                                       False):
+    real, imag = convolution.complex_filters(conv)
     return np.asarray(real, np.float64) + 1j * np.asarray(imag, np.float64)
-  if isinstance(conv, convolution.SincConv1D):
+  if conv is not None and hasattr(conv, 'impulse_responses'):
     return np.asarray(conv.impulse_responses(), np.float64).T
-  if conv is not None:
-    kernel = np.asarray(conv.kernel, np.float64)[:, 0, :]
-    return (kernel[:, 0::2] + 1j * kernel[:, 1::2]).T
   raise ValueError(f'{type(frontend).__name__} has no time-domain filterbank '
                    'whose taps could be shown.')
 
@@ -326,12 +296,12 @@ def filterbank_summary(frontend) -> FilterbankSummary:
                                   *_mel_range(frontend))
     return FilterbankSummary(centre, bandwidth, 'mel scale')
   conv = filterbank_layer(frontend)
-  if _is_gabor(conv):
+  if hasattr(conv, 'gabor_parameters'):
     kernel = gabor_parameters(frontend)
     return FilterbankSummary(kernel[:, 0] * sample_rate / (2 * np.pi),
                              gabor_bandwidth_hz(kernel[:, 1], sample_rate),
                              'gabor parameters')
-  if isinstance(conv, convolution.SincConv1D):
+  if hasattr(conv, 'band_edges_hz'):
     low, high = (np.asarray(edge, np.float64) for edge in conv.band_edges_hz())
     return FilterbankSummary((low + high) / 2, high - low, 'sinc band edges')
   peaks, widths = measure_peaks(*frequency_responses(frontend, min_fft=16384))
@@ -408,7 +378,7 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
   _check_frontend(frontend, needs_weights=False)
   size, stride = frontend.window_size, frontend.stride
   if isinstance(frontend, frontend_lib.MelFilterbanks):
-    frames = -(-num_samples // stride)
+    frames = framing.num_frames(num_samples, size, stride, 'same')
     centres = np.arange(frames) * stride + size // 2
     return centres / frontend.sample_rate
   padding = getattr(frontend, 'pooling_padding', None)
@@ -416,16 +386,10 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
     raise ValueError('frame_times does not know how '
                      f'{type(frontend).__name__} frames its output.')
   filter_delay = size // 2 - (size - 1) // 2
-  if padding == 'same':
-    frames = -(-num_samples // stride)
-    pad_front = max((frames - 1) * stride + size - num_samples, 0) // 2
-  else:
-    if num_samples < size:
-      raise ValueError(f"{type(frontend).__name__} pools with 'valid' padding "
-                       f'and needs at least {size} samples; got '
-                       f'{num_samples}.')
-    frames = (num_samples - size) // stride + 1
-    pad_front = 0
+  framing.check_enough_samples(type(frontend).__name__, num_samples, size,
+                               padding, (num_samples,))
+  frames, pad_front, _ = framing.frames_and_padding(num_samples, size, stride,
+                                                    padding)
   centres = (np.arange(frames) * stride - pad_front + (size - 1) / 2 +
              filter_delay)
   return centres / frontend.sample_rate

@@ -12,6 +12,7 @@ take kernel_initializer and kernel_regularizer.
 import keras
 import tensorflow as tf
 
+from leaf_audio import blocks
 from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
@@ -19,21 +20,14 @@ from leaf_audio import serialization
 from leaf_audio import validation
 
 
-# Windows spanning at most this many hops are summed block by block (below);
-# longer ones (small strides) use a depthwise convolution.
-_MAX_BLOCKS_PER_WINDOW = 8
-
-
 def strided_window_sum(inputs, windows, stride: int, padding: str):
   """sum_j x[f * stride + j - left, c] * windows[j, c], for the kept frames f.
 
   The same function as a depthwise convolution with TF's padding, but computed
-  only at the frames that the stride keeps: the padded input is cut into
-  blocks of `stride` samples, the window into ceil(k / stride) pieces, and
-  each piece meets its block through one einsum. For LEAF's 401-tap window
-  and 160-sample stride this is 3 small matrix products instead of a
-  convolution evaluated at every sample and then subsampled (whose backward
-  pass dominated a training step).
+  only at the frames that the stride keeps, block by block (`blocks`): for
+  LEAF's 401-tap window and 160-sample stride, 3 small matrix products
+  instead of a convolution evaluated at every sample and then subsampled
+  (whose backward pass dominated a training step).
 
   Args:
     inputs: float [batch, time, channels].
@@ -46,33 +40,19 @@ def strided_window_sum(inputs, windows, stride: int, padding: str):
     float [batch, frames, channels].
   """
   kernel_size = windows.shape[0]
-  blocks_per_window = -(-kernel_size // stride)
-  length = tf.shape(inputs)[1]
-  frames, left, _ = framing.frames_and_padding(length, kernel_size, stride,
-                                               padding)
-  padded_length = (frames - 1 + blocks_per_window) * stride
-  right = tf.maximum(padded_length - length - left, 0)
-  padded = tf.pad(inputs, [[0, 0], [left, right], [0, 0]])[:, :padded_length]
-  batch, channels = tf.shape(inputs)[0], windows.shape[1]
-  # [channels or 1, batch * blocks, stride]: channels lead, so that one batched
+  pieces = blocks.num_pieces(kernel_size, stride)
+  frames, left, _ = framing.frames_and_padding(tf.shape(inputs)[1],
+                                               kernel_size, stride, padding)
+  # [channels, batch * blocks, stride]: channels lead, so that one batched
   # matmul applies every piece of each channel's window to every block.
-  blocks = tf.reshape(tf.transpose(padded, (2, 0, 1)),
-                      [tf.shape(padded)[2], -1, stride])
-  pieces = tf.reshape(
-      tf.pad(windows, [[0, blocks_per_window * stride - kernel_size], [0, 0]]),
-      [blocks_per_window, stride, channels])
-  products = tf.matmul(blocks, tf.transpose(pieces, (2, 1, 0)))
-  products = tf.reshape(products, [tf.shape(padded)[2], batch, -1,
-                                   blocks_per_window])
-  # Frame f adds piece m applied to block f + m.
-  outputs = 0.
-  for piece in range(blocks_per_window):
-    outputs += products[:, :, piece:piece + frames, piece]
-  return tf.transpose(outputs, (1, 2, 0))
-
-
-def _uses_blocks(kernel_size: int, stride: int) -> bool:
-  return stride > 1 and -(-kernel_size // stride) <= _MAX_BLOCKS_PER_WINDOW
+  signal = tf.transpose(inputs, (2, 0, 1))
+  cut = blocks.to_blocks(signal, -left, frames - 1 + pieces, stride)
+  products = tf.matmul(
+      tf.reshape(cut, [tf.shape(signal)[0], -1, stride]),
+      tf.transpose(blocks.window_pieces(windows, stride), (2, 1, 0)))
+  products = tf.reshape(products, [tf.shape(signal)[0], tf.shape(inputs)[0],
+                                   -1, pieces])
+  return tf.transpose(blocks.diagonal_sum(products, frames), (1, 2, 0))
 
 
 class _Pooling1D(keras.layers.Layer):
@@ -99,13 +79,9 @@ class _Pooling1D(keras.layers.Layer):
           f'{tuple(input_shape)}.')
 
   def compute_output_shape(self, input_shape):
-    length = input_shape[1]
-    if length is not None:
-      if self.padding == 'same':
-        length = -(-length // self.strides)
-      else:
-        length = (length - self.kernel_size) // self.strides + 1
-    return (input_shape[0], length, input_shape[2])
+    return (input_shape[0],
+            framing.num_frames(input_shape[1], self.kernel_size, self.strides,
+                               self.padding), input_shape[2])
 
   def get_config(self):
     config = super().get_config()
@@ -125,6 +101,12 @@ class _KernelPooling1D(_Pooling1D):
     super().__init__(kernel_size, strides, padding, **kwargs)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+  def call(self, inputs):
+    if blocks.uses_blocks(self.kernel_size, self.strides):
+      return strided_window_sum(inputs, self.windows(), self.strides,
+                                self.padding)
+    return self._convolve(inputs)  # a strided convolution
 
   def get_config(self):
     config = super().get_config()
@@ -190,14 +172,14 @@ class GaussianLowpassPooling(_KernelPooling1D):
     """Gaussian windows [1, kernel_size, channels, 1]."""
     return impulse_responses.gaussian_lowpass(self.kernel, self.kernel_size)
 
-  def call(self, inputs):
-    windows = self.impulse_responses()
-    if _uses_blocks(self.kernel_size, self.strides):
-      return strided_window_sum(inputs, windows[0, :, :, 0], self.strides,
-                                self.padding)
+  def windows(self):
+    """The pooling windows [kernel_size, channels]."""
+    return self.impulse_responses()[0, :, :, 0]
+
+  def _convolve(self, inputs):
     outputs = tf.nn.depthwise_conv2d(
         inputs[:, tf.newaxis],
-        windows,
+        self.impulse_responses(),
         strides=(1, self.strides, self.strides, 1),
         padding=self.padding.upper())
     return outputs[:, 0]
@@ -244,10 +226,11 @@ class LearnablePooling1D(_KernelPooling1D):
         initializer=self.kernel_initializer,
         regularizer=self.kernel_regularizer)
 
-  def call(self, inputs):
-    if _uses_blocks(self.kernel_size, self.strides):
-      return strided_window_sum(inputs, self.kernel[0, :, :, 0], self.strides,
-                                self.padding)
+  def windows(self):
+    """The window, shared by all channels, [kernel_size, 1]."""
+    return tf.convert_to_tensor(self.kernel)[0, :, :, 0]
+
+  def _convolve(self, inputs):
     # [batch, time, channels] -> [batch, channels, time, 1]: one "image row"
     # per channel, so a single 2-D filter pools every channel alike.
     rows = tf.transpose(inputs, (0, 2, 1))[..., tf.newaxis]

@@ -9,16 +9,13 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-REFERENCE_PATH = (REPO_ROOT.parent / 'shared' / 'reference' /
+REFERENCE_PATH = (REPO_ROOT / 'tests' / 'data' / 'reference' /
                   'original_leaf_reference.npz')
 
 
 @pytest.fixture(scope='session')
 def reference():
-  """Outputs of google-research/leaf-audio (see ../shared/reference/README.md)."""
-  if not REFERENCE_PATH.exists():
-    pytest.skip(f'reference outputs not found at {REFERENCE_PATH}; they ship '
-                'in ../shared next to the repository (always present in CI).')
+  """Outputs of google-research/leaf-audio (see tests/data/reference/README.md)."""
   with np.load(REFERENCE_PATH) as data:
     return {key: data[key] for key in data.files}
 

@@ -224,6 +224,7 @@ END_TO_END_PAGES = ('tutorial.md', 'own_data.md')
 
 @pytest.mark.parametrize(
     'page', [p for p in doc_pages() if p not in END_TO_END_PAGES])
+@pytest.mark.slow
 def test_other_pages_run(page, tmp_path, monkeypatch):
   runner = run_page(page, tmp_path, tmp_path / 'no_tfds', monkeypatch)
   if page == 'keras_model.md':
@@ -234,6 +235,7 @@ def test_other_pages_run(page, tmp_path, monkeypatch):
     assert runner.namespace['moved'].max() > 0, 'the fit moved no filter'
 
 
+@pytest.mark.slow
 def test_tutorial_runs_end_to_end(tmp_path, tiny_tfds, monkeypatch):
   runner = run_page('tutorial.md', tmp_path, tiny_tfds, monkeypatch)
   run = tmp_path / 'runs' / 'tutorial'
@@ -268,6 +270,7 @@ def test_the_tutorial_trains_what_make_train_trains():
       REPO_ROOT / 'README.md').read_text()
 
 
+@pytest.mark.slow
 def test_own_data_page_runs_end_to_end(tmp_path, tiny_tfds, monkeypatch):
   runner = run_page('own_data.md', tmp_path, tiny_tfds, monkeypatch)
   run = tmp_path / 'runs' / 'my_sounds'
@@ -321,3 +324,27 @@ def test_api_reference_covers_every_public_name_and_its_examples_run():
     runner.run(test)
   assert examples >= 5
   assert runner.failures == 0, f'{runner.failures} api.md example(s) failed'
+
+
+def test_readme_numbers_of_the_default_run_match_default_gin():
+  """The README quotes default.gin's learning rate, epochs, steps and batch."""
+  gin.clear_config()
+  try:
+    configuration.parse([str(REPO_ROOT / 'gin_configs' / 'default.gin')], [])
+    values = {name: gin.query_parameter(f'train.{name}') for name in (
+        'learning_rate', 'num_epochs', 'steps_per_epoch', 'batch_size')}
+  finally:
+    gin.clear_config()
+  readme = ' '.join((REPO_ROOT / 'README.md').read_text().split())
+  quoted = re.search(
+      r'default\.gin` is tuned to finish quickly on a CPU \(a small encoder, '
+      r'learning rate (\S+), (\d+) epochs x (\d+) steps of (\d+) clips\)',
+      readme)
+  assert quoted, 'README no longer describes gin_configs/default.gin'
+  rate, epochs, steps, batch = quoted.groups()
+  assert float(rate) == values['learning_rate']
+  assert (int(epochs), int(steps), int(batch)) == (
+      values['num_epochs'], values['steps_per_epoch'], values['batch_size'])
+  total = re.search(r'\((\d+) training steps of about', readme)
+  assert total and int(total.group(1)) == (values['num_epochs'] *
+                                           values['steps_per_epoch'])

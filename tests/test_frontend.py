@@ -65,7 +65,7 @@ def test_outputs_match_original_release_in_graph_mode(reference, key, make,
 def test_leaf_initial_weights_match_original(reference):
   leaf = frontend.Leaf()
   leaf.build((None, None))
-  conv = leaf._complex_conv
+  conv = leaf.filterbank
   np.testing.assert_allclose(conv.kernel.numpy(),
                              reference['leaf_init_gabor_kernel'], rtol=1e-6)
   np.testing.assert_allclose(
@@ -76,9 +76,9 @@ def test_leaf_initial_weights_match_original(reference):
                              atol=1e-6)
   np.testing.assert_allclose(imag, reference['leaf_init_gabor_filters_imag'],
                              atol=1e-6)
-  np.testing.assert_allclose(leaf._pooling.kernel.numpy(),
+  np.testing.assert_allclose(leaf.pooling.kernel.numpy(),
                              reference['leaf_init_pooling_sigma'], atol=1e-7)
-  pcen = leaf._compression
+  pcen = leaf.compression
   for name, variable in [('alpha', pcen.alpha), ('delta', pcen.delta),
                          ('root', pcen.root), ('smooth', pcen.ema.smooth)]:
     np.testing.assert_allclose(variable.numpy(),
@@ -90,10 +90,10 @@ def test_leaf_initial_weights_match_original(reference):
 def test_leaf_custom_initial_weights_match_original(reference):
   leaf = leaf_custom()
   leaf.build((None, None))
-  np.testing.assert_allclose(leaf._complex_conv.kernel.numpy(),
+  np.testing.assert_allclose(leaf.filterbank.kernel.numpy(),
                              reference['leaf_custom_init_gabor_kernel'],
                              rtol=1e-6)
-  np.testing.assert_allclose(leaf._preemp_conv.kernel.numpy(),
+  np.testing.assert_allclose(leaf.preemphasis.kernel.numpy(),
                              reference['leaf_custom_init_preemp_kernel'])
 
 
@@ -105,10 +105,10 @@ def test_leaf_intermediate_stages_match_original(reference):
   x = reference['input']
   leaf = frontend.Leaf()
   waveform = tf.constant(x)[:, :, tf.newaxis]
-  conv = leaf._complex_conv(waveform)
-  squared = leaf._activation(conv)
-  pooled = leaf._pooling(squared)
-  pcen = leaf._compression(tf.maximum(pooled, 1e-5))
+  conv = leaf.filterbank(waveform)
+  squared = leaf.activation(conv)
+  pooled = leaf.pooling(squared)
+  pcen = leaf.compression(tf.maximum(pooled, 1e-5))
   assert relative_error(conv[:, :1024],
                         reference['leaf_stage_conv_first1024']) < 1e-5
   assert relative_error(squared[:, :1024],
@@ -155,12 +155,12 @@ def test_two_frontends_do_not_share_weights():
   first, second = frontend.Leaf(), frontend.Leaf()
   x = tf.random.normal([1, 4000], seed=1)
   first(x), second(x)
-  assert first._compression is not second._compression
-  assert first._activation is not second._activation
+  assert first.compression is not second.compression
+  assert first.activation is not second.activation
   ids = {id(v) for v in first.weights}
   assert not ids & {id(v) for v in second.weights}
-  second._compression.alpha.assign(np.full(40, 0.5))
-  np.testing.assert_allclose(first._compression.alpha.numpy(), 0.96)
+  second.compression.alpha.assign(np.full(40, 0.5))
+  np.testing.assert_allclose(first.compression.alpha.numpy(), 0.96)
   wide = frontend.Leaf(n_filters=64)
   assert wide(x).shape == (1, 25, 64)
 
@@ -170,7 +170,7 @@ def test_default_gabor_init_follows_sample_rate():
   leaf.build((None, None))
   expected = initializers.GaborInit(sample_rate=8000, min_freq=60.,
                                     max_freq=4000.)((40, 2))
-  np.testing.assert_allclose(leaf._complex_conv.kernel.numpy(), expected)
+  np.testing.assert_allclose(leaf.filterbank.kernel.numpy(), expected)
   # 24 kHz keeps the original's 7800 Hz top.
   leaf24 = frontend.Leaf(sample_rate=24000)
   assert leaf24.complex_conv_init.max_freq == 7800.
@@ -181,7 +181,7 @@ def test_explicit_initializer_wins():
                                 max_freq=3000.)
   leaf = frontend.Leaf(complex_conv_init=init)
   leaf.build((None, None))
-  np.testing.assert_allclose(leaf._complex_conv.kernel.numpy(), init((40, 2)))
+  np.testing.assert_allclose(leaf.filterbank.kernel.numpy(), init((40, 2)))
   with pytest.raises(ValueError, match='sample_rate=24000.*16000'):
     frontend.Leaf(
         complex_conv_init=initializers.GaborInit(sample_rate=24000))
@@ -190,9 +190,9 @@ def test_explicit_initializer_wins():
 def test_sincnet_default_init_follows_sample_rate():
   sincnet = frontend.SincNet(sample_rate=8000)
   sincnet.build((None, None))
-  np.testing.assert_allclose(sincnet._complex_conv.kernel.numpy(),
+  np.testing.assert_allclose(sincnet.filterbank.kernel.numpy(),
                              initializers.SincInit(sample_rate=8000)((40, 2)))
-  assert sincnet._complex_conv.sample_rate == 8000
+  assert sincnet.filterbank.sample_rate == 8000
 
 
 def test_time_domain_filterbanks_pool_with_valid_padding():
@@ -202,7 +202,7 @@ def test_time_domain_filterbanks_pool_with_valid_padding():
   # The pooling window follows window_len (the original hard-wired 25 ms).
   wide = frontend.TimeDomainFilterbanks(window_len=32.)
   assert wide(tf.zeros([1, 16000])).shape == (1, 97, 40)
-  assert wide._pooling.kernel.shape == (1, 513, 1, 1)
+  assert wide.pooling.kernel.shape == (1, 513, 1, 1)
 
 
 def test_pre_compression_floor_is_an_argument():
@@ -226,7 +226,7 @@ def test_compression_none_means_no_compression_as_in_the_original():
   leaf = frontend.Leaf(compression_fn=None, method='direct')
   energies = leaf(x).numpy()
   assert energies.min() >= 1e-5
-  pooled = leaf._pooling(leaf._activation(leaf._complex_conv(x[..., None])))
+  pooled = leaf.pooling(leaf.activation(leaf.filterbank(x[..., None])))
   np.testing.assert_allclose(energies, np.maximum(pooled, 1e-5), rtol=1e-6)
 
 
@@ -338,12 +338,14 @@ def ten_minute_square_wave():
     frontend.Leaf, frontend.SincNetPlus, frontend.MelFilterbanks,
     frontend.TimeDomainFilterbanks, frontend.SincNet
 ])
+@pytest.mark.slow
 def test_ten_minute_input_gives_finite_outputs(ten_minute_square_wave, make):
   outputs = make()(ten_minute_square_wave).numpy()
   assert outputs.shape[1] >= 59998
   assert np.isfinite(outputs).all()
 
 
+@pytest.mark.slow
 def test_ten_minute_input_trains_through_leaf_in_bounded_memory(
     ten_minute_square_wave):
   """Forward and backward; the FFT method keeps no full-rate intermediate."""

@@ -121,7 +121,7 @@ def needed_samples(layer):
     # In a graph the message has no quotes around valid.
     return (layer.window_size,
             rf"{type(layer).__name__} pools with '?valid'? padding and needs "
-            rf'at least {layer.window_size} samples \(25.0 ms at 16000 Hz\)')
+            rf'at least {layer.window_size} samples')
   return 1, f'{type(layer).__name__} expects at least one sample'
 
 

@@ -62,6 +62,7 @@ def classifier(layer):
   ])
 
 
+@pytest.mark.slow
 def test_keras_files_reload_in_a_fresh_process(tmp_path):
   x = waveforms(samples=4800)
   for name, make in FRONTENDS.items():
@@ -112,7 +113,9 @@ def test_mixed_precision_frontend_computes_in_float32(mixed_precision, make):
   layer = make()
   model = classifier(layer)
   assert layer.compute_dtype == 'float32'
-  assert all(sub.compute_dtype == 'float32' for sub in layer._flatten_layers())
+  stages = [getattr(layer, name, None) for name in frontend.STAGES]
+  assert all(stage.compute_dtype == 'float32' for stage in stages
+             if stage is not None)
   x = tf.constant(waveforms(samples=8000))
   with tf.GradientTape() as tape:
     features = layer(x, training=True)
@@ -149,10 +152,10 @@ def test_fit_projects_parameters_back_into_range():
   model = classifier(layer)
   model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='mse')
   layer.build((None, None))
-  layer._compression.delta.assign(np.full(4, -1.))
+  layer.compression.delta.assign(np.full(4, -1.))
   model.fit(waveforms(batch=4), np.ones((4, 3)), epochs=1, verbose=0)
-  kernel = layer._complex_conv.kernel.numpy()
-  low, high = layer._complex_conv.kernel.constraint.sigma_range
+  kernel = layer.filterbank.kernel.numpy()
+  low, high = layer.filterbank.kernel.constraint.sigma_range
   np.testing.assert_allclose(kernel[:2, 0], [np.pi, 0.], atol=1e-3)
   np.testing.assert_allclose(kernel[:2, 1], [high, low], rtol=1e-3)
-  np.testing.assert_allclose(layer._compression.delta.numpy(), 1e-6)
+  np.testing.assert_allclose(layer.compression.delta.numpy(), 1e-6)

@@ -266,7 +266,18 @@ def test_audio_classifier_builds_without_data_and_trains_under_compile():
   model = tiny_classifier()
   model.build((None, 16000))  # What experiments/training.py does.
   assert model.built and model.count_params() > 0
-  assert all(layer.built for layer in model._flatten_layers())
+  assert all(layer.built for layer in nested_layers(model))
+
+
+def nested_layers(layer):
+  """`layer` and the layers in it, through the public `layers` and stages."""
+  children = list(getattr(layer, 'layers', []))
+  children += [getattr(layer, name, None) for name in leaf_audio.frontend.STAGES]
+  found = [layer]
+  for child in children:
+    if isinstance(child, keras.layers.Layer) and child is not layer:
+      found += nested_layers(child)
+  return found
 
 
 def test_audio_classifier_keras_file_round_trip(tmp_path):
@@ -290,6 +301,7 @@ def test_audio_classifier_keras_file_round_trip(tmp_path):
   assert isinstance(restored.encoder, models.ConvNet)
 
 
+@pytest.mark.slow
 def test_efficientnet_encoder_shapes_and_round_trip(tmp_path):
   encoder = models.EfficientNetB0Encoder()
   layer_types = {type(layer) for layer in encoder._network.layers}
@@ -432,6 +444,7 @@ def test_windowed_classifier_of_a_built_classifier_is_built_for_export():
   keras.export.ExportArchive().track(windowed)
 
 
+@pytest.mark.slow
 def test_keras_files_reload_in_a_fresh_process(trained_tiny_classifier,
                                                tmp_path):
   audio = waveforms(batch=2, samples=40000, seed=7)
@@ -485,6 +498,7 @@ def tones(frequencies_hz, examples_per_class, samples, seed):
   return np.array(audio, np.float32), np.array(labels)
 
 
+@pytest.mark.slow
 def test_fit_learns_to_tell_a_low_tone_from_a_high_tone():
   keras.utils.set_random_seed(0)
   audio, labels = tones((300.0, 3000.0), examples_per_class=32, samples=4000,

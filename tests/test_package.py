@@ -41,18 +41,34 @@ def run_python(code, **env):
                         capture_output=True, text=True, timeout=300)
 
 
-def test_leaf_audio_imports_with_optional_packages_missing():
+@pytest.mark.slow
+def test_leaf_audio_imports_and_runs_with_optional_packages_missing():
+  # absl is a dependency of TensorFlow itself (tf imports absl.flags), so it
+  # cannot be uninstalled; any import of it from leaf_audio's own modules
+  # fails (an import hook, since TensorFlow has already loaded it).
   blocked = OPTIONAL_PACKAGES[:2] + OPTIONAL_PACKAGES[3:]
   code = f"""
-import importlib.abc, sys
+import builtins, importlib.abc, sys
 BLOCKED = {blocked!r}
 class Block(importlib.abc.MetaPathFinder):
   def find_spec(self, name, path, target=None):
     if name.split('.')[0] in BLOCKED:
       raise ModuleNotFoundError(name)
 sys.meta_path.insert(0, Block())
+original_import = builtins.__import__
+def guarded_import(name, globals=None, *args, **kwargs):
+  importer = (globals or {{}}).get('__name__', '')
+  if name.split('.')[0] == 'absl' and importer.startswith('leaf_audio'):
+    raise ModuleNotFoundError(f'{{importer}} imports {{name}}')
+  return original_import(name, globals, *args, **kwargs)
+builtins.__import__ = guarded_import
+import numpy as np
 import leaf_audio
-layer = leaf_audio.Leaf()
+waveform = np.sin(2 * np.pi * 440 * np.arange(3200) / 16000)[None]
+for layer in (leaf_audio.Leaf(), leaf_audio.EfficientLeaf()):
+  features = np.asarray(layer(waveform.astype('float32')))
+  assert features.shape == (1, 20, 40), features.shape
+  assert np.all(np.isfinite(features))
 print(sorted(set(m.split('.')[0] for m in sys.modules) & set(BLOCKED)))
 """
   result = run_python(code)
@@ -60,6 +76,48 @@ print(sorted(set(m.split('.')[0] for m in sys.modules) & set(BLOCKED)))
   assert result.stdout.strip().splitlines()[-1] == '[]'
 
 
+def setup_arguments(monkeypatch):
+  """The keyword arguments setup.py passes to setuptools.setup."""
+  import runpy  # pylint: disable=g-import-not-at-top
+  import setuptools  # pylint: disable=g-import-not-at-top
+  captured = {}
+  monkeypatch.setattr(setuptools, 'setup', captured.update)
+  monkeypatch.chdir(REPO_ROOT)
+  monkeypatch.delenv('LEAF_AUDIO_TENSORFLOW', raising=False)
+  runpy.run_path(str(REPO_ROOT / 'setup.py'))
+  return captured
+
+
+def requirement_names(requirements):
+  return {re.split(r'[<>=!~\[ ;]', requirement, maxsplit=1)[0].lower()
+          for requirement in requirements}
+
+
+def test_base_requirements_are_tensorflow_keras_numpy_only(monkeypatch):
+  arguments = setup_arguments(monkeypatch)
+  assert requirement_names(arguments['install_requires']) == {
+      'tensorflow', 'keras', 'numpy'}
+  extras = arguments['extras_require']
+  training = {'tensorflow-datasets', 'gin-config', 'absl-py', 'tensorboard',
+              'importlib_resources', 'scipy'}
+  assert requirement_names(extras['experiments']) == training
+  assert requirement_names(extras['test']) == training | {'pytest',
+                                                          'matplotlib'}
+
+
+def test_cpu_build_is_chosen_by_the_environment(monkeypatch):
+  monkeypatch.setenv('LEAF_AUDIO_TENSORFLOW', 'tensorflow-cpu')
+  import runpy  # pylint: disable=g-import-not-at-top
+  import setuptools  # pylint: disable=g-import-not-at-top
+  captured = {}
+  monkeypatch.setattr(setuptools, 'setup', captured.update)
+  monkeypatch.chdir(REPO_ROOT)
+  runpy.run_path(str(REPO_ROOT / 'setup.py'))
+  assert requirement_names(captured['install_requires']) == {
+      'tensorflow-cpu', 'keras', 'numpy'}
+
+
+@pytest.mark.slow
 def test_non_tensorflow_backend_fails_with_a_clear_message():
   # Other backends need their own frameworks (jax, torch), which this
   # environment lacks, so report one through keras.backend.backend().

@@ -84,6 +84,7 @@ def gabor_kernel(leaf):
   return np.asarray(conv.kernel.constraint(conv.kernel), np.float64)
 
 
+@pytest.mark.slow
 def test_every_figure_renders_from_a_trained_model(trained, clip, tmp_path):
   drawn = {
       'leaf': ['filter_responses', 'centre_frequencies', 'pooling', 'pcen',

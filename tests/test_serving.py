@@ -25,6 +25,9 @@ from experiments.data import wav
 import experiments_helpers as helpers
 from conftest import REPO_ROOT
 
+# Each test trains or exports a model: minutes in all (make test-fast skips).
+pytestmark = pytest.mark.slow
+
 LENGTHS = (16000, 4800, 23456, 900)
 
 

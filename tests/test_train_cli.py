@@ -13,6 +13,9 @@ import pytest
 from conftest import REPO_ROOT
 import experiments_helpers as helpers
 
+# Each test trains or exports a model: minutes in all (make test-fast skips).
+pytestmark = pytest.mark.slow
+
 CONFIGS = ['gin_configs/common.gin', 'gin_configs/mel.gin',
            'gin_configs/convnet.gin']
 

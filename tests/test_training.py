@@ -17,6 +17,9 @@ from experiments import configuration
 from experiments import training
 import experiments_helpers as helpers
 
+# Each test trains or exports a model: minutes in all (make test-fast skips).
+pytestmark = pytest.mark.slow
+
 GIN_DIR = REPO_ROOT / 'gin_configs'
 FRONTENDS = ['leaf', 'mel', 'tfbanks', 'sincnet', 'sincnet_plus']
 
