@@ -1,0 +1,649 @@
+"""Hop-by-hop frontends: the frames of a clip computed as its samples arrive.
+
+  frontend_parts      the one adapter that reads a frontend's stages
+  StreamingFrontend   the pure form: (state, samples) -> (state, frames), with
+                      the state a dict of fixed-shape tensors (tf.function,
+                      SavedModel and TFLite friendly)
+  Streamer            a Python object over it: push(samples) any number of
+                      samples at a time, flush() at the end
+
+Streamed: `Leaf`, `SincNet`, `SincNetPlus` ('same' pooling, no mean_var_norm),
+`EfficientLeaf` ('same' pooling; compression 'pcen', 'log_pcen' or LogTBN
+without its median) and `MelFilterbanks`. Refused with a reason:
+`TimeDomainFilterbanks` ('valid' pooling: its frame count is not
+ceil(samples / hop)), per-clip normalisation (mean_var_norm, LogTBN's median
+over time), and compression layers the streamer cannot tell per-frame from
+recurrent (Lambda).
+
+Exactness. TF's 'same' padding of a strided pooling puts
+((frames - 1) * hop + window - samples) // 2 zeros before the first frame,
+which depends on samples mod hop: the whole frame grid of `Leaf(clip)` shifts
+by up to hop / 2 samples with the clip's last partial hop, which no causal
+process can know in advance. A stream is therefore the clip padded with zeros
+to a whole number of hops: the frames of any sequence of pushes and a flush
+equal `frontend(pad_to_hop(clip))`, which is `frontend(clip)` whenever the
+length is a multiple of the hop, and for every length with `MelFilterbanks`
+(left-aligned frames, zeros past the end either way). PCEN's smoother starts
+at the first frame's energies, as the offline layer's does.
+
+Latency. Frame f (centred near f * hop samples) is final once sample
+f * hop + lookahead_samples has arrived: for the 16 kHz defaults 480 samples
+(30 ms) for Leaf and EfficientLeaf (200 for the filter's right half, 280 for
+the pooling window's), 400 samples (25 ms) for MelFilterbanks (its frames
+are left-aligned windows).
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from leaf_audio import compression
+from leaf_audio import convolution
+from leaf_audio import efficient_leaf
+from leaf_audio import frontend as frontend_lib
+from leaf_audio import grouped_filterbank
+from leaf_audio import impulse_responses
+from leaf_audio import logtbn
+from leaf_audio import pooling
+from leaf_audio import smoothing
+
+# Positions saturate here (a multiple of every hop below 2**16), so that a
+# stream of any length never overflows int32; only the first samples of a
+# stream need their true position.
+_POSITION_CAP = 2**16 * 2**14
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendParts:
+  """What streaming needs to know of a frontend (see `frontend_parts`).
+
+  Attributes:
+    kind: 'filterbank' (a stride-1 'same' filterbank, an activation, a
+      'same' pooling), 'grouped' (EfficientLeaf's grouped filterbank) or
+      'mel' (STFT frames).
+    sample_rate: Hz.
+    hop: samples between frames.
+    window: samples of the filters and of the pooling window (of the STFT
+      frames for 'mel').
+    channels: output channels.
+    preemphasis: None, or a function returning the 2 taps [2] of a 'same'
+      pre-emphasis (y[t] = w0 x[t] + w1 x[t + 1]).
+    filters: 'filterbank': a function returning the filters [window,
+      conv_channels] of a cross-correlation with 'same' padding.
+    filter_dtype: the precision the filterbank is computed in.
+    activation: 'filterbank': the layer after the filterbank.
+    pooling: 'sum' or 'max' ('filterbank' and 'grouped').
+    pooling_windows: 'filterbank' with 'sum' pooling: a function returning
+      the windows [window, channels or 1].
+    grouped: 'grouped': the `GroupedGaborFilterbank` layer.
+    mel_matrix: 'mel': [n_fft // 2 + 1, channels].
+    n_fft: 'mel': FFT size.
+    floor: None, or the lower clip of the energies before compression.
+    compression: the last layer (Identity when absent).
+  """
+  kind: str
+  sample_rate: float
+  hop: int
+  window: int
+  channels: int
+  preemphasis: Optional[Callable] = None
+  filters: Optional[Callable] = None
+  filter_dtype: tf.DType = tf.float32
+  activation: Optional[keras.layers.Layer] = None
+  pooling: str = 'sum'
+  pooling_windows: Optional[Callable] = None
+  grouped: Optional[keras.layers.Layer] = None
+  mel_matrix: Optional[np.ndarray] = None
+  n_fft: Optional[int] = None
+  floor: Optional[float] = None
+  compression: Optional[keras.layers.Layer] = None
+
+
+def _refuse(frontend, reason):
+  raise ValueError(f'Streaming {type(frontend).__name__}: {reason}')
+
+
+def _interleaved_gabor(conv):
+  real, imag = conv.impulse_responses()
+  # [kernel_size, filters], channel 2i real and 2i + 1 imaginary, as
+  # GaborConv1D's own convolution.
+  return tf.reshape(tf.stack([tf.transpose(real), tf.transpose(imag)], axis=2),
+                    (conv.kernel_size, conv.filters))
+
+
+def _filterbank_parts(frontend):
+  """`Leaf` and its presets (reads today's private stage attributes)."""
+  # pylint: disable=protected-access
+  conv, pool = frontend._complex_conv, frontend._pooling
+  if frontend.mean_var_norm:
+    _refuse(frontend, 'mean_var_norm normalises each clip over all its '
+            'frames, which a stream never has; build it with '
+            'mean_var_norm=False.')
+  if frontend.pooling_padding != 'same' or pool.padding != 'same':
+    _refuse(frontend, "its pooling has 'valid' padding, so its frame count "
+            "is (samples - window) // hop + 1, not ceil(samples / hop); only "
+            "'same' pooling is streamed (TimeDomainFilterbanks is refused).")
+  if conv.strides != 1 or conv.padding != 'same' or getattr(
+      conv, 'use_bias', False):
+    _refuse(frontend, "its filterbank must have stride 1, 'same' padding and "
+            'no bias.')
+  if isinstance(conv, convolution.GaborConv1D):
+    filters, dtype = (lambda: _interleaved_gabor(conv)), tf.float32
+  elif isinstance(conv, convolution.SincConv1D):
+    # Computed in float64 as SincConv1D does (PCEN magnifies float32's
+    # rounding of the upper bands).
+    filters, dtype = conv.impulse_responses, tf.float64
+  elif isinstance(conv, keras.layers.Conv1D):
+    filters, dtype = (lambda: conv.kernel[:, 0, :]), tf.float32
+  else:
+    _refuse(frontend, f'its filterbank {type(conv).__name__} is not one of '
+            'GaborConv1D, SincConv1D, Conv1D.')
+  if isinstance(pool, pooling.MaxPooling1D):
+    kind, windows = 'max', None
+  elif isinstance(pool, pooling.GaussianLowpassPooling):
+    kind, windows = 'sum', (lambda: pool.impulse_responses()[0, :, :, 0])
+  elif isinstance(pool, pooling.LearnablePooling1D):
+    kind, windows = 'sum', (lambda: pool.kernel[0, :, :, 0])
+  else:
+    _refuse(frontend, f'its pooling {type(pool).__name__} is not one of '
+            'GaussianLowpassPooling, LearnablePooling1D, MaxPooling1D.')
+  if pool.kernel_size != conv.kernel_size:
+    _refuse(frontend, 'its pooling window and filters differ in length.')
+  preemphasis = None
+  if frontend.preemp:
+    preemp = frontend._preemp_conv
+    preemphasis = lambda: preemp.kernel[:, 0, 0]
+  return FrontendParts(
+      kind='filterbank', sample_rate=frontend.sample_rate, hop=pool.strides,
+      window=conv.kernel_size, channels=frontend.n_filters,
+      preemphasis=preemphasis, filters=filters, filter_dtype=dtype,
+      activation=frontend._activation, pooling=kind, pooling_windows=windows,
+      floor=frontend.pre_compression_floor,
+      compression=frontend._compression)
+
+
+def frontend_parts(frontend) -> FrontendParts:
+  """The stages of `frontend` that streaming reads: THE adapter.
+
+  This is the only function that knows how today's frontends store their
+  stages (private attributes); when frontends expose their stages publicly
+  (preemphasis, filterbank, activation, pooling, compression,
+  normalization), only this function changes.
+
+  Args:
+    frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
+      `MelFilterbanks`.
+
+  Returns:
+    `FrontendParts`. Raises ValueError naming what cannot be streamed.
+  """
+  if not frontend.built:
+    raise ValueError(f'Streaming {type(frontend).__name__}: build the '
+                     'frontend first (call it once, or frontend.build('
+                     '(None, None))), so that its weights exist.')
+  # pylint: disable=protected-access
+  if isinstance(frontend, frontend_lib.MelFilterbanks):
+    return FrontendParts(
+        kind='mel', sample_rate=frontend.sample_rate, hop=frontend.stride,
+        window=frontend.window_size, channels=frontend.n_filters,
+        mel_matrix=frontend.mel_matrix, n_fft=frontend.n_fft,
+        compression=frontend._compression)
+  if isinstance(frontend, efficient_leaf.EfficientLeaf):
+    if frontend.pooling_padding != 'same':
+      _refuse(frontend, "its pooling has 'valid' padding; only 'same' is "
+              'streamed.')
+    return FrontendParts(
+        kind='grouped', sample_rate=frontend.sample_rate, hop=frontend.stride,
+        window=frontend.window_size, channels=frontend.n_filters,
+        grouped=frontend._filterbank, floor=frontend.pre_compression_floor,
+        compression=frontend._compression)
+  if isinstance(frontend, frontend_lib.Leaf):
+    return _filterbank_parts(frontend)
+  _refuse(frontend, 'not a Leaf, SincNet, SincNetPlus, EfficientLeaf or '
+          'MelFilterbanks.')
+
+
+def _compression_kind(owner, layer):
+  """'pcen' (recurrent, carried in the state) or 'frame' (frame by frame)."""
+  if isinstance(layer, compression.PCENCompression):
+    return 'pcen'
+  if isinstance(layer, (keras.layers.Identity, compression.LogCompression)):
+    return 'frame'
+  if isinstance(layer, keras.layers.LayerNormalization):
+    if list(layer.axis) in ([-1], [2]):
+      return 'frame'
+  if isinstance(layer, logtbn.LogTBN):
+    if layer.median is None:
+      return 'frame'  # batch norm with its moving statistics (inference).
+    raise ValueError(
+        f'Streaming {owner}: LogTBN subtracts the median over all the frames '
+        'of a clip, which a stream never has. Stream EfficientLeaf with '
+        "compression_fn='pcen' or 'log_pcen' (or LogTBN(median=None)).")
+  raise ValueError(
+      f'Streaming {owner}: cannot tell whether compression '
+      f'{type(layer).__name__} acts frame by frame; streamed compressions are '
+      'PCENCompression, LogCompression, LayerNormalization over channels, '
+      'LogTBN(median=None) and none.')
+
+
+class StreamingFrontend:
+  """A frontend as a pure function of a state and whole hops of samples.
+
+    state = stream.initial_state(batch_size)
+    state, frames = stream.step(state, samples)   # samples [batch, k * hop]
+    ...
+    state, frames = stream.finish(state)          # the last frames
+
+`step` returns exactly k frames for k hops; frame i of a stream comes out of
+the step that completes hop i + delay_frames + 1, so the first
+`delay_frames` frames a stream's steps return precede its start: they are
+zeros, to be dropped. `finish` returns the last `delay_frames` frames, as if
+the stream had ended with the last step (pad a partial hop with zeros
+first). Every method is traceable with tf.function; with a static k the
+step converts to TFLite with builtin ops (except SincNet's float64
+filterbank).
+
+State, a dict of tensors (batch B, channels C):
+  'samples':  float32 [B, history_samples], the last samples (zeros before
+              the stream starts).
+  'position': int32 [], samples consumed (saturating at 2**30).
+  'smoother': float32 [B, C], PCEN's smoother (only with PCEN).
+  'frontend': int32 [5], [kind, sample_rate, hop, window, channels]: which
+              frontend and rate the state belongs to.
+
+Args:
+  frontend: a built frontend (see `frontend_parts`).
+"""
+
+  _KINDS = ('filterbank', 'grouped', 'mel')
+
+  def __init__(self, frontend):
+    self.frontend = frontend
+    self.parts = parts = frontend_parts(frontend)
+    self.name = type(frontend).__name__
+    self.compression_kind = _compression_kind(self.name, parts.compression)
+    self.hop_samples = hop = parts.hop
+    window = parts.window
+    if parts.kind == 'mel':
+      # Frame f covers samples [f * hop, f * hop + window).
+      self.lookahead_samples = window - 1
+      history_start = 0
+    else:
+      # TF's 'same' padding for a length that is a whole number of hops.
+      pool_left = max(window - hop, 0) // 2
+      conv_left = (window - 1) // 2
+      conv_right = window - 1 - conv_left
+      self._pool_left, self._conv_left = pool_left, conv_left
+      self._preemp = int(parts.preemphasis is not None)
+      self.lookahead_samples = (window - 1 - pool_left) + conv_right + (
+          self._preemp)
+      history_start = pool_left + conv_left
+    self.delay_frames = self.lookahead_samples // hop
+    self.history_samples = self.delay_frames * hop + history_start
+    self.channels = parts.channels
+    self.fingerprint = np.array(
+        [self._KINDS.index(parts.kind), round(parts.sample_rate), hop, window,
+         parts.channels], np.int32)
+
+  # -- state ---------------------------------------------------------------
+
+  def initial_state(self, batch_size: int):
+    """The state before the first sample, for `batch_size` streams."""
+    state = {
+        'samples': tf.zeros([batch_size, self.history_samples], tf.float32),
+        'position': tf.constant(0, tf.int32),
+        'frontend': tf.constant(self.fingerprint),
+    }
+    if self.compression_kind == 'pcen':
+      state['smoother'] = tf.zeros([batch_size, self.channels], tf.float32)
+    return state
+
+  def check_state(self, state):
+    """Raises ValueError unless `state` is a state of this frontend."""
+    expected = self.initial_state(1)
+    if not isinstance(state, dict) or set(state) != set(expected):
+      keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+      raise ValueError(
+          f'{self.name} stream: state must be a dict with keys '
+          f'{sorted(expected)} (from initial_state); got {keys}.')
+    for key, value in expected.items():
+      shape = tf.TensorShape(state[key].shape)
+      if shape[1:] != value.shape[1:] or shape.rank != value.shape.rank:
+        raise ValueError(
+            f"{self.name} stream: state['{key}'] has shape {shape}; this "
+            f'frontend ({self._describe(self.fingerprint)}) needs '
+            f'{value.shape}. Is the state from another frontend or sample '
+            'rate?')
+    fingerprint = tf.get_static_value(state['frontend'])
+    if fingerprint is not None and not np.array_equal(fingerprint,
+                                                      self.fingerprint):
+      raise ValueError(
+          f'{self.name} stream: the state belongs to another frontend or '
+          f'sample rate ({self._describe(fingerprint)}); this one is '
+          f'{self._describe(self.fingerprint)}.')
+
+  def _describe(self, fingerprint):
+    kind, rate, hop, window, channels = (int(v) for v in fingerprint)
+    kind = self._KINDS[kind] if 0 <= kind < len(self._KINDS) else kind
+    return (f'{kind}, {rate} Hz, hop {hop}, window {window}, '
+            f'{channels} channels')
+
+  # -- steps ---------------------------------------------------------------
+
+  def check_samples(self, samples):
+    """Float32 [batch, k * hop] from any float array; raises otherwise."""
+    samples = tf.convert_to_tensor(samples)
+    if not samples.dtype.is_floating:
+      raise TypeError(f'{self.name} stream: samples must be float audio in '
+                      f'[-1, 1]; got dtype {samples.dtype.name}.')
+    if samples.shape.rank != 2:
+      raise ValueError(f'{self.name} stream: samples must have shape [batch, '
+                       f'samples]; got shape {samples.shape}.')
+    length = samples.shape[1]
+    if length is not None and length % self.hop_samples:
+      raise ValueError(
+          f'{self.name} stream: step takes whole hops of {self.hop_samples} '
+          f'samples; got {length} samples (Streamer buffers partial hops).')
+    return tf.cast(samples, tf.float32)
+
+  def step(self, state, samples):
+    """(state, samples [B, k * hop]) -> (state, frames [B, k, C])."""
+    self.check_state(state)
+    samples = self.check_samples(samples)
+    return self._step(state, samples, tf.constant(_POSITION_CAP))
+
+  def finish(self, state):
+    """The stream's last `delay_frames` frames: -> (state, [B, delay, C])."""
+    self.check_state(state)
+    batch = tf.shape(state['samples'])[0]
+    frames = []
+    for index in range(self.delay_frames):
+      zeros = tf.zeros([batch, self.hop_samples], tf.float32)
+      state, new = self._step(state, zeros,
+                              tf.constant(-index * self.hop_samples))
+      frames.append(new)
+    if not frames:
+      return state, tf.zeros([batch, 0, self.channels], tf.float32)
+    return state, tf.concat(frames, axis=1)
+
+  def _step(self, state, samples, end):
+    """`end`: int32 [], the stream's end minus the position (huge while live)."""
+    buffer = tf.concat([state['samples'], samples], axis=1)
+    position = state['position']
+    hops = samples.shape[1] // self.hop_samples if samples.shape[
+        1] is not None else tf.shape(samples)[1] // self.hop_samples
+    if self.parts.kind == 'mel':
+      energies = self._mel(buffer, hops)
+    else:
+      # Buffer sample i sits at stream position start + i.
+      start = position - self.history_samples
+      if self.parts.kind == 'grouped':
+        energies = self._grouped(buffer, start, end, position, hops)
+      else:
+        energies = self._filterbank(buffer, start, end, position, hops)
+      if self.parts.floor is not None:
+        energies = tf.maximum(energies, self.parts.floor)
+    first_frame = position // self.hop_samples - self.delay_frames
+    frame_index = first_frame + tf.range(hops)
+    valid = (frame_index >= 0)[tf.newaxis, :, tf.newaxis]
+    new_state = {
+        'samples': buffer[:, -self.history_samples:] if self.history_samples
+                   else buffer[:, :0],
+        'position': tf.minimum(position + tf.shape(samples)[1],
+                               _POSITION_CAP),
+        'frontend': tf.constant(self.fingerprint),
+    }
+    if self.compression_kind == 'pcen':
+      frames, new_state['smoother'] = self._pcen(energies, state['smoother'],
+                                                 first_frame, hops)
+    else:
+      frames = self._per_frame(energies)
+    frames = tf.where(valid, frames, tf.zeros_like(frames))
+    return new_state, frames
+
+  def _inside(self, positions, end, position):
+    """Which stream positions hold signal: 0 <= p < position + end."""
+    return tf.logical_and(positions >= 0, positions - position < end)
+
+  def _filterbank(self, buffer, start, end, position, hops):
+    parts = self.parts
+    window, hop = parts.window, self.hop_samples
+    signal = buffer
+    if parts.preemphasis is not None:
+      taps = parts.preemphasis()
+      signal = taps[0] * buffer[:, :-1] + taps[1] * buffer[:, 1:]
+      # The pre-emphasised signal is 0 before the stream (TF's zero padding),
+      # not the filter's response to its first sample.
+      positions = start + tf.range(tf.shape(signal)[1])
+      signal *= tf.cast(positions >= 0, signal.dtype)[tf.newaxis]
+    filters = tf.cast(parts.filters(), parts.filter_dtype)
+    outputs = tf.nn.conv1d(
+        tf.cast(signal, parts.filter_dtype)[:, :, tf.newaxis],
+        filters[:, tf.newaxis, :], stride=1, padding='VALID')
+    outputs = parts.activation(tf.cast(outputs, tf.float32))
+    # Filter output j sits at stream position start + conv_left + j; the
+    # pooling reads (hops - 1) * hop + window of them.
+    span = (hops - 1) * hop + window
+    outputs = outputs[:, :span]
+    positions = start + self._conv_left + tf.range(span)
+    inside = self._inside(positions, end, position)[tf.newaxis, :, tf.newaxis]
+    if parts.pooling == 'max':
+      # TF's max pooling ignores its padding: -inf never wins.
+      outputs = tf.where(inside, outputs, tf.fill(tf.shape(outputs),
+                                                  -np.inf))
+      return tf.nn.max_pool1d(outputs, window, hop, 'VALID')
+    outputs *= tf.cast(inside, outputs.dtype)
+    return pooling.strided_window_sum(outputs, parts.pooling_windows(), hop,
+                                      'valid')
+
+  def _grouped(self, buffer, start, end, position, hops):
+    """EfficientLeaf's grouped filterbank at frames of the buffer (see its call)."""
+    layer = self.parts.grouped
+    window, hop = self.parts.window, self.hop_samples
+    real, imag = layer.impulse_responses()
+    filters = tf.transpose(tf.concat([real, imag], axis=0))
+    windows = tf.transpose(impulse_responses.gaussian_lowpass(
+        layer.pooling_width, window)[0, :, :, 0])
+    centre = (window - 1) // 2
+    # The block correlation may read up to a stride past its last tap.
+    buffer = tf.pad(buffer, [[0, 0], [0, max(
+        group.stride for group in layer.groups)]])
+    outputs = []
+    for group in layer.groups:
+      stride = group.stride
+      steps = hop // stride
+      before = centre // stride
+      after = (window - 1 - centre) // stride
+      first = centre - stride * before
+      count = (hops - 1) * steps + before + after + 1
+      tap = window // 2 - group.kernel_size // 2
+      channels = list(group.indices) + [layer.n_filters + i
+                                        for i in group.indices]
+      group_filters = tf.gather(filters[tap:tap + group.kernel_size],
+                                channels, axis=1)
+      # The buffer starts at the first frame's window start minus the
+      # filters' left half, so a group's first response reads from
+      # first + tap.
+      responses = grouped_filterbank.strided_correlation(
+          buffer, first + tap, group_filters, stride, count)
+      real_part, imag_part = tf.split(tf.square(responses), 2, axis=0)
+      positions = start + self._conv_left + first + stride * tf.range(count)
+      inside = self._inside(positions, end, position)
+      energies = (real_part + imag_part) * tf.cast(inside, real_part.dtype)
+      taps = tf.gather(tf.gather(windows, list(group.indices)),
+                       centre + stride * np.arange(-before, after + 1),
+                       axis=1) * float(stride)
+      outputs.append(grouped_filterbank.strided_pooling(energies, taps, steps,
+                                                        hops))
+    order = [i for group in layer.groups for i in group.indices]
+    outputs = tf.transpose(tf.concat(outputs, axis=0), (1, 2, 0))
+    if order != sorted(order):
+      outputs = tf.gather(outputs, np.argsort(order).astype(np.int32),
+                          axis=-1)
+    return outputs
+
+  def _mel(self, buffer, hops):
+    parts = self.parts
+    window, hop = parts.window, self.hop_samples
+    # Frame f of the buffer covers its samples [f * hop, f * hop + window).
+    pieces = -(-window // hop)
+    by_hop = tf.reshape(buffer, [tf.shape(buffer)[0], -1, hop])
+    frames = tf.concat([by_hop[:, piece:piece + hops] for piece in
+                        range(pieces)], axis=-1)[..., :window]
+    hann = tf.signal.hann_window(window, periodic=True, dtype=frames.dtype)
+    stft = tf.signal.rfft(frames * hann, [parts.n_fft])
+    power = tf.square(tf.abs(stft))
+    return tf.matmul(power, tf.constant(parts.mel_matrix, power.dtype))
+
+  def _per_frame(self, energies):
+    layer = self.parts.compression
+    if isinstance(layer, logtbn.LogTBN):
+      return layer(energies, training=False)
+    return layer(energies)
+
+  def _pcen(self, energies, smoother, first_frame, hops):
+    """PCEN of frames first_frame + [0, hops), carrying its smoother."""
+    layer = self.parts.compression
+    parameters = layer.effective_parameters()
+    coeff = tf.cast(parameters['smooth'], energies.dtype)
+    # The offline smoother starts at frame 0's energies (m[-1] = x[0]).
+    # Frames before the stream are replaced by that start, a fixed point of
+    # the recurrence, so they change nothing.
+    zeroth = -first_frame
+    has_zeroth = tf.logical_and(zeroth >= 0, zeroth < hops)
+    frame_zero = tf.gather(energies, tf.clip_by_value(zeroth, 0, hops - 1),
+                           axis=1)
+    initial = tf.where(has_zeroth, frame_zero, smoother)
+    before = (first_frame + tf.range(hops) < 0)[tf.newaxis, :, tf.newaxis]
+    inputs = tf.where(before, initial[:, tf.newaxis, :], energies)
+    if isinstance(hops, int) and hops <= 16:
+      smoothed, state = [], initial
+      for index in range(hops):
+        state = coeff * inputs[:, index] + (1. - coeff) * state
+        smoothed.append(state)
+      smoothed = tf.stack(smoothed, axis=1)
+    else:
+      smoothed = smoothing.exponential_smoothing(inputs, coeff, initial)
+    alpha, delta, root = (parameters['alpha'], parameters['delta'],
+                          parameters['root'])
+    one_over_root = 1. / root
+    frames = ((energies / (layer.floor + smoothed)**alpha + delta)**
+              one_over_root - delta**one_over_root)
+    return frames, smoothed[:, -1]
+
+
+class Streamer:
+  """Streams a frontend: push(samples) returns the frames that became final.
+
+    streamer = Streamer(leaf_audio.Leaf())
+    for chunk in chunks:                    # float32 [batch, n], any n >= 0
+      frames = streamer.push(chunk)         # [batch, k, channels], k >= 0
+    frames = streamer.flush()               # the remaining frames
+
+All the frames together equal frontend(clip padded with zeros to a whole
+number of hops) to float32 rounding (see the module docstring): exactly
+frontend(clip) when its length is a multiple of `hop_samples`, and always
+for MelFilterbanks.
+
+Args:
+  frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
+    `MelFilterbanks` (see `frontend_parts` for what is refused).
+
+Attributes:
+  hop_samples: samples per frame.
+  lookahead_samples: frame f is final once sample f * hop_samples +
+    lookahead_samples has arrived (frames come out at whole hops).
+  stream: the `StreamingFrontend` it runs.
+"""
+
+  def __init__(self, frontend):
+    self.stream = StreamingFrontend(frontend)
+    self.hop_samples = self.stream.hop_samples
+    self.lookahead_samples = self.stream.lookahead_samples
+    state_spec = {
+        key: tf.TensorSpec([None] * (value.shape.rank > 0 and 1) +
+                           value.shape[1:].as_list(), value.dtype)
+        for key, value in self.stream.initial_state(1).items()
+    }
+    state_spec['frontend'] = tf.TensorSpec([5], tf.int32)
+    # One trace for any batch and any number of hops.
+    self._step = tf.function(
+        self.stream._step,  # pylint: disable=protected-access
+        input_signature=[state_spec,
+                         tf.TensorSpec([None, None], tf.float32),
+                         tf.TensorSpec([], tf.int32)])
+    self._state = None
+    self._pending = None
+    self._frames_out = 0
+    self._finished = False
+
+  def _start(self, batch):
+    self._state = self.stream.initial_state(batch)
+    self._pending = np.zeros([batch, 0], np.float32)
+
+  def _run(self, samples, end=_POSITION_CAP):
+    """Steps over whole hops; returns the frames of stream index >= 0."""
+    self._state, frames = self._step(self._state, tf.constant(samples),
+                                     tf.constant(end, tf.int32))
+    frames = frames.numpy()
+    hops = samples.shape[1] // self.hop_samples
+    # The steps' first delay_frames outputs precede the stream.
+    skip = max(self.stream.delay_frames - self._frames_out, 0)
+    self._frames_out += hops
+    return frames[:, min(skip, hops):]
+
+  def push(self, samples):
+    """Adds samples [batch, n]; returns the newly final frames [batch, k, C]."""
+    name = self.stream.name
+    if self._finished:
+      raise RuntimeError(f'{name} Streamer: push after flush; create a new '
+                         'Streamer for a new stream.')
+    samples = np.asarray(samples)
+    if not (np.issubdtype(samples.dtype, np.floating)):
+      raise TypeError(f'{name} Streamer: samples must be float audio in '
+                      f'[-1, 1]; got dtype {samples.dtype}.')
+    if samples.ndim != 2:
+      raise ValueError(f'{name} Streamer: samples must have shape [batch, n];'
+                       f' got shape {samples.shape}.')
+    if self._state is None:
+      self._start(samples.shape[0])
+    elif samples.shape[0] != self._pending.shape[0]:
+      raise ValueError(
+          f'{name} Streamer: the stream has batch size '
+          f'{self._pending.shape[0]}; got samples of shape {samples.shape}.')
+    pending = np.concatenate([self._pending, samples.astype(np.float32)],
+                             axis=1)
+    whole = pending.shape[1] // self.hop_samples * self.hop_samples
+    self._pending = pending[:, whole:]
+    if not whole:
+      return np.zeros([pending.shape[0], 0, self.stream.channels], np.float32)
+    return self._run(pending[:, :whole])
+
+  def flush(self):
+    """Ends the stream; returns its remaining frames [batch, k, C]."""
+    name = self.stream.name
+    if self._finished:
+      raise RuntimeError(f'{name} Streamer: flush called twice.')
+    self._finished = True
+    if self._state is None:
+      raise RuntimeError(f'{name} Streamer: flush before any push; push at '
+                         'least an empty [batch, 0] array to set the batch.')
+    batch = self._pending.shape[0]
+    outputs = []
+    if self._pending.shape[1]:
+      padded = np.zeros([batch, self.hop_samples], np.float32)
+      padded[:, :self._pending.shape[1]] = self._pending
+      outputs.append(self._run(padded))
+    delay = self.stream.delay_frames
+    if delay:
+      # The end is at the current position: the next delay hops are silence
+      # past the end (-index * hop samples before each step's samples).
+      zeros = np.zeros([batch, self.hop_samples], np.float32)
+      for index in range(delay):
+        outputs.append(self._run(zeros, end=-index * self.hop_samples))
+    if not outputs:
+      return np.zeros([batch, 0, self.stream.channels], np.float32)
+    return np.concatenate(outputs, axis=1)
