@@ -34,6 +34,8 @@ are left-aligned windows).
 """
 
 import dataclasses
+import tempfile
+import zlib
 from typing import Callable, Optional
 
 import keras
@@ -50,10 +52,11 @@ from leaf_audio import logtbn
 from leaf_audio import pooling
 from leaf_audio import smoothing
 
-# Positions saturate here (a multiple of every hop below 2**16), so that a
-# stream of any length never overflows int32; only the first samples of a
-# stream need their true position.
-_POSITION_CAP = 2**16 * 2**14
+# Positions saturate here, so that a stream of any length never overflows
+# int32: only the first hops of a stream need their true position (which
+# frames precede the stream, where PCEN's smoother starts); the end of a
+# stream is masked relative to the current position.
+_POSITION_CAP = 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +232,15 @@ def _compression_kind(owner, layer):
       'LogTBN(median=None) and none.')
 
 
+_STREAMED = ('Leaf', 'SincNet', 'SincNetPlus', 'EfficientLeaf',
+             'MelFilterbanks')
+
+
+def _type_code(name: str) -> int:
+  """A stable int32 for a frontend's class name (crc32)."""
+  return zlib.crc32(name.encode()) & 0x7fffffff
+
+
 class StreamingFrontend:
   """A frontend as a pure function of a state and whole hops of samples.
 
@@ -251,14 +263,12 @@ State, a dict of tensors (batch B, channels C):
               the stream starts).
   'position': int32 [], samples consumed (saturating at 2**30).
   'smoother': float32 [B, C], PCEN's smoother (only with PCEN).
-  'frontend': int32 [5], [kind, sample_rate, hop, window, channels]: which
-              frontend and rate the state belongs to.
+  'frontend': int32 [5], [crc32 of the class name, sample_rate, hop,
+              window, channels]: which frontend and rate the state is of.
 
 Args:
   frontend: a built frontend (see `frontend_parts`).
 """
-
-  _KINDS = ('filterbank', 'grouped', 'mel')
 
   def __init__(self, frontend):
     self.frontend = frontend
@@ -285,8 +295,9 @@ Args:
     self.history_samples = self.delay_frames * hop + history_start
     self.channels = parts.channels
     self.fingerprint = np.array(
-        [self._KINDS.index(parts.kind), round(parts.sample_rate), hop, window,
+        [_type_code(self.name), round(parts.sample_rate), hop, window,
          parts.channels], np.int32)
+    self._traced_step = None
 
   # -- state ---------------------------------------------------------------
 
@@ -308,7 +319,8 @@ Args:
       keys = sorted(state) if isinstance(state, dict) else type(state).__name__
       raise ValueError(
           f'{self.name} stream: state must be a dict with keys '
-          f'{sorted(expected)} (from initial_state); got {keys}.')
+          f'{sorted(expected)} (from initial_state); got {keys}. Is the '
+          'state from another frontend or sample rate?')
     for key, value in expected.items():
       shape = tf.TensorShape(state[key].shape)
       if shape[1:] != value.shape[1:] or shape.rank != value.shape.rank:
@@ -326,10 +338,10 @@ Args:
           f'{self._describe(self.fingerprint)}.')
 
   def _describe(self, fingerprint):
-    kind, rate, hop, window, channels = (int(v) for v in fingerprint)
-    kind = self._KINDS[kind] if 0 <= kind < len(self._KINDS) else kind
-    return (f'{kind}, {rate} Hz, hop {hop}, window {window}, '
-            f'{channels} channels')
+    code, rate, hop, window, channels = (int(v) for v in fingerprint)
+    names = {_type_code(name): name for name in _STREAMED}
+    return (f'{names.get(code, "an unknown frontend")}, {rate} Hz, hop {hop},'
+            f' window {window}, {channels} channels')
 
   # -- steps ---------------------------------------------------------------
 
@@ -368,6 +380,72 @@ Args:
     if not frames:
       return state, tf.zeros([batch, 0, self.channels], tf.float32)
     return state, tf.concat(frames, axis=1)
+
+  def traced_step(self):
+    """`_step` as one tf.function for any batch and hop count (cached)."""
+    if self._traced_step is None:
+      state_spec = {
+          key: tf.TensorSpec([None] * (value.shape.rank > 0 and 1) +
+                             value.shape[1:].as_list(), value.dtype)
+          for key, value in self.initial_state(1).items()
+      }
+      state_spec['frontend'] = tf.TensorSpec([5], tf.int32)
+      self._traced_step = tf.function(
+          self._step,
+          input_signature=[state_spec,
+                           tf.TensorSpec([None, None], tf.float32),
+                           tf.TensorSpec([], tf.int32)])
+    return self._traced_step
+
+  def state_names(self):
+    """The state's keys, sorted: the order of its flat form."""
+    return sorted(self.initial_state(1))
+
+  def step_signature(self, batch_size: int = 1, hops: int = 1):
+    """`step` as a tf.function of fixed shapes with flat, named tensors.
+
+    Inputs: samples float32 [batch_size, hops * hop] and one input
+    'state_<key>' per state key; outputs: {'frames': [batch_size, hops, C],
+    'state_<key>': ...}. Export it as a SavedModel signature and convert it
+    with `tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=...)`
+    (builtin ops only) to run the stream with explicit state in TFLite.
+    """
+    initial = self.initial_state(batch_size)
+    names = self.state_names()
+    specs = [tf.TensorSpec([batch_size, hops * self.hop_samples], tf.float32,
+                           name='samples')]
+    specs += [tf.TensorSpec(initial[key].shape, initial[key].dtype,
+                            name='state_' + key) for key in names]
+
+    def flat_step(samples, *state):
+      state, frames = self.step(dict(zip(names, state)), samples)
+      outputs = {'frames': frames}
+      outputs.update({'state_' + key: state[key] for key in names})
+      return outputs
+
+    return tf.function(flat_step, input_signature=specs)
+
+  def export(self, directory, batch_size: int = 1, hops: int = 1):
+    """Writes a SavedModel whose endpoint 'step' is `step_signature`."""
+    archive = keras.export.ExportArchive()
+    archive.track(self.frontend)
+    archive.add_endpoint('step', self.step_signature(batch_size, hops))
+    archive.write_out(str(directory), verbose=False)
+
+  def to_tflite(self, batch_size: int = 1, hops: int = 1) -> bytes:
+    """The step as a TFLite model (builtin ops only), signature 'step'.
+
+    Run it hop by hop with `tf.lite.Interpreter(model_content=...)
+    .get_signature_runner('step')`, passing samples and every
+    'state_<key>' (start from `initial_state`) and feeding the returned
+    states back.
+    """
+    with tempfile.TemporaryDirectory() as directory:
+      self.export(directory, batch_size, hops)
+      converter = tf.lite.TFLiteConverter.from_saved_model(
+          directory, signature_keys=['step'])
+      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+      return converter.convert()
 
   def _step(self, state, samples, end):
     """`end`: int32 [], the stream's end minus the position (huge while live)."""
@@ -512,11 +590,13 @@ Args:
     # The offline smoother starts at frame 0's energies (m[-1] = x[0]).
     # Frames before the stream are replaced by that start, a fixed point of
     # the recurrence, so they change nothing.
-    zeroth = -first_frame
-    has_zeroth = tf.logical_and(zeroth >= 0, zeroth < hops)
-    frame_zero = tf.gather(energies, tf.clip_by_value(zeroth, 0, hops - 1),
-                           axis=1)
-    initial = tf.where(has_zeroth, frame_zero, smoother)
+    is_zeroth = tf.cast(tf.equal(first_frame + tf.range(hops), 0),
+                        energies.dtype)[tf.newaxis, :, tf.newaxis]
+    # (A one-hot sum, not a gather: TFLite's gather with a computed scalar
+    # index went wrong here.)
+    has_zeroth = tf.reduce_max(is_zeroth)
+    frame_zero = tf.reduce_sum(energies * is_zeroth, axis=1)
+    initial = has_zeroth * frame_zero + (1. - has_zeroth) * smoother
     before = (first_frame + tf.range(hops) < 0)[tf.newaxis, :, tf.newaxis]
     inputs = tf.where(before, initial[:, tf.newaxis, :], energies)
     if isinstance(hops, int) and hops <= 16:
@@ -550,7 +630,8 @@ for MelFilterbanks.
 
 Args:
   frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
-    `MelFilterbanks` (see `frontend_parts` for what is refused).
+    `MelFilterbanks` (see `frontend_parts` for what is refused), or a
+    `StreamingFrontend` (new streams of it reuse its traced step).
 
 Attributes:
   hop_samples: samples per frame.
@@ -560,21 +641,13 @@ Attributes:
 """
 
   def __init__(self, frontend):
-    self.stream = StreamingFrontend(frontend)
+    if isinstance(frontend, StreamingFrontend):
+      self.stream = frontend
+    else:
+      self.stream = StreamingFrontend(frontend)
     self.hop_samples = self.stream.hop_samples
     self.lookahead_samples = self.stream.lookahead_samples
-    state_spec = {
-        key: tf.TensorSpec([None] * (value.shape.rank > 0 and 1) +
-                           value.shape[1:].as_list(), value.dtype)
-        for key, value in self.stream.initial_state(1).items()
-    }
-    state_spec['frontend'] = tf.TensorSpec([5], tf.int32)
-    # One trace for any batch and any number of hops.
-    self._step = tf.function(
-        self.stream._step,  # pylint: disable=protected-access
-        input_signature=[state_spec,
-                         tf.TensorSpec([None, None], tf.float32),
-                         tf.TensorSpec([], tf.int32)])
+    self._step = self.stream.traced_step()
     self._state = None
     self._pending = None
     self._frames_out = 0
