@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from experiments import checkpoints
+from experiments import streaming_export
 from leaf_audio import methods
 
 
@@ -115,6 +116,8 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
   archive.add_endpoint('serve_wav', serve_wav)
   archive.add_endpoint('metadata', metadata)
   archive.add_endpoint('tflite', tflite)
+  streaming_export.add_streaming_endpoints(archive, windowed_model,
+                                           window_samples, multi_label)
   export_dir.parent.mkdir(parents=True, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f'.{export_dir.name}-',
                              dir=export_dir.parent)
