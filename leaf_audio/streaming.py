@@ -261,6 +261,9 @@ filterbank).
 State, a dict of tensors (batch B, channels C):
   'samples':  float32 [B, history_samples], the last samples (zeros before
               the stream starts).
+  'energies': float32 [B, energy_history, C], the filterbank's last outputs
+              after its activation, which the next pooling windows read
+              (Leaf, SincNet, SincNetPlus only).
   'position': int32 [], samples consumed (saturating at 2**30).
   'smoother': float32 [B, C], PCEN's smoother (only with PCEN).
   'frontend': int32 [5], [crc32 of the class name, sample_rate, hop,
@@ -293,6 +296,17 @@ Args:
       history_start = pool_left + conv_left
     self.delay_frames = self.lookahead_samples // hop
     self.history_samples = self.delay_frames * hop + history_start
+    self.energy_history = 0
+    if parts.kind == 'filterbank':
+      # The filterbank runs once per sample: each step filters its new hops
+      # only (reading the last window - 1 + preemp samples) and keeps the
+      # filter outputs the next frames' pooling windows still need.
+      self.history_samples = window - 1 + self._preemp
+      self.energy_history = (self.delay_frames * hop + pool_left -
+                             conv_right - self._preemp)
+      if self.energy_history < 0:
+        _refuse(frontend, f'its window ({window} samples) is shorter than '
+                f'its hop ({hop} samples).')
     self.channels = parts.channels
     self.fingerprint = np.array(
         [_type_code(self.name), round(parts.sample_rate), hop, window,
@@ -308,6 +322,9 @@ Args:
         'position': tf.constant(0, tf.int32),
         'frontend': tf.constant(self.fingerprint),
     }
+    if self.energy_history:
+      state['energies'] = tf.zeros(
+          [batch_size, self.energy_history, self.channels], tf.float32)
     if self.compression_kind == 'pcen':
       state['smoother'] = tf.zeros([batch_size, self.channels], tf.float32)
     return state
@@ -461,7 +478,8 @@ Args:
       if self.parts.kind == 'grouped':
         energies = self._grouped(buffer, start, end, position, hops)
       else:
-        energies = self._filterbank(buffer, start, end, position, hops)
+        energies, energy_history = self._filterbank(
+            buffer, state['energies'], start, end, position, hops)
       if self.parts.floor is not None:
         energies = tf.maximum(energies, self.parts.floor)
     first_frame = position // self.hop_samples - self.delay_frames
@@ -474,6 +492,8 @@ Args:
                                _POSITION_CAP),
         'frontend': tf.constant(self.fingerprint),
     }
+    if self.energy_history:
+      new_state['energies'] = energy_history
     if self.compression_kind == 'pcen':
       frames, new_state['smoother'] = self._pcen(energies, state['smoother'],
                                                  first_frame, hops)
@@ -486,7 +506,12 @@ Args:
     """Which stream positions hold signal: 0 <= p < position + end."""
     return tf.logical_and(positions >= 0, positions - position < end)
 
-  def _filterbank(self, buffer, start, end, position, hops):
+  def _filterbank(self, buffer, history, start, end, position, hops):
+    """Pooled energies [B, hops, C] and the new filter-output history.
+
+    `buffer` holds the samples at stream positions start + i; `history` the
+    activation outputs [B, energy_history, C] before the new ones.
+    """
     parts = self.parts
     window, hop = parts.window, self.hop_samples
     signal = buffer
@@ -501,21 +526,26 @@ Args:
     outputs = tf.nn.conv1d(
         tf.cast(signal, parts.filter_dtype)[:, :, tf.newaxis],
         filters[:, tf.newaxis, :], stride=1, padding='VALID')
+    # One output per new sample, at stream positions start + conv_left + j.
     outputs = parts.activation(tf.cast(outputs, tf.float32))
-    # Filter output j sits at stream position start + conv_left + j; the
-    # pooling reads (hops - 1) * hop + window of them.
+    outputs = tf.concat([history, outputs], axis=1)
+    new_history = outputs[:, -self.energy_history:]
+    # The frames' pooling windows: (hops - 1) * hop + window outputs from
+    # the first frame's window start.
     span = (hops - 1) * hop + window
     outputs = outputs[:, :span]
-    positions = start + self._conv_left + tf.range(span)
-    inside = self._inside(positions, end, position)[tf.newaxis, :, tf.newaxis]
+    first = start + self._conv_left - self.energy_history
+    inside = self._inside(first + tf.range(span), end, position)
+    inside = inside[tf.newaxis, :, tf.newaxis]
     if parts.pooling == 'max':
       # TF's max pooling ignores its padding: -inf never wins.
       outputs = tf.where(inside, outputs, tf.fill(tf.shape(outputs),
                                                   -np.inf))
-      return tf.nn.max_pool1d(outputs, window, hop, 'VALID')
+      return tf.nn.max_pool1d(outputs, window, hop, 'VALID'), new_history
+    # TF pools zeros outside the input, not the filters' response there.
     outputs *= tf.cast(inside, outputs.dtype)
     return pooling.strided_window_sum(outputs, parts.pooling_windows(), hop,
-                                      'valid')
+                                      'valid'), new_history
 
   def _grouped(self, buffer, start, end, position, hops):
     """EfficientLeaf's grouped filterbank at frames of the buffer (see its call)."""
