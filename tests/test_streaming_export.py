@@ -12,6 +12,7 @@ from experiments import stream as stream_cli
 from experiments import streaming_export
 from experiments.data import synthetic
 from experiments.data import wav
+from leaf_audio import streaming
 import experiments_helpers as helpers
 
 SAMPLE_RATE = 16000
@@ -57,7 +58,7 @@ def _three_seconds():
 def _offline(model, audio):
   """Per hop: the classifier on the offline frontend's frames of its window."""
   frontend = model.frontend
-  delay = leaf_audio.streaming.StreamingFrontend(frontend).delay_frames
+  delay = streaming.StreamingFrontend(frontend).delay_frames
   frames = frontend(tf.constant(audio[np.newaxis])).numpy()
   window_frames = WINDOW // HOP
   rows = {}
