@@ -23,6 +23,9 @@ FRONTENDS = {
     'mel_22k': lambda: leaf_audio.MelFilterbanks(sample_rate=22050),
     'efficient_leaf_log_pcen_22k': lambda: leaf_audio.EfficientLeaf(
         sample_rate=22050, compression_fn='log_pcen'),
+    # Frame-wise at inference: log gain, then batch norm's moving statistics.
+    'efficient_leaf_logtbn_no_median': lambda: leaf_audio.EfficientLeaf(
+        compression_fn=leaf_audio.LogTBN(median=None)),
 }
 
 _STREAMS = {}
@@ -114,7 +117,7 @@ def test_empty_and_short_streams():
   assert streamer.push(np.zeros([2, 0], np.float32)).shape == (2, 0, 40)
   assert streamer.flush().shape == (2, 0, 40)
   clip = np.random.default_rng(4).uniform(-1, 1, [1, 50]).astype(np.float32)
-  got = _streamed(stream, clip, [50])
+  got = _streamed(stream, tf.constant(clip), [50])  # tensors work too
   expected = stream.frontend(tf.constant(_padded_to_hop(clip, 160))).numpy()
   assert got.shape == (1, 1, 40)
   assert max_abs(got, expected) < TOLERANCE
