@@ -264,6 +264,8 @@ State, a dict of tensors (batch B, channels C):
   'energies': float32 [B, energy_history, C], the filterbank's last outputs
               after its activation, which the next pooling windows read
               (Leaf, SincNet, SincNetPlus only).
+  'group_energies_<g>': float32 [B, cached_g, channels of group g],
+              EfficientLeaf: each group's last decimated energies.
   'position': int32 [], samples consumed (saturating at 2**30).
   'smoother': float32 [B, C], PCEN's smoother (only with PCEN).
   'frontend': int32 [5], [crc32 of the class name, sample_rate, hop,
@@ -297,6 +299,9 @@ Args:
     self.delay_frames = self.lookahead_samples // hop
     self.history_samples = self.delay_frames * hop + history_start
     self.energy_history = 0
+    self._groups = []
+    if parts.kind == 'grouped':
+      self._groups = self._group_geometry()
     if parts.kind == 'filterbank':
       # The filterbank runs once per sample: each step filters its new hops
       # only (reading the last window - 1 + preemp samples) and keeps the
@@ -325,6 +330,10 @@ Args:
     if self.energy_history:
       state['energies'] = tf.zeros(
           [batch_size, self.energy_history, self.channels], tf.float32)
+    for index, group in enumerate(self._groups):
+      if group['cached']:
+        state[f'group_energies_{index}'] = tf.zeros(
+            [batch_size, group['cached'], len(group['indices'])], tf.float32)
     if self.compression_kind == 'pcen':
       state['smoother'] = tf.zeros([batch_size, self.channels], tf.float32)
     return state
@@ -476,7 +485,8 @@ Args:
       # Buffer sample i sits at stream position start + i.
       start = position - self.history_samples
       if self.parts.kind == 'grouped':
-        energies = self._grouped(buffer, start, end, position, hops)
+        energies, group_histories = self._grouped(buffer, state, start, end,
+                                                  position, hops)
       else:
         energies, energy_history = self._filterbank(
             buffer, state['energies'], start, end, position, hops)
@@ -494,6 +504,8 @@ Args:
     }
     if self.energy_history:
       new_state['energies'] = energy_history
+    if self._groups:
+      new_state.update(group_histories)
     if self.compression_kind == 'pcen':
       frames, new_state['smoother'] = self._pcen(energies, state['smoother'],
                                                  first_frame, hops)
@@ -547,10 +559,38 @@ Args:
     return pooling.strided_window_sum(outputs, parts.pooling_windows(), hop,
                                       'valid'), new_history
 
-  def _grouped(self, buffer, start, end, position, hops):
-    """EfficientLeaf's grouped filterbank at frames of the buffer (see its call)."""
+  def _group_geometry(self):
+    """Per EfficientLeaf group: its decimation, as its layer's call sets it.
+
+    A group's squared-modulus energies sit on a grid of `stride` samples;
+    frame f pools the decimated samples f * steps + [0, taps). A step
+    computes only the new decimated samples and keeps the last
+    `cached` = taps - steps for the next frames.
+    """
+    layer, window = self.parts.grouped, self.parts.window
+    centre = (window - 1) // 2
+    groups = []
+    for group in layer.groups:
+      stride = group.stride
+      before = centre // stride
+      after = (window - 1 - centre) // stride
+      taps = before + after + 1
+      steps = self.hop_samples // stride
+      groups.append({
+          'indices': list(group.indices), 'kernel_size': group.kernel_size,
+          'stride': stride, 'steps': steps, 'before': before,
+          'after': after, 'first': centre - stride * before,
+          'cached': max(taps - steps, 0),
+      })
+    return groups
+
+  def _grouped(self, buffer, state, start, end, position, hops):
+    """EfficientLeaf's grouped filterbank at the new frames (see its call).
+
+    Returns the pooled energies [B, hops, C] and the groups' new caches.
+    """
     layer = self.parts.grouped
-    window, hop = self.parts.window, self.hop_samples
+    window = self.parts.window
     real, imag = layer.impulse_responses()
     filters = tf.transpose(tf.concat([real, imag], axis=0))
     windows = tf.transpose(impulse_responses.gaussian_lowpass(
@@ -558,40 +598,47 @@ Args:
     centre = (window - 1) // 2
     # The block correlation may read up to a stride past its last tap.
     buffer = tf.pad(buffer, [[0, 0], [0, max(
-        group.stride for group in layer.groups)]])
-    outputs = []
-    for group in layer.groups:
-      stride = group.stride
-      steps = hop // stride
-      before = centre // stride
-      after = (window - 1 - centre) // stride
-      first = centre - stride * before
-      count = (hops - 1) * steps + before + after + 1
-      tap = window // 2 - group.kernel_size // 2
-      channels = list(group.indices) + [layer.n_filters + i
-                                        for i in group.indices]
-      group_filters = tf.gather(filters[tap:tap + group.kernel_size],
+        group['stride'] for group in self._groups)]])
+    outputs, histories = [], {}
+    for index, group in enumerate(self._groups):
+      stride, steps, cached = group['stride'], group['steps'], group['cached']
+      taps = group['before'] + group['after'] + 1
+      count = (hops - 1) * steps + taps  # decimated samples the frames pool
+      tap = window // 2 - group['kernel_size'] // 2
+      indices = group['indices']
+      channels = indices + [layer.n_filters + i for i in indices]
+      group_filters = tf.gather(filters[tap:tap + group['kernel_size']],
                                 channels, axis=1)
       # The buffer starts at the first frame's window start minus the
-      # filters' left half, so a group's first response reads from
-      # first + tap.
+      # filters' left half: decimated sample m reads from
+      # first + tap + stride * m. The first `cached` come from the state.
       responses = grouped_filterbank.strided_correlation(
-          buffer, first + tap, group_filters, stride, count)
+          buffer, group['first'] + tap + stride * cached, group_filters,
+          stride, count - cached)
       real_part, imag_part = tf.split(tf.square(responses), 2, axis=0)
-      positions = start + self._conv_left + first + stride * tf.range(count)
+      energies = real_part + imag_part  # [channels, batch, new]
+      if cached:
+        key = f'group_energies_{index}'
+        energies = tf.concat(
+            [tf.transpose(state[key], (2, 0, 1)), energies], axis=2)
+        histories[key] = tf.transpose(energies[:, :, -cached:], (1, 2, 0))
+      # LEAF pools zeros outside the signal, not the filters' response.
+      positions = (start + self._conv_left + group['first'] +
+                   stride * tf.range(count))
       inside = self._inside(positions, end, position)
-      energies = (real_part + imag_part) * tf.cast(inside, real_part.dtype)
-      taps = tf.gather(tf.gather(windows, list(group.indices)),
-                       centre + stride * np.arange(-before, after + 1),
-                       axis=1) * float(stride)
-      outputs.append(grouped_filterbank.strided_pooling(energies, taps, steps,
-                                                        hops))
-    order = [i for group in layer.groups for i in group.indices]
+      energies *= tf.cast(inside, energies.dtype)
+      pooling_taps = tf.gather(
+          tf.gather(windows, indices),
+          centre + stride * np.arange(-group['before'], group['after'] + 1),
+          axis=1) * float(stride)
+      outputs.append(grouped_filterbank.strided_pooling(
+          energies, pooling_taps, steps, hops))
+    order = [i for group in self._groups for i in group['indices']]
     outputs = tf.transpose(tf.concat(outputs, axis=0), (1, 2, 0))
     if order != sorted(order):
       outputs = tf.gather(outputs, np.argsort(order).astype(np.int32),
                           axis=-1)
-    return outputs
+    return outputs, histories
 
   def _mel(self, buffer, hops):
     parts = self.parts
