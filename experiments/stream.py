@@ -61,6 +61,8 @@ def main(argv):
                                                       argv[1])
   except (ValueError, OSError) as error:
     raise SystemExit(f'error: {error}') from None
+  if not len(times):  # pylint: disable=g-explicit-length-test
+    raise SystemExit(f'error: {argv[1]} is shorter than one hop.')
   period = max(int(round(_EVERY_MS.value / 1000 / (times[0] or 1))), 1)
   for index in range(period - 1, len(times), period):
     top = int(np.argmax(probabilities[index]))

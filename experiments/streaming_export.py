@@ -1,4 +1,4 @@
-"""The streaming classifier: one hop of audio in, the last window's probabilities out.
+"""The streaming classifier: a hop in, the last window's probabilities out.
 
   StreamingClassifier        pure (state, samples) -> (state, probabilities)
   add_streaming_endpoints    adds 'stream_step' / 'stream_initial_state' to

@@ -474,7 +474,7 @@ Args:
       return converter.convert()
 
   def _step(self, state, samples, end):
-    """`end`: int32 [], the stream's end minus the position (huge while live)."""
+    """`end`: int32 [], the stream's end minus `position` (huge while live)."""
     buffer = tf.concat([state['samples'], samples], axis=1)
     position = state['position']
     hops = samples.shape[1] // self.hop_samples if samples.shape[

@@ -1,4 +1,4 @@
-"""Tests of leaf_audio/streaming.py: streamed frames equal the offline frontend's."""
+"""leaf_audio/streaming.py: streamed frames equal the offline frontend's."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,7 @@
 """The streaming classifier: SavedModel signature, .tflite and offline agree."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -67,7 +69,8 @@ def _offline(model, audio):
     if last - window_frames + 1 < 0:
       continue
     window = frames[:, last - window_frames + 1:last + 1]
-    logits = streaming_export._frames_to_logits(model, tf.constant(window))  # pylint: disable=protected-access
+    logits = streaming_export._frames_to_logits(  # pylint: disable=protected-access
+        model, tf.constant(window))
     rows[hop] = tf.nn.softmax(logits).numpy()[0]
   return rows
 
@@ -116,6 +119,28 @@ def test_stream_cli_prints_the_top_label_over_time(exported, tmp_path):
   assert len(lines) == 12  # every 250 ms over 3 s
   top = names[int(np.argmax(probabilities[-1]))]
   assert lines[-1].split()[:3] == ['3.00', 's', top]
+
+
+def test_export_cli_writes_the_streaming_tflite(exported, tmp_path):
+  model, _ = exported
+  model_dir = tmp_path / 'run'
+  model_dir.mkdir()
+  model.save(model_dir / 'best.keras')
+  (model_dir / 'run.json').write_text(json.dumps({
+      'window_samples': WINDOW, 'sample_rate': SAMPLE_RATE,
+      'multi_label': False,
+      'label_names': [f'class_{index}' for index in range(10)]}))
+  path = tmp_path / 'streaming.tflite'
+  result = helpers.run_module('experiments.export', f'--model_dir={model_dir}',
+                              f'--streaming_tflite={path}', timeout=600)
+  assert result.returncode == 0, result.stderr
+  assert f'Streaming TFLite model written to {path}' in result.stdout
+  audio = _three_seconds()[:2 * WINDOW]
+  rows = streaming_export.run_tflite(path.read_bytes(), audio, HOP)
+  offline = _offline(model, audio)
+  hops = sorted(offline)
+  np.testing.assert_allclose(rows[hops], [offline[hop] for hop in hops],
+                             atol=1e-4)
 
 
 def test_export_refuses_a_streaming_tflite_without_the_signature(tmp_path):
