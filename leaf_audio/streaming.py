@@ -26,8 +26,8 @@ length is a multiple of the hop, and for every length with `MelFilterbanks`
 (left-aligned frames, zeros past the end either way). PCEN's smoother starts
 at the first frame's energies, as the offline layer's does.
 
-Latency. Frame f (centred near f * hop samples) is final once sample
-f * hop + lookahead_samples has arrived: for the 16 kHz defaults 480 samples
+Latency. Frame f is final once sample f * hop + lookahead_samples has
+arrived: for the 16 kHz defaults 480 samples
 (30 ms) for Leaf and EfficientLeaf (200 for the filter's right half, 280 for
 the pooling window's), 400 samples (25 ms) for MelFilterbanks (its frames
 are left-aligned windows).
@@ -250,9 +250,9 @@ class StreamingFrontend:
     state, frames = stream.finish(state)          # the last frames
 
 `step` returns exactly k frames for k hops; frame i of a stream comes out of
-the step that completes hop i + delay_frames + 1, so the first
-`delay_frames` frames a stream's steps return precede its start: they are
-zeros, to be dropped. `finish` returns the last `delay_frames` frames, as if
+the step that completes hop i + delay_frames (hops counted from 0), so the
+first `delay_frames` frames a stream's steps return precede its start: they
+are zeros, to be dropped. `finish` returns the last `delay_frames` frames, as if
 the stream had ended with the last step (pad a partial hop with zeros
 first). Every method is traceable with tf.function; with a static k the
 step converts to TFLite with builtin ops (except SincNet's float64
