@@ -8,6 +8,10 @@ Signatures (all run the evaluation path: per-window loudness normalisation,
   serve_wav(wav: string [batch], encoded 16-bit PCM WAV files) -> the same;
       a file at another sample rate fails with an error that says so.
   metadata() -> sample_rate [], label_names [classes], window_samples []
+  stream_step(samples: float32 [1, hop], state_<key>...) -> probabilities
+      [1, classes] of the last window, state_<key>...; stream_initial_state()
+      -> the zero state: the streaming classifier, added when the frontend
+      streams (`streaming_export`, docs/streaming.md).
   tflite(waveform: float32 [1, sample_rate], one second) -> probabilities
       [1, classes]; the signature to convert with the TFLite converter
       (`tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=

@@ -111,11 +111,13 @@ def test_stream_cli_prints_the_top_label_over_time(exported, tmp_path):
   times, probabilities, names, _ = stream_cli.stream_file(export_dir, path)
   assert len(times) == 300 and probabilities.shape == (300, 10)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1., atol=1e-5)
+  plot = tmp_path / 'probabilities.png'
   result = helpers.run_module('experiments.stream',
-                              f'--saved_model={export_dir}', str(path),
-                              timeout=300)
+                              f'--saved_model={export_dir}', f'--plot={plot}',
+                              str(path), timeout=300)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
+  assert lines.pop() == f'plot written to {plot}' and plot.stat().st_size
   assert len(lines) == 12  # every 250 ms over 3 s
   top = names[int(np.argmax(probabilities[-1]))]
   assert lines[-1].split()[:3] == ['3.00', 's', top]
