@@ -23,8 +23,10 @@ process can know in advance. A stream is therefore the clip padded with zeros
 to a whole number of hops: the frames of any sequence of pushes and a flush
 equal `frontend(pad_to_hop(clip))`, which is `frontend(clip)` whenever the
 length is a multiple of the hop, and for every length with `MelFilterbanks`
-(left-aligned frames, zeros past the end either way). PCEN's smoother starts
-at the first frame's energies, as the offline layer's does.
+(left-aligned frames, zeros past the end either way). A stream whose length
+is known in advance (`total_samples`, e.g. a file) aligns its frames as the
+offline layer does and equals `frontend(clip)` for any length. PCEN's
+smoother starts at the first frame's energies, as the offline layer's does.
 
 Latency. Frame f is final once sample f * hop + lookahead_samples has
 arrived: for the 16 kHz defaults 480 samples
@@ -273,11 +275,23 @@ State, a dict of tensors (batch B, channels C):
 
 Args:
   frontend: a built frontend (see `frontend_parts`).
+  total_samples: None (default) for a stream of unknown length: its frames
+    are those of the clip padded with zeros to a whole number of hops. With
+    the length known in advance (a file), the frames are exactly
+    frontend(clip): TF's 'same' padding aligns the frame grid by the length
+    (the Streamer then masks the end at total_samples; the pure `finish`
+    keeps the padded end).
 """
 
-  def __init__(self, frontend):
+  def __init__(self, frontend, total_samples: Optional[int] = None):
     self.frontend = frontend
     self.parts = parts = frontend_parts(frontend)
+    if total_samples is not None and (
+        isinstance(total_samples, bool) or
+        not isinstance(total_samples, (int, np.integer)) or total_samples < 0):
+      raise ValueError(f'Streaming {type(frontend).__name__}: total_samples '
+                       f'must be None or an int >= 0; got {total_samples!r}.')
+    self.total_samples = total_samples
     self.name = type(frontend).__name__
     self.compression_kind = _compression_kind(self.name, parts.compression)
     self.hop_samples = hop = parts.hop
@@ -287,8 +301,11 @@ Args:
       self.lookahead_samples = window - 1
       history_start = 0
     else:
-      # TF's 'same' padding for a length that is a whole number of hops.
-      pool_left = max(window - hop, 0) // 2
+      # TF's 'same' padding: for a length that is a whole number of hops,
+      # unless the stream's length is known.
+      frames = -(-(total_samples or hop) // hop)
+      length = total_samples if total_samples else frames * hop
+      pool_left = max((frames - 1) * hop + window - length, 0) // 2
       conv_left = (window - 1) // 2
       conv_right = window - 1 - conv_left
       self._pool_left, self._conv_left = pool_left, conv_left
@@ -702,13 +719,16 @@ class Streamer:
 
 All the frames together equal frontend(clip padded with zeros to a whole
 number of hops) to float32 rounding (see the module docstring): exactly
-frontend(clip) when its length is a multiple of `hop_samples`, and always
-for MelFilterbanks.
+frontend(clip) when its length is a multiple of `hop_samples`, always for
+MelFilterbanks, and for any length when `total_samples` is given.
 
 Args:
   frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
     `MelFilterbanks` (see `frontend_parts` for what is refused), or a
     `StreamingFrontend` (new streams of it reuse its traced step).
+  total_samples: optional int, the stream's length when known in advance
+    (a file): the frames then equal frontend(clip) exactly for any length.
+    Pushing more, or flushing after fewer, raises ValueError.
 
 Attributes:
   hop_samples: samples per frame.
@@ -717,11 +737,17 @@ Attributes:
   stream: the `StreamingFrontend` it runs.
 """
 
-  def __init__(self, frontend):
+  def __init__(self, frontend, total_samples: Optional[int] = None):
     if isinstance(frontend, StreamingFrontend):
+      if total_samples is not None and total_samples != frontend.total_samples:
+        raise ValueError(
+            f'{frontend.name} Streamer: total_samples={total_samples} differs '
+            f'from its StreamingFrontend\'s ({frontend.total_samples}).')
       self.stream = frontend
     else:
-      self.stream = StreamingFrontend(frontend)
+      self.stream = StreamingFrontend(frontend, total_samples)
+    self.total_samples = self.stream.total_samples
+    self._pushed = 0
     self.hop_samples = self.stream.hop_samples
     self.lookahead_samples = self.stream.lookahead_samples
     self._step = self.stream.traced_step()
@@ -764,6 +790,12 @@ Attributes:
       raise ValueError(
           f'{name} Streamer: the stream has batch size '
           f'{self._pending.shape[0]}; got samples of shape {samples.shape}.')
+    if self.total_samples is not None and (
+        self._pushed + samples.shape[1] > self.total_samples):
+      raise ValueError(
+          f'{name} Streamer: total_samples={self.total_samples}, but '
+          f'{self._pushed + samples.shape[1]} samples were pushed.')
+    self._pushed += samples.shape[1]
     pending = np.concatenate([self._pending, samples.astype(np.float32)],
                              axis=1)
     whole = pending.shape[1] // self.hop_samples * self.hop_samples
@@ -781,19 +813,27 @@ Attributes:
     if self._state is None:
       raise RuntimeError(f'{name} Streamer: flush before any push; push at '
                          'least an empty [batch, 0] array to set the batch.')
+    if self.total_samples is not None and self._pushed != self.total_samples:
+      raise ValueError(f'{name} Streamer: total_samples={self.total_samples}, '
+                       f'but {self._pushed} samples were pushed.')
     batch = self._pending.shape[0]
+    hop = self.hop_samples
+    # Stream positions from the end on are padding (masked, TF's zeros):
+    # the clip's end if its length was given, else the padded hop's end.
+    consumed = self._pushed - self._pending.shape[1]
+    end = (self.total_samples if self.total_samples is not None else
+           -(-self._pushed // hop) * hop)
     outputs = []
     if self._pending.shape[1]:
-      padded = np.zeros([batch, self.hop_samples], np.float32)
+      padded = np.zeros([batch, hop], np.float32)
       padded[:, :self._pending.shape[1]] = self._pending
-      outputs.append(self._run(padded))
-    delay = self.stream.delay_frames
-    if delay:
-      # The end is at the current position: the next delay hops are silence
-      # past the end (-index * hop samples before each step's samples).
-      zeros = np.zeros([batch, self.hop_samples], np.float32)
-      for index in range(delay):
-        outputs.append(self._run(zeros, end=-index * self.hop_samples))
+      outputs.append(self._run(padded, end=end - consumed))
+      consumed += hop
+    # The last frames need delay_frames more hops: silence past the end.
+    zeros = np.zeros([batch, hop], np.float32)
+    for _ in range(self.stream.delay_frames):
+      outputs.append(self._run(zeros, end=end - consumed))
+      consumed += hop
     if not outputs:
       return np.zeros([batch, 0, self.stream.channels], np.float32)
     return np.concatenate(outputs, axis=1)

@@ -95,6 +95,10 @@ def test_streamed_frames_equal_the_offline_frontend(name, whole_hops):
     got = _streamed(stream, clip, _chunk_sizes(chunking, length, hop))
     assert got.shape == expected.shape, chunking
     assert max_abs(got, expected) < TOLERANCE, chunking
+  # A stream of known length gives frontend(clip) for any length.
+  known = streaming.StreamingFrontend(stream.frontend, total_samples=length)
+  got = _streamed(known, clip, _chunk_sizes('random', length, hop))
+  assert max_abs(got, stream.frontend(tf.constant(clip)).numpy()) < TOLERANCE
 
 
 @pytest.mark.parametrize('name', ['mel', 'leaf', 'leaf_preemp',
@@ -237,6 +241,14 @@ def test_bad_samples_are_refused_clearly():
     streamer.push(np.zeros([2, 10], np.float32))
   with pytest.raises(RuntimeError, match='flush called twice'):
     streamer.flush()
+  known = streaming.Streamer(_stream('leaf').frontend, total_samples=200)
+  with pytest.raises(ValueError, match='total_samples=200, but 300'):
+    known.push(np.zeros([1, 300], np.float32))
+  known.push(np.zeros([1, 100], np.float32))
+  with pytest.raises(ValueError, match='total_samples=200, but 100'):
+    known.flush()
+  with pytest.raises(ValueError, match='total_samples must be'):
+    streaming.Streamer(_stream('leaf').frontend, total_samples=-1)
 
 
 def test_bad_steps_are_refused_clearly():
