@@ -29,10 +29,10 @@ offline layer does and equals `frontend(clip)` for any length. PCEN's
 smoother starts at the first frame's energies, as the offline layer's does.
 
 Latency. Frame f is final once sample f * hop + lookahead_samples has
-arrived: for the 16 kHz defaults 480 samples
-(30 ms) for Leaf and EfficientLeaf (200 for the filter's right half, 280 for
-the pooling window's), 400 samples (25 ms) for MelFilterbanks (its frames
-are left-aligned windows).
+arrived: for the 16 kHz defaults 480 samples (30 ms) for Leaf (200 for the
+filters' right half, 280 for the pooling window's after its 'same'
+padding), 440 (27.5 ms) for EfficientLeaf (its groups' decimated windows
+end earlier), 400 (25 ms) for MelFilterbanks (left-aligned windows).
 """
 
 import dataclasses
@@ -313,12 +313,19 @@ Args:
       self.lookahead_samples = (window - 1 - pool_left) + conv_right + (
           self._preemp)
       history_start = pool_left + conv_left
-    self.delay_frames = self.lookahead_samples // hop
-    self.history_samples = self.delay_frames * hop + history_start
-    self.energy_history = 0
     self._groups = []
     if parts.kind == 'grouped':
       self._groups = self._group_geometry()
+      # A group reads up to its last decimated sample plus its kernel's
+      # right half: less than LEAF's full window and filters.
+      centre = (window - 1) // 2
+      self.lookahead_samples = max(
+          centre + group['stride'] * group['after'] - pool_left +
+          window // 2 - group['kernel_size'] // 2 - conv_left +
+          group['kernel_size'] - 1 for group in self._groups)
+    self.delay_frames = self.lookahead_samples // hop
+    self.history_samples = self.delay_frames * hop + history_start
+    self.energy_history = 0
     if parts.kind == 'filterbank':
       # The filterbank runs once per sample: each step filters its new hops
       # only (reading the last window - 1 + preemp samples) and keeps the

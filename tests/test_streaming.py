@@ -154,8 +154,6 @@ def test_lookahead_is_exact_for_the_offline_frontend(name):
   after[0, frame * hop + lookahead + 1:] = 0.
   assert max_abs(stream.frontend(tf.constant(after)).numpy()[0, :frame + 1],
                  offline) < TOLERANCE
-  if name.startswith('efficient_leaf'):
-    return  # LEAF's bound; its groups' decimated grids may end earlier.
   # And it does depend on the window's last samples (a large change: the
   # windows' last taps are small; TF's odd periodic Hann window ends in 0).
   last = clip.copy()
