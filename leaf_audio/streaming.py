@@ -111,76 +111,138 @@ def _refuse(frontend, reason):
   raise ValueError(f'Streaming {type(frontend).__name__}: {reason}')
 
 
-def _interleaved_gabor(conv):
-  real, imag = conv.impulse_responses()
+def _interleaved_complex(conv, real, imag):
   # [kernel_size, filters], channel 2i real and 2i + 1 imaginary, as
   # GaborConv1D's own convolution.
   return tf.reshape(tf.stack([tf.transpose(real), tf.transpose(imag)], axis=2),
-                    (conv.kernel_size, conv.filters))
+                    (conv.kernel_size, 2 * real.shape[0]))
 
 
-def _filterbank_parts(frontend):
-  """`Leaf` and its presets (reads today's private stage attributes)."""
+_STAGES = ('preemphasis', 'filterbank', 'activation', 'pooling', 'compression',
+           'normalization')
+
+
+def _stages(frontend):
+  """{stage name: layer or None} of a Leaf-like frontend or EfficientLeaf.
+
+  THE adapter: frontends that expose their stages as public attributes
+  (`leaf_audio.Frontend`: preemphasis, filterbank, activation, pooling,
+  compression, normalization) are read through them; today's `Leaf` and
+  `EfficientLeaf` keep them in private attributes, read here and nowhere
+  else. Once every frontend has the public attributes, only the first
+  branch remains.
+  """
+  if all(hasattr(type(frontend), name) for name in _STAGES):
+    return {name: getattr(frontend, name) for name in _STAGES}
   # pylint: disable=protected-access
-  conv, pool = frontend._complex_conv, frontend._pooling
-  if frontend.mean_var_norm:
-    _refuse(frontend, 'mean_var_norm normalises each clip over all its '
-            'frames, which a stream never has; build it with '
-            'mean_var_norm=False.')
-  if frontend.pooling_padding != 'same' or pool.padding != 'same':
+  if isinstance(frontend, efficient_leaf.EfficientLeaf):
+    return dict.fromkeys(_STAGES) | {'filterbank': frontend._filterbank,
+                                     'compression': frontend._compression}
+  if isinstance(frontend, frontend_lib.Leaf):
+    return {
+        'preemphasis': frontend._preemp_conv if frontend.preemp else None,
+        'filterbank': frontend._complex_conv,
+        'activation': frontend._activation,
+        'pooling': frontend._pooling,
+        'compression': frontend._compression,
+        'normalization': frontend._instance_norm,
+    }
+  return None
+
+
+def _single(value):
+  """Keras' Conv1D keeps strides and kernel sizes as 1-tuples."""
+  return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _output_channels(frontend):
+  channels = getattr(frontend, 'n_filters', None)
+  if channels is None:
+    channels = frontend.compute_output_shape((None, None))[-1]
+  return channels
+
+
+def _grouped_parts(frontend, stages):
+  bank = stages['filterbank']
+  if bank.padding != 'same':
+    _refuse(frontend, "its pooling has 'valid' padding; only 'same' is "
+            'streamed.')
+  return FrontendParts(
+      kind='grouped', sample_rate=getattr(frontend, 'sample_rate', 0),
+      hop=bank.hop, window=bank.window_size,
+      channels=_output_channels(frontend), grouped=bank,
+      floor=frontend.pre_compression_floor,
+      compression=stages['compression'] or keras.layers.Identity())
+
+
+def _filterbank_parts(frontend, stages):
+  """A stride-1 filterbank, an activation and a strided 'same' pooling."""
+  conv, pool = stages['filterbank'], stages['pooling']
+  if pool is None:
+    _refuse(frontend, 'it has no pooling stage.')
+  if pool.padding != 'same':
     _refuse(frontend, "its pooling has 'valid' padding, so its frame count "
             "is (samples - window) // hop + 1, not ceil(samples / hop); only "
             "'same' pooling is streamed (TimeDomainFilterbanks is refused).")
-  if conv.strides != 1 or conv.padding != 'same' or getattr(
+  if _single(conv.strides) != 1 or conv.padding != 'same' or getattr(
       conv, 'use_bias', False):
     _refuse(frontend, "its filterbank must have stride 1, 'same' padding and "
             'no bias.')
-  if isinstance(conv, convolution.GaborConv1D):
-    filters, dtype = (lambda: _interleaved_gabor(conv)), tf.float32
-  elif isinstance(conv, convolution.SincConv1D):
-    # Computed in float64 as SincConv1D does (PCEN magnifies float32's
-    # rounding of the upper bands).
-    filters, dtype = conv.impulse_responses, tf.float64
-  elif isinstance(conv, keras.layers.Conv1D):
-    filters, dtype = (lambda: conv.kernel[:, 0, :]), tf.float32
+  kernel_size = _single(conv.kernel_size)
+  dtype = tf.float32
+  if isinstance(conv, keras.layers.Conv1D):
+    filters = lambda: conv.kernel[:, 0, :]
+  elif isinstance(conv, convolution.GaborConv1D) or getattr(
+      conv, 'is_complex', False):
+    filters = lambda: _interleaved_complex(conv, *conv.impulse_responses())
+  elif hasattr(conv, 'impulse_responses'):
+    filters = conv.impulse_responses  # real filters [kernel_size, channels]
+    if isinstance(conv, convolution.SincConv1D):
+      # In float64 as SincConv1D computes (PCEN magnifies float32's
+      # rounding of the upper bands).
+      dtype = tf.float64
   else:
-    _refuse(frontend, f'its filterbank {type(conv).__name__} is not one of '
-            'GaborConv1D, SincConv1D, Conv1D.')
+    _refuse(frontend, f'its filterbank {type(conv).__name__} offers no '
+            'impulse_responses().')
   if isinstance(pool, pooling.MaxPooling1D):
     kind, windows = 'max', None
+  elif hasattr(pool, 'windows'):
+    kind, windows = 'sum', pool.windows
   elif isinstance(pool, pooling.GaussianLowpassPooling):
     kind, windows = 'sum', (lambda: pool.impulse_responses()[0, :, :, 0])
   elif isinstance(pool, pooling.LearnablePooling1D):
     kind, windows = 'sum', (lambda: pool.kernel[0, :, :, 0])
   else:
-    _refuse(frontend, f'its pooling {type(pool).__name__} is not one of '
-            'GaussianLowpassPooling, LearnablePooling1D, MaxPooling1D.')
-  if pool.kernel_size != conv.kernel_size:
+    _refuse(frontend, f'its pooling {type(pool).__name__} offers no '
+            'windows() and is not max pooling.')
+  if _single(pool.kernel_size) != kernel_size:
     _refuse(frontend, 'its pooling window and filters differ in length.')
   preemphasis = None
-  if frontend.preemp:
-    preemp = frontend._preemp_conv
+  preemp = stages['preemphasis']
+  if preemp is not None:
+    if not (isinstance(preemp, keras.layers.Conv1D) and
+            _single(preemp.kernel_size) == 2 and preemp.padding == 'same' and
+            not preemp.use_bias):
+      _refuse(frontend, 'its pre-emphasis is not a 2-tap Conv1D with '
+              "'same' padding.")
     preemphasis = lambda: preemp.kernel[:, 0, 0]
   return FrontendParts(
-      kind='filterbank', sample_rate=frontend.sample_rate, hop=pool.strides,
-      window=conv.kernel_size, channels=frontend.n_filters,
-      preemphasis=preemphasis, filters=filters, filter_dtype=dtype,
-      activation=frontend._activation, pooling=kind, pooling_windows=windows,
+      kind='filterbank', sample_rate=getattr(frontend, 'sample_rate', 0),
+      hop=_single(pool.strides), window=kernel_size,
+      channels=_output_channels(frontend), preemphasis=preemphasis,
+      filters=filters, filter_dtype=dtype,
+      activation=stages['activation'] or keras.layers.Identity(),
+      pooling=kind, pooling_windows=windows,
       floor=frontend.pre_compression_floor,
-      compression=frontend._compression)
+      compression=stages['compression'] or keras.layers.Identity())
 
 
 def frontend_parts(frontend) -> FrontendParts:
-  """The stages of `frontend` that streaming reads: THE adapter.
-
-  This is the only function that knows how today's frontends store their
-  stages (private attributes); when frontends expose their stages publicly
-  (preemphasis, filterbank, activation, pooling, compression,
-  normalization), only this function changes.
+  """What streaming reads of `frontend` (its stages through `_stages`).
 
   Args:
     frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
-      `MelFilterbanks`.
+      `MelFilterbanks` (or a composed `Frontend` of the same kinds of stages).
 
   Returns:
     `FrontendParts`. Raises ValueError naming what cannot be streamed.
@@ -189,26 +251,26 @@ def frontend_parts(frontend) -> FrontendParts:
     raise ValueError(f'Streaming {type(frontend).__name__}: build the '
                      'frontend first (call it once, or frontend.build('
                      '(None, None))), so that its weights exist.')
-  # pylint: disable=protected-access
   if isinstance(frontend, frontend_lib.MelFilterbanks):
     return FrontendParts(
         kind='mel', sample_rate=frontend.sample_rate, hop=frontend.stride,
         window=frontend.window_size, channels=frontend.n_filters,
         mel_matrix=frontend.mel_matrix, n_fft=frontend.n_fft,
-        compression=frontend._compression)
-  if isinstance(frontend, efficient_leaf.EfficientLeaf):
-    if frontend.pooling_padding != 'same':
-      _refuse(frontend, "its pooling has 'valid' padding; only 'same' is "
-              'streamed.')
-    return FrontendParts(
-        kind='grouped', sample_rate=frontend.sample_rate, hop=frontend.stride,
-        window=frontend.window_size, channels=frontend.n_filters,
-        grouped=frontend._filterbank, floor=frontend.pre_compression_floor,
-        compression=frontend._compression)
-  if isinstance(frontend, frontend_lib.Leaf):
-    return _filterbank_parts(frontend)
-  _refuse(frontend, 'not a Leaf, SincNet, SincNetPlus, EfficientLeaf or '
-          'MelFilterbanks.')
+        # Public on the refactored MelFilterbanks, private today.
+        compression=getattr(frontend, 'compression', None) or
+        frontend._compression)  # pylint: disable=protected-access
+  stages = _stages(frontend)
+  if stages is None:
+    _refuse(frontend, 'not a Leaf, SincNet, SincNetPlus, EfficientLeaf, '
+            'MelFilterbanks or Frontend.')
+  if stages['normalization'] is not None:
+    _refuse(frontend, 'its normalization stage (mean_var_norm) normalises '
+            'each clip over all its frames, which a stream never has; build '
+            'it without (mean_var_norm=False).')
+  if isinstance(stages['filterbank'],
+                grouped_filterbank.GroupedGaborFilterbank):
+    return _grouped_parts(frontend, stages)
+  return _filterbank_parts(frontend, stages)
 
 
 def _compression_kind(owner, layer):
