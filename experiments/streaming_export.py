@@ -45,8 +45,9 @@ def _frames_to_logits(classifier, frames):
   outputs = frames
   if classifier.encoder is not None:
     outputs = classifier.encoder(outputs[..., tf.newaxis], training=False)
-  outputs = classifier._pooling(outputs)
-  return classifier._head(outputs)
+  # '_global_pooling' on main after issue 16's refactor, '_pooling' before.
+  pooling = getattr(classifier, '_global_pooling', None) or classifier._pooling
+  return classifier._head(pooling(outputs))
 
 
 class StreamingClassifier:
