@@ -1,6 +1,8 @@
 """Hop-by-hop frontends: the frames of a clip computed as its samples arrive.
 
-  frontend_parts      the one adapter that reads a frontend's stages
+  frontend_parts      what streaming reads of a frontend; its stages come
+                      through one adapter, `_stages` (public stage
+                      attributes when the frontend has them)
   StreamingFrontend   the pure form: (state, samples) -> (state, frames), with
                       the state a dict of fixed-shape tensors (tf.function,
                       SavedModel and TFLite friendly)
