@@ -1,6 +1,8 @@
 """Exports the serving SavedModel of a trained run.
 
   python -m experiments.export --model_dir=runs/default
+  python -m experiments.export --model_dir=runs/default \
+      --streaming_tflite=runs/default/streaming.tflite
 
 Reads model_dir/best.keras (or --checkpoint) and model_dir/run.json, and
 writes model_dir/export (or --export_dir); training already does this at its
@@ -25,6 +27,10 @@ _CHECKPOINT = flags.DEFINE_string(
 _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Destination: a new or empty folder, or a previous '
     'export; defaults to model_dir/export.')
+_STREAMING_TFLITE = flags.DEFINE_string(
+    'streaming_tflite', None, 'Also write the streaming classifier (one hop '
+    'and explicit state in, probabilities out) as a .tflite file here; see '
+    'docs/streaming.md.')
 
 
 def export_run(model_dir, checkpoint='best.keras', export_dir=None):
@@ -70,6 +76,14 @@ def main(argv):
     # ExportDirectoryError and DamagedModelFileError are ValueErrors.
     sys.exit(f'error: {error}')
   print(f'SavedModel written to {path}')
+  if _STREAMING_TFLITE.value:
+    from experiments import streaming_export  # pylint: disable=g-import-not-at-top
+    try:
+      tflite = streaming_export.write_streaming_tflite(path,
+                                                       _STREAMING_TFLITE.value)
+    except ValueError as error:
+      raise SystemExit(f'error: {error}') from None
+    print(f'Streaming TFLite model written to {tflite}')
 
 
 if __name__ == '__main__':

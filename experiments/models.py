@@ -530,6 +530,15 @@ class AudioClassifier(keras.Model):
     if self._normalization is not None:
       outputs = self._normalization(outputs, training=training)
     outputs = self._frontend(outputs, training=training)
+    return self.classify_features(outputs, training=training)
+
+  def classify_features(self, features, training=None):
+    """Logits [batch, num_outputs] of frontend features [batch, frames, channels].
+
+    The encoder, global pooling, dropout and head: what `call` applies after
+    the frontend (the streaming classifier feeds it streamed frames).
+    """
+    outputs = features
     if self._encoder is not None:
       outputs = self._encoder(
           keras.ops.expand_dims(outputs, -1), training=training)

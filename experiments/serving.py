@@ -9,6 +9,10 @@ Signatures (all run the evaluation path: per-window loudness normalisation,
   serve_wav(wav: string [batch], encoded 16-bit PCM WAV files) -> the same;
       a file at another sample rate fails with an error that says so.
   metadata() -> sample_rate [], label_names [classes], window_samples []
+  stream_step(samples: float32 [1, hop], state_<key>...) -> probabilities
+      [1, classes] of the last window, state_<key>...; stream_initial_state()
+      -> the zero state: the streaming classifier, added when the frontend
+      streams (`streaming_export`, docs/streaming.md).
   tflite(waveform: float32 [1, sample_rate], one second) -> probabilities
       [1, classes], valid [1]; the signature to convert with the TFLite converter
       (`tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=
@@ -37,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import export_directory
+from experiments import streaming_export
 from leaf_audio import methods
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -170,6 +175,8 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
   archive.add_endpoint('serve_wav', serve_wav)
   archive.add_endpoint('metadata', metadata)
   archive.add_endpoint('tflite', tflite)
+  streaming_export.add_streaming_endpoints(archive, windowed_model,
+                                           window_samples, multi_label)
   with export_directory.staged_export(export_dir, {
       'label_names': [str(name) for name in label_names],
       'sample_rate': int(sample_rate),
