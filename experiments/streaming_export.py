@@ -90,20 +90,9 @@ class StreamingClassifier:
   def step_signature(self, batch_size: int = 1, hops: int = 1):
     """`step` with fixed shapes and flat named tensors: samples and
     'state_<key>' in; 'probabilities' and 'state_<key>' out."""
-    initial = self.initial_state(batch_size)
-    names = sorted(initial)
-    specs = [tf.TensorSpec([batch_size, hops * self.hop_samples], tf.float32,
-                           name='samples')]
-    specs += [tf.TensorSpec(initial[key].shape, initial[key].dtype,
-                            name='state_' + key) for key in names]
-
-    def flat_step(samples, *state):
-      state, probabilities = self.step(dict(zip(names, state)), samples)
-      outputs = {'probabilities': probabilities}
-      outputs.update({'state_' + key: state[key] for key in names})
-      return outputs
-
-    return tf.function(flat_step, input_signature=specs)
+    return streaming.flat_step_function(
+        self.step, self.initial_state(batch_size),
+        [batch_size, hops * self.hop_samples], 'probabilities')
 
   def initial_state_signature(self, batch_size: int = 1):
     initial = self.initial_state(batch_size)

@@ -283,6 +283,34 @@ def _type_code(name: str) -> int:
   return zlib.crc32(name.encode()) & 0x7fffffff
 
 
+def flat_step_function(step, initial_state, samples_shape, output_name):
+  """`step` as a tf.function of flat, named, fixed-shape tensors.
+
+  Args:
+    step: `(state dict, samples) -> (state dict, output)`.
+    initial_state: a state dict; its shapes and dtypes fix the signature.
+    samples_shape: [batch, samples] of one call.
+    output_name: the name of `output` among the outputs.
+
+  Returns:
+    A tf.function taking `samples` and 'state_<key>' for each key (sorted)
+    and returning {output_name: output, 'state_<key>': new state}: the form
+    a SavedModel signature and TFLite need.
+  """
+  names = sorted(initial_state)
+  specs = [tf.TensorSpec(samples_shape, tf.float32, name='samples')]
+  specs += [tf.TensorSpec(initial_state[key].shape, initial_state[key].dtype,
+                          name='state_' + key) for key in names]
+
+  def flat_step(samples, *state):
+    state, output = step(dict(zip(names, state)), samples)
+    outputs = {output_name: output}
+    outputs.update({'state_' + key: state[key] for key in names})
+    return outputs
+
+  return tf.function(flat_step, input_signature=specs)
+
+
 class StreamingFrontend:
   """A frontend as a pure function of a state and whole hops of samples.
 
@@ -500,20 +528,8 @@ Args:
     with `tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=...)`
     (builtin ops only) to run the stream with explicit state in TFLite.
     """
-    initial = self.initial_state(batch_size)
-    names = self.state_names()
-    specs = [tf.TensorSpec([batch_size, hops * self.hop_samples], tf.float32,
-                           name='samples')]
-    specs += [tf.TensorSpec(initial[key].shape, initial[key].dtype,
-                            name='state_' + key) for key in names]
-
-    def flat_step(samples, *state):
-      state, frames = self.step(dict(zip(names, state)), samples)
-      outputs = {'frames': frames}
-      outputs.update({'state_' + key: state[key] for key in names})
-      return outputs
-
-    return tf.function(flat_step, input_signature=specs)
+    return flat_step_function(self.step, self.initial_state(batch_size),
+                              [batch_size, hops * self.hop_samples], 'frames')
 
   def export(self, directory, batch_size: int = 1, hops: int = 1):
     """Writes a SavedModel whose endpoint 'step' is `step_signature`."""
