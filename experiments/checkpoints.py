@@ -60,7 +60,10 @@ def _differences(previous: dict, identity: dict, prefix='') -> list:
     if isinstance(old, dict) and isinstance(new, dict):
       differences += _differences(old, new, prefix=f'{prefix}{key}: ')
     elif old != new:
-      differences.append(f'{prefix}{key}: {old!r} there, {new!r} now')
+      if prefix:  # Bindings are stored as their gin text: show it as is.
+        differences.append(f'{prefix}{key}: {old} there, {new} now')
+      else:
+        differences.append(f'{prefix}{key}: {old!r} there, {new!r} now')
   return differences
 
 

@@ -89,7 +89,7 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
       first_line = str(error).strip().splitlines()[0] if str(error) else ''
       raise ValueError(
           f'--strategy=tpu: no TPU reachable with --tpu={tpu!r} ({first_line}). '
-          'On a Cloud TPU VM leave --tpu empty; otherwise pass the TPU name '
+          'On a Cloud TPU VM pass --tpu=local; otherwise the TPU name '
           'or its grpc://host:8470 address.') from error
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(f'--strategy must be one of {", ".join(STRATEGIES)}; got '

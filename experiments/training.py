@@ -35,6 +35,7 @@ batches (experiments/precise_batch_norm.py), so that inference-mode models
 use statistics of their own weights.
 """
 
+import hashlib
 import json
 import numbers
 import os
@@ -46,6 +47,7 @@ from typing import Callable, Optional
 from absl import logging
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 
 from experiments import checkpoints
@@ -422,6 +424,8 @@ def train(model_dir: str,
       manager.save()
     for callback in callbacks:
       callback.on_train_end()
+    # Every worker of a cluster logs this; equal lines mean equal models.
+    logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
 
     if not chief:
       return {}
@@ -431,6 +435,15 @@ def train(model_dir: str,
     keras.mixed_precision.set_global_policy(previous_policy)
     if temporary_dir is not None:
       shutil.rmtree(temporary_dir, ignore_errors=True)
+
+
+def weights_fingerprint(model) -> str:
+  """SHA-256 (first 16 hex digits) of every weight's bytes, in model order."""
+  digest = hashlib.sha256()
+  for weight in model.weights:
+    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(
+        weight.value)).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def _test_and_export(model_dir, splits, info, window_samples, monitor,
