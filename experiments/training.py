@@ -339,8 +339,12 @@ def train(model_dir: str,
     totals = loop.EpochTotals()
     epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
     step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Every model variable by position: Keras 3 models do not expose all of
+    # theirs (BatchNorm statistics, dropout seed states) to tf.train tracking
+    # through their attributes.
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, epoch=epoch_counter,
+        model_variables=list(model.variables), optimizer=optimizer,
+        epoch=epoch_counter,
         step=step_counter, loss_sum=totals.loss_sum,
         examples=totals.examples, correct=totals.correct)
     chief_checkpoints = model_dir / CHECKPOINT_DIR

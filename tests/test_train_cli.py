@@ -92,6 +92,34 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path,
   assert not list(model_dir.glob('.tmp-*')), 'a temporary file was left'
 
 
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path,
+                                                        tone_folder):
+  model_dir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'experiments.train', *helpers.train_args(
+      model_dir, CONFIGS, tiny(tone_folder, tmp_path / 'tfds', **{
+          'train.num_epochs': 3, 'train.steps_per_epoch': 3}))]
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  state = model_dir / 'last.keras.json'
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    if state.exists():
+      break
+    time.sleep(0.02)
+  assert process.poll() is None, 'the run ended before it could be stopped'
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode != 0
+  assert 'interrupted: rerun the same command to resume' in stderr
+  assert 'Traceback' not in stderr
+  resumed = subprocess.run(command, cwd=REPO_ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert epochs_logged(model_dir) == [0, 1, 2]
+
+
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path, tone_folder):
   result = helpers.run_module(
       'experiments.train', '--strategy=mirrored', '--logical_cpus=2',

@@ -331,3 +331,35 @@ def test_the_loop_runs_under_a_one_device_strategy(tmp_path, tone_folder,
                              strategy=strategy)
   assert 0. <= metrics['accuracy'] <= 1.
   assert checkpoints.read_metrics_rows(tmp_path / 'metrics.csv')
+
+
+class Killed(BaseException):
+  """Stands for a SIGKILL at a chosen line of the loop."""
+
+
+def test_a_kill_between_metrics_and_checkpoint_leaves_each_epoch_once(
+    tmp_path, tone_folder, data_dir, monkeypatch):
+  bindings = tiny(tone_folder, data_dir, **{'train.num_epochs': 3})
+  train_in_process(tmp_path / 'reference', MEL, bindings)
+  original_save = tf.train.CheckpointManager.save
+  saves = []
+
+  def save_or_die(manager, *args, **kwargs):
+    saves.append(1)
+    if len(saves) == 2:  # After epoch 1's metrics row and .keras files.
+      raise Killed()
+    return original_save(manager, *args, **kwargs)
+
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', save_or_die)
+  with pytest.raises(Killed):
+    train_in_process(tmp_path / 'run', MEL, bindings)
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', original_save)
+  rows = checkpoints.read_metrics_rows(tmp_path / 'run' / 'metrics.csv')
+  assert [row['epoch'] for row in rows] == ['0', '1']  # Row 1, no checkpoint.
+  train_in_process(tmp_path / 'run', MEL, bindings)
+  assert ((tmp_path / 'run' / 'metrics.csv').read_text() ==
+          (tmp_path / 'reference' / 'metrics.csv').read_text())
+  got = keras.saving.load_model(tmp_path / 'run' / 'last.keras')
+  want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
+  for a, b in zip(got.weights, want.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
