@@ -152,8 +152,8 @@ def worker_bindings(tone_folder, data_dir, **overrides):
       **overrides})
 
 
-def run_workers(model_dir, bindings, count=2, timeout=420):
-  """Starts `count` local workers with the same command; returns results."""
+def start_workers(model_dir, bindings, count=2, **popen_kwargs):
+  """Starts `count` local workers with the same command (free ports)."""
   ports = free_ports(count)
   cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}
   processes = []
@@ -166,8 +166,14 @@ def run_workers(model_dir, bindings, count=2, timeout=420):
     processes.append(subprocess.Popen(
         [sys.executable, '-m', 'experiments.train', '--strategy=multi_worker',
          *helpers.train_args(model_dir, WORKER_CONFIGS, bindings)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
+        cwd=REPO_ROOT, env=env, text=True, **popen_kwargs))
+  return processes
+
+
+def run_workers(model_dir, bindings, count=2, timeout=420):
+  """Runs `count` local workers to the end; [(returncode, stdout, stderr)]."""
+  processes = start_workers(model_dir, bindings, count,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   results = []
   try:
     for process in processes:
@@ -216,6 +222,53 @@ def test_two_local_workers_train_one_model(tmp_path, tone_folder):
   assert single.returncode == 0, single.stderr[-3000:]
   for got, want in zip(final_weights(model_dir),
                        final_weights(tmp_path / 'single')):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
+                                                         tone_folder):
+  data_dir = tmp_path / 'tfds'
+  bindings = worker_bindings(tone_folder, data_dir,
+                             **{'train.num_epochs': 3})
+  reference = helpers.run_module(
+      'experiments.train', *helpers.train_args(tmp_path / 'reference',
+                                               WORKER_CONFIGS, bindings),
+      env={'CUDA_VISIBLE_DEVICES': '-1'})
+  assert reference.returncode == 0, reference.stderr[-3000:]
+
+  model_dir = tmp_path / 'run'
+  processes = start_workers(model_dir, bindings, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  try:
+    state = model_dir / 'last.keras.json'
+    deadline = time.time() + 300
+    while time.time() < deadline and processes[1].poll() is None:
+      if state.exists() and json.loads(state.read_text())['epoch'] >= 1:
+        break
+      time.sleep(0.02)
+    assert processes[1].poll() is None, 'worker 1 ended before the kill'
+    processes[1].send_signal(signal.SIGKILL)  # In epoch 2.
+    processes[1].wait()
+    # The chief now waits for its peer in a collective: restart all.
+    try:
+      processes[0].wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      processes[0].send_signal(signal.SIGKILL)
+      processes[0].wait()
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  assert json.loads(state.read_text())['epoch'] < 3
+
+  results = run_workers(model_dir, bindings)
+  for returncode, _, stderr in results:
+    assert returncode == 0, stderr[-3000:]
+  assert epochs_logged(model_dir) == [0, 1, 2]
+  for got, want in zip(final_weights(model_dir),
+                       final_weights(tmp_path / 'reference')):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
