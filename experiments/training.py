@@ -352,9 +352,14 @@ def train(model_dir: str,
       write_dir = chief_checkpoints
     else:
       # Saving is collective: every worker saves, only the chief's counts.
-      temporary_dir = tempfile.mkdtemp(
-          prefix=f'leaf-audio-{distribution.worker_name(strategy)}-')
-      write_dir = pathlib.Path(temporary_dir)
+      # One fixed folder per worker and run, so that a rerun after a kill
+      # replaces what the killed worker left.
+      run_hash = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()
+      temporary_dir = pathlib.Path(tempfile.gettempdir()) / (
+          f'leaf-audio-{distribution.worker_name(strategy)}-{run_hash[:12]}')
+      shutil.rmtree(temporary_dir, ignore_errors=True)
+      temporary_dir.mkdir(parents=True)
+      write_dir = temporary_dir
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir),
                                          max_to_keep=2)
     latest = tf.train.latest_checkpoint(str(chief_checkpoints))

@@ -3,13 +3,11 @@ strategies, and error messages. Each test starts real processes."""
 
 import json
 import os
-import pathlib
 import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -152,6 +150,13 @@ def worker_bindings(tone_folder, data_dir, **overrides):
       **overrides})
 
 
+def worker_tmp(model_dir):
+  """The TMPDIR of a test's workers (where non-chief checkpoints go)."""
+  path = model_dir.parent / 'worker_tmp'
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
 def start_workers(model_dir, bindings, count=2, **popen_kwargs):
   """Starts `count` local workers with the same command (free ports)."""
   ports = free_ports(count)
@@ -162,7 +167,8 @@ def start_workers(model_dir, bindings, count=2, **popen_kwargs):
                                               'index': index}}
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT),
                TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='-1',
-               TF_CONFIG=json.dumps(tf_config))
+               TF_CONFIG=json.dumps(tf_config),
+               TMPDIR=str(worker_tmp(model_dir)))
     processes.append(subprocess.Popen(
         [sys.executable, '-m', 'experiments.train', '--strategy=multi_worker',
          *helpers.train_args(model_dir, WORKER_CONFIGS, bindings)],
@@ -204,8 +210,7 @@ def test_two_local_workers_train_one_model(tmp_path, tone_folder):
                'test_metrics.json', 'export'):
     assert (model_dir / name).exists(), name
   assert not list(model_dir.glob('.tmp-*'))
-  assert not list(pathlib.Path(tempfile.gettempdir()).glob(
-      'leaf-audio-worker_1-*'))
+  assert not list(worker_tmp(model_dir).glob('leaf-audio-*'))
   # The export serves.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   served = tf.saved_model.load(str(model_dir / 'export')).signatures[
@@ -267,6 +272,7 @@ def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
   for returncode, _, stderr in results:
     assert returncode == 0, stderr[-3000:]
   assert epochs_logged(model_dir) == [0, 1, 2]
+  assert not list(worker_tmp(model_dir).glob('leaf-audio-*'))
   for got, want in zip(final_weights(model_dir),
                        final_weights(tmp_path / 'reference')):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
