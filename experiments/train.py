@@ -16,6 +16,8 @@ worker runs the same command with --strategy=multi_worker and its own
 TF_CONFIG (docs/distributed.md).
 """
 
+import json
+import pathlib
 import sys
 
 from absl import app
@@ -87,7 +89,12 @@ def main(argv):
              'checkpoint is intact, rerun the same command once this is '
              'fixed.')
   if metrics:
-    print(f'Test metrics: {metrics}')
+    report = json.loads(
+        (pathlib.Path(_MODEL_DIR.value) / 'test_metrics.json').read_text())
+    print(f'Chosen epoch: {report["chosen_epoch"]} of {report["last_epoch"]} '
+          f'({report["selection"]})')
+    print(f'Test metrics (chosen model): {metrics}')
+    print(f'Test metrics (last model): {report["last"]}')
     print(f'Model directory: {_MODEL_DIR.value}')
 
 

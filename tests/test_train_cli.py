@@ -302,6 +302,9 @@ def test_cli_errors_are_one_clear_line(tmp_path, tone_folder):
   first = helpers.run_module('experiments.train',
                              *helpers.train_args(model_dir, CONFIGS, bindings))
   assert first.returncode == 0, first.stderr[-3000:]
+  assert re.search(r'Chosen epoch: 1 of 1 \(best.keras: the epoch with the '
+                   r'highest val_accuracy', first.stdout), first.stdout
+  assert 'Test metrics (last model):' in first.stdout
   other = helpers.run_module(
       'experiments.train',
       *helpers.train_args(model_dir, [CONFIGS[0], 'gin_configs/leaf.gin'],
