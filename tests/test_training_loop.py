@@ -363,3 +363,34 @@ def test_a_kill_between_metrics_and_checkpoint_leaves_each_epoch_once(
   want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
   for a, b in zip(got.weights, want.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_kill_mid_epoch_resumes_from_the_step_checkpoint(
+    tmp_path, tone_folder, data_dir, monkeypatch):
+  bindings = tiny(tone_folder, data_dir, **{
+      'train.num_epochs': 2, 'train.steps_per_epoch': 4,
+      'train.checkpoint_steps': 2})
+  train_in_process(tmp_path / 'reference', MEL, bindings)
+  original_save = tf.train.CheckpointManager.save
+  saves = []
+
+  def save_or_die(manager, *args, **kwargs):
+    result = original_save(manager, *args, **kwargs)
+    saves.append(1)
+    if len(saves) == 3:  # Epoch 0 step 2, end of epoch 0, epoch 1 step 2.
+      raise Killed()
+    return result
+
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', save_or_die)
+  with pytest.raises(Killed):
+    train_in_process(tmp_path / 'run', MEL, bindings)
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', original_save)
+  assert int(checkpoint_value(tmp_path / 'run',
+                              'step/.ATTRIBUTES/VARIABLE_VALUE')) == 2
+  train_in_process(tmp_path / 'run', MEL, bindings)
+  assert ((tmp_path / 'run' / 'metrics.csv').read_text() ==
+          (tmp_path / 'reference' / 'metrics.csv').read_text())
+  got = keras.saving.load_model(tmp_path / 'run' / 'last.keras')
+  want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
+  for a, b in zip(got.weights, want.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
