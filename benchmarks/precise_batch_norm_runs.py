@@ -1,5 +1,5 @@
 """Usage: python benchmarks/precise_batch_norm_runs.py EPOCHS (from the
-repository root; runs go to /tmp/tl/measure<EPOCHS>).
+repository root; runs go to runs/precise_batch_norm_<EPOCHS>_epochs/).
 
 Issue 17 measurement: LEAF (default.gin) on leaf_synthetic_fine, 3 seeds,
 precise BN off (0) vs on (16): validation accuracy of the last and the best
@@ -9,7 +9,8 @@ import json, subprocess, sys, os, pathlib, csv
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-EPOCHS = int(sys.argv[1]); OUT = pathlib.Path(f'/tmp/tl/measure{EPOCHS}')
+EPOCHS = int(sys.argv[1])
+OUT = ROOT / 'runs' / f'precise_batch_norm_{EPOCHS}_epochs'
 
 def run(seed, batches):
   model_dir = OUT / f'pbn{batches}' / f'seed{seed}'
@@ -55,4 +56,5 @@ for seed in (0, 1, 2):
                test_chosen=test['accuracy'], test_last=test['last']['accuracy'],
                chosen_epoch=test['chosen_epoch'], train_mode=g[True], inference_mode=g[False])
     results.append(rec); print(json.dumps(rec), flush=True)
+OUT.mkdir(parents=True, exist_ok=True)
 json.dump(results, open(OUT / 'results.json', 'w'), indent=1)
