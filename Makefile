@@ -8,7 +8,7 @@ LEAF_AUDIO_TENSORFLOW ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo t
 export LEAF_AUDIO_TENSORFLOW
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast train clean-venv
+.PHONY: install test test-fast train train-two-workers clean-venv
 
 # The main run: LEAF on the embedded synthetic dataset, then test and export.
 RUN_DIR ?= runs/default
@@ -38,6 +38,16 @@ test-fast: $(VENV)/.installed-test
 train: $(VENV)/.installed-experiments
 	$(BIN)/python -m experiments.train $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(RUN_DIR)
 	@echo "SavedModel: $(RUN_DIR)/export (try: $(BIN)/python -m experiments.predict --saved_model=$(RUN_DIR)/export FILE.wav)"
+
+# Two workers on this machine (localhost ports 12345 and 12346), one model:
+# the multi-worker set-up of docs/distributed.md, on the embedded dataset.
+TWO_WORKER_DIR ?= runs/two_workers
+train-two-workers: $(VENV)/.installed-experiments
+	for i in 0 1; do \
+	  CUDA_VISIBLE_DEVICES=-1 TF_CONFIG='{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, "task": {"type": "worker", "index": '$$i'}}' \
+	  $(BIN)/python -m experiments.train --strategy=multi_worker \
+	    $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(TWO_WORKER_DIR) & \
+	done; wait
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,10 +6,13 @@ Every file is first written next to its destination and then renamed over it
 either its previous or its new content.
 """
 
+import csv
+import io
 import json
 import os
 import pathlib
 import shutil
+import zipfile
 
 import keras
 
@@ -48,31 +51,113 @@ class RunMismatchError(ValueError):
   """model_dir holds a run that this configuration must not continue."""
 
 
-def check_or_write_run_identity(model_dir, identity: dict) -> None:
-  """Refuses to reuse a model_dir that holds a different kind of run.
+def _differences(previous: dict, identity: dict, prefix='') -> list:
+  """'key: old there, new now' for every key that differs (nested dicts are
+  compared key by key, so a changed binding is named by itself)."""
+  differences = []
+  for key in sorted(set(previous) | set(identity)):
+    old, new = previous.get(key), identity.get(key)
+    if isinstance(old, dict) and isinstance(new, dict):
+      differences += _differences(old, new, prefix=f'{prefix}{key}: ')
+    elif old != new:
+      if prefix:  # Bindings are stored as their gin text: show it as is.
+        differences.append(f'{prefix}{key}: {old} there, {new} now')
+      else:
+        differences.append(f'{prefix}{key}: {old!r} there, {new!r} now')
+  return differences
 
-  `identity` says what a run is (frontend, encoder, dataset, classes, sample
-  rate); hyper-parameters such as the number of epochs may change between
-  runs in the same model_dir, so a finished run can be continued.
+
+def check_run_identity(model_dir, identity: dict) -> bool:
+  """Refuses to reuse a model_dir that holds a different run; writes nothing.
+
+  `identity` says what a run is: frontend, encoder, dataset, classes, sample
+  rate, and under 'bindings' every gin parameter that shapes the model and
+  the data (see training.RESUMABLE_BINDINGS for those that may change, such
+  as the number of epochs, so a finished run can be continued).
+
+  Returns:
+    True when model_dir holds this run already, False when it holds none.
 
   Raises:
-    RunMismatchError: model_dir/run.json describes another run.
+    RunMismatchError: model_dir/run.json describes another run; the message
+      names every differing key or binding.
   """
   path = pathlib.Path(model_dir) / RUN_FILE
-  if path.exists():
+  if not path.exists():
+    return False
+  try:
     previous = json.loads(path.read_text())
-    differences = [
-        f'{key}: {previous.get(key)!r} there, {identity.get(key)!r} now'
-        for key in sorted(set(previous) | set(identity))
-        if previous.get(key) != identity.get(key)
-    ]
-    if differences:
-      raise RunMismatchError(
-          f'--model_dir {model_dir} holds a different run, so it is left '
-          'untouched: ' + '; '.join(differences) +
-          '. Use a new --model_dir (or delete this one) to start over.')
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise RunMismatchError(
+        f'{path} is not valid JSON ({error}); the run cannot be identified. '
+        'Use a new --model_dir.') from error
+  differences = _differences(previous, identity)
+  if differences:
+    raise RunMismatchError(
+        f'--model_dir {model_dir} holds a different run, so it is left '
+        'untouched: ' + '; '.join(differences) +
+        '. Use a new --model_dir (or delete this one) to start over.')
+  return True
+
+
+def check_or_write_run_identity(model_dir, identity: dict) -> None:
+  """check_run_identity, then writes run.json when there was none."""
+  if not check_run_identity(model_dir, identity):
+    write_text_atomically(
+        pathlib.Path(model_dir) / RUN_FILE,
+        json.dumps(identity, indent=2, sort_keys=True))
+
+
+class RunFileError(ValueError):
+  """A file of the run in model_dir is damaged; the message names it."""
+
+
+def check_keras_file(path) -> None:
+  """Raises RunFileError if `path` exists but is not a complete .keras file
+  (e.g. truncated by a full disk or a copy cut short)."""
+  path = pathlib.Path(path)
+  if not path.exists():
     return
-  write_text_atomically(path, json.dumps(identity, indent=2, sort_keys=True))
+  try:
+    with zipfile.ZipFile(path) as archive:
+      damaged = archive.testzip()
+      names = set(archive.namelist())
+  except (zipfile.BadZipFile, OSError, EOFError) as error:
+    damaged, names = str(error), set()
+  if damaged is not None or 'config.json' not in names:
+    raise RunFileError(
+        f'{path} is damaged (truncated or not a .keras archive: '
+        f'{damaged or "no config.json"}). Delete it and its '
+        f'{path.name}.json to let training write it again at the next epoch '
+        '(best.keras then only considers the epochs still to come).')
+
+
+def read_metrics_rows(path) -> list:
+  """The rows of a metrics.csv as dicts (values as strings); [] if none."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    return []
+  with path.open(newline='') as file:
+    return list(csv.DictReader(file))
+
+
+def write_metrics_row(path, epoch: int, logs: dict) -> None:
+  """Writes metrics.csv with the rows of epochs before `epoch` and this one.
+
+  Rows of `epoch` and later (written by a run killed before its checkpoint
+  recorded that epoch) are dropped, so every epoch appears exactly once
+  whatever moment a kill came at. The file is rewritten atomically.
+  """
+  rows = [row for row in read_metrics_rows(path) if int(row['epoch']) < epoch]
+  rows.append({'epoch': str(epoch), **{k: repr(float(v)) if not isinstance(
+      v, str) else v for k, v in logs.items()}})
+  keys = sorted({key for row in rows for key in row} - {'epoch'})
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fieldnames=['epoch'] + keys,
+                          lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  write_text_atomically(path, text.getvalue())
 
 
 class KerasFileCheckpoint(keras.callbacks.Callback):

@@ -7,17 +7,21 @@
 Each run is `experiments.train` with gin_configs/default.gin (small ConvNet,
 Adam at 3e-3, batch 16) + gin_configs/<frontend>.gin +
 gin_configs/tasks/<task>.gin, `train.seed` = the seed, --epochs x
---steps_per_epoch steps, validated on --eval_split after each epoch and
-tested on the whole test split with the best epoch's model. Runs live in
+--steps_per_epoch steps, validated after each epoch on --eval_split, a
+slice of the validation split that this script carves (never the test
+split), which picks the chosen epoch; the chosen and the last models are
+then tested on the whole test split. Runs live in
 --runs_dir/<task>/<frontend>/seed<seed>; a finished run (its compare.json
 records the same settings) is not run again, so subsets add up, and a killed
 run resumes. After each run the results section of --output (between its
 BEGIN_MARK and END_MARK lines) is rewritten from every finished run under
---runs_dir: test accuracy per frontend and task as mean +- standard
-deviation (min-max) over seeds, and the median wall-clock time of a run
-(training, validation and test, on this machine).
+--runs_dir: per frontend and task, the validation accuracy of the last epoch
+and of the chosen epoch, and the test accuracy of both models, each as mean
++- standard deviation (min-max) over seeds, and the median wall-clock time
+of a run (training, validation and test, on this machine).
 """
 
+import csv
 import json
 import pathlib
 import statistics
@@ -111,6 +115,7 @@ def run_one(task, frontend, seed):
       'settings': settings,
       'seconds': seconds,
       'test_metrics': json.loads((model_dir / 'test_metrics.json').read_text()),
+      'validation': validation_accuracies(model_dir / 'metrics.csv'),
   }
   record_path.write_text(json.dumps(record, indent=2, sort_keys=True))
   print(f'  accuracy {record["test_metrics"]["accuracy"]:.3f} in '
@@ -118,41 +123,64 @@ def run_one(task, frontend, seed):
   return record
 
 
+def validation_accuracies(metrics_csv):
+  """{'last': val_accuracy of the last epoch, 'chosen': the highest one,
+  'chosen_epoch': its 1-based epoch} from a run's metrics.csv."""
+  with open(metrics_csv, newline='') as file:
+    values = [float(row['val_accuracy']) for row in csv.DictReader(file)]
+  best = max(range(len(values)), key=lambda i: (values[i], -i))
+  return {'last': values[-1], 'chosen': values[best], 'chosen_epoch': best + 1}
+
+
 def finished_records():
   return [json.loads(path.read_text())
           for path in sorted(runs_dir().glob('*/*/seed*/compare.json'))]
 
 
+def _summary(values):
+  """'mean ± std (min-max)' of percentages, or a dash."""
+  if not values:
+    return '—'
+  spread = statistics.stdev(values) if len(values) > 1 else 0.
+  return (f'{statistics.mean(values):.1f} ± {spread:.1f} '
+          f'({min(values):.1f}-{max(values):.1f})')
+
+
+# Columns: header -> the accuracy (0-1) of a record, or None when absent.
+COLUMNS = {
+    'validation, last epoch': lambda r: r.get('validation', {}).get('last'),
+    'validation, chosen epoch': lambda r: r.get('validation', {}).get(
+        'chosen'),
+    'test, chosen model': lambda r: r['test_metrics'].get('accuracy'),
+    'test, last model': lambda r: r['test_metrics'].get('last', {}).get(
+        'accuracy'),
+}
+
+
 def results_table(records):
-  """Markdown: accuracy per frontend (rows) and task (columns)."""
+  """Markdown: one row per frontend and task; accuracy in % over seeds."""
   cells = {}
   for record in records:
     settings = record['settings']
     key = (settings['frontend'], settings['task'])
     cells.setdefault(key, []).append(record)
-  tasks = [t for t in TASKS if any(k[1] == t for k in cells)]
-  tasks += sorted({k[1] for k in cells} - set(tasks))
-  frontends = [f for f in FRONTENDS if any(k[0] == f for k in cells)]
-  frontends += sorted({k[0] for k in cells} - set(frontends))
-  header = (['frontend'] + [f'{t}: test accuracy' for t in tasks] +
-            ['median run time'])
+  def order(key):
+    frontend, task = key
+    return (list(TASKS).index(task) if task in TASKS else len(TASKS), task,
+            list(FRONTENDS).index(frontend) if frontend in FRONTENDS else
+            len(FRONTENDS), frontend)
+  header = ['task', 'frontend', 'seeds'] + list(COLUMNS) + ['median run time']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  for frontend in frontends:
-    row = [FRONTENDS.get(frontend, frontend)]
-    times = []
-    for task in tasks:
-      runs = cells.get((frontend, task), [])
-      times += [r['seconds'] for r in runs]
-      accuracies = [100 * r['test_metrics']['accuracy'] for r in runs]
-      if not accuracies:
-        row.append('—')
-        continue
-      spread = (statistics.stdev(accuracies) if len(accuracies) > 1 else 0.)
-      seeds = ','.join(str(r['settings']['seed']) for r in runs)
-      row.append(f'{statistics.mean(accuracies):.1f} ± {spread:.1f} '
-                 f'({min(accuracies):.1f}-{max(accuracies):.1f}; seeds '
-                 f'{seeds})')
-    row.append(f'{statistics.median(times) / 60:.1f} min' if times else '—')
+  for key in sorted(cells, key=order):
+    frontend, task = key
+    runs = cells[key]
+    row = [task, FRONTENDS.get(frontend, frontend),
+           ','.join(str(r['settings']['seed']) for r in runs)]
+    for value_of in COLUMNS.values():
+      values = [100 * value_of(r) for r in runs if value_of(r) is not None]
+      row.append(_summary(values))
+    row.append(f'{statistics.median(r["seconds"] for r in runs) / 60:.1f} '
+               'min')
     lines.append('| ' + ' | '.join(row) + ' |')
   return '\n'.join(lines)
 
@@ -172,10 +200,12 @@ def results_section(records):
                   if k not in ('task', 'frontend', 'seed')}, sort_keys=True)
       for r in records})
   return '\n'.join([
-      'Test accuracy in % on the whole test split (500 clips, 1 s windows '
-      'averaged per clip), mean ± standard deviation over seeds (min-max), '
-      'and the median wall-clock time of one run on the machine that ran '
-      'it.',
+      'Accuracy in % (full clips, 1 s windows averaged per clip), mean ± '
+      'standard deviation over seeds (min-max): on the validation slice '
+      '(--eval_split) after the last epoch and after the chosen epoch (the '
+      'best on that slice), and on the whole test split (500 clips) for the '
+      'chosen and the last model; and the median wall-clock time of one run '
+      'on the machine that ran it.',
       '',
       results_table(records),
       '',

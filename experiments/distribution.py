@@ -1,4 +1,14 @@
-"""Choosing a tf.distribute strategy from a flag value."""
+"""Choosing a tf.distribute strategy from a flag value, and who writes.
+
+Every strategy runs the same custom training loop (experiments/loop.py):
+'default' (one device), 'mirrored' (all local GPUs, or logical CPUs),
+'multi_worker' (MultiWorkerMirroredStrategy over the workers of TF_CONFIG)
+and 'tpu' (TPUStrategy). Create the strategy before any other TensorFlow op
+of the process: multi-worker and TPU strategies configure the runtime.
+"""
+
+import json
+import os
 
 import tensorflow as tf
 
@@ -16,13 +26,49 @@ def split_cpu(num_devices: int) -> None:
       cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
 
 
+def _tf_config() -> dict:
+  text = os.environ.get('TF_CONFIG', '')
+  if not text:
+    return {}
+  try:
+    config = json.loads(text)
+  except json.JSONDecodeError as error:
+    raise ValueError(f'TF_CONFIG is not valid JSON ({error}); got '
+                     f'{text[:200]!r}.') from error
+  if not isinstance(config, dict):
+    raise ValueError(f'TF_CONFIG must be a JSON object; got {text[:200]!r}.')
+  return config
+
+
+def _check_multi_worker_config() -> None:
+  config = _tf_config()
+  cluster = config.get('cluster', {})
+  task = config.get('task', {})
+  if not cluster or not task:
+    raise ValueError(
+        '--strategy=multi_worker needs TF_CONFIG with a "cluster" (e.g. '
+        '{"worker": ["host1:port", "host2:port"]}) and this process\'s '
+        '"task" ({"type": "worker", "index": i}); see docs/distributed.md. '
+        f'Got TF_CONFIG={os.environ.get("TF_CONFIG", "")!r}.')
+  task_type, index = task.get('type'), task.get('index')
+  if task_type not in cluster or not isinstance(index, int) or not (
+      0 <= index < len(cluster[task_type])):
+    raise ValueError(
+        f'TF_CONFIG task {task!r} is not in its cluster {cluster!r}: type '
+        'must be one of the cluster\'s keys and index a position in its list.')
+
+
 def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
   """Returns the strategy `name`: one of STRATEGIES.
 
   'mirrored' uses every local GPU (or every logical CPU device when there is
-  no GPU); 'tpu' connects to `tpu` (a name or grpc:// address; '' for the
-  local TPU). 'multi_worker' is refused with an explanation: Keras 3's fit
-  does not support it.
+  no GPU); 'multi_worker' reads the cluster from TF_CONFIG (every worker
+  runs the same command with its own TF_CONFIG); 'tpu' connects to `tpu` (a
+  name or grpc:// address; '' for the local TPU).
+
+  Raises:
+    ValueError: unknown name, a missing or inconsistent TF_CONFIG, or no TPU
+      reachable.
   """
   if name == 'default':
     return tf.distribute.get_strategy()
@@ -32,16 +78,43 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
       devices = [d.name for d in tf.config.list_logical_devices('CPU')]
     return tf.distribute.MirroredStrategy(devices)
   if name == 'multi_worker':
-    # Fails inside fit() with "Attempt to convert a value (PerReplica...)";
-    # keras-team/keras#20585, tensorflow/tensorflow#72388.
-    raise ValueError(
-        '--strategy=multi_worker: Keras 3 (TensorFlow 2.16+) cannot run '
-        'Model.fit under MultiWorkerMirroredStrategy (keras-team/keras#20585). '
-        'Train on one machine with --strategy=mirrored (all its GPUs).')
+    _check_multi_worker_config()
+    return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+      first_line = str(error).strip().splitlines()[0] if str(error) else ''
+      raise ValueError(
+          f'--strategy=tpu: no TPU reachable with --tpu={tpu!r} ({first_line}). '
+          'On a Cloud TPU VM pass --tpu=local; otherwise the TPU name '
+          'or its grpc://host:8470 address.') from error
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(f'--strategy must be one of {", ".join(STRATEGIES)}; got '
                    f'{name!r}.')
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run (always, but on non-chief workers).
+
+  In a multi-worker cluster the chief is the 'chief' task if TF_CONFIG has
+  one, else worker 0.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  cluster = resolver.cluster_spec().as_dict()
+  return (resolver.task_type == 'worker' and 'chief' not in cluster and
+          resolver.task_id == 0)
+
+
+def worker_name(strategy: tf.distribute.Strategy) -> str:
+  """'worker_1' for a non-chief worker, '' for the chief or one process."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return ''
+  return f'{resolver.task_type}_{resolver.task_id}'

@@ -1,6 +1,7 @@
 """TensorBoard summaries of what the frontend learns, written every epoch.
 
-`FrontendSummaries` writes into `<log_dir>` (training uses
+`EpochScalars` writes each epoch's metrics (model_dir/tensorboard/train and
+validation). `FrontendSummaries` writes into `<log_dir>` (training uses
 model_dir/tensorboard/frontend), at step = epoch:
   images      'filter_responses': initial vs learned responses on a Hz axis
               (`leaf_audio.plotting.plot_filter_responses`)
@@ -113,3 +114,38 @@ class FrontendSummaries(keras.callbacks.Callback):
     if self._writer is not None:
       self._writer.close()
       self._writer = None
+
+
+class EpochScalars(keras.callbacks.Callback):
+  """Writes each epoch's logs as TensorBoard scalars, as Keras' TensorBoard
+  callback does: 'epoch_<name>' under <log_dir>/train, and the 'val_<name>'
+  entries as 'epoch_<name>' under <log_dir>/validation, at step = epoch.
+
+  Args:
+    log_dir: str or path, the run's tensorboard folder.
+  """
+
+  def __init__(self, log_dir):
+    super().__init__()
+    self.log_dir = str(log_dir)
+    self._writers = {}
+
+  def _writer(self, kind):
+    if kind not in self._writers:
+      self._writers[kind] = tf.summary.create_file_writer(
+          f'{self.log_dir}/{kind}')
+    return self._writers[kind]
+
+  def on_epoch_end(self, epoch, logs=None):
+    for name, value in sorted((logs or {}).items()):
+      kind, tag = (('validation', name[4:]) if name.startswith('val_') else
+                   ('train', name))
+      with self._writer(kind).as_default(step=epoch):
+        tf.summary.scalar(f'epoch_{tag}', float(value))
+    for writer in self._writers.values():
+      writer.flush()
+
+  def on_train_end(self, logs=None):
+    for writer in self._writers.values():
+      writer.close()
+    self._writers = {}

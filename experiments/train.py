@@ -9,10 +9,15 @@
       --gin_config=gin_configs/tasks/speech_commands.gin \
       --gin_bindings='train.num_epochs = 20' --model_dir=runs/sc_leaf
 
-Rerunning the same command resumes a killed or finished run (more epochs
-continue it); a model_dir that holds a different run is refused.
+Rerunning the same command resumes a killed, interrupted (Ctrl-C) or
+finished run exactly from its last checkpoint (more epochs continue it); a
+model_dir that holds a different run is refused. On several machines every
+worker runs the same command with --strategy=multi_worker and its own
+TF_CONFIG (docs/distributed.md).
 """
 
+import json
+import pathlib
 import sys
 
 from absl import app
@@ -34,12 +39,17 @@ _MODEL_DIR = flags.DEFINE_string(
 _STRATEGY = flags.DEFINE_enum(
     'strategy', 'default', list(distribution.STRATEGIES),
     'tf.distribute strategy: default (one device), mirrored (all local GPUs, '
-    'or the --logical_cpus), tpu (--tpu); multi_worker is refused because '
-    "Keras 3's fit does not support it.")
+    'or the --logical_cpus), multi_worker (the workers of TF_CONFIG; every '
+    'worker runs the same command), tpu (--tpu).')
 _TPU = flags.DEFINE_string('tpu', '', "TPU name or address for --strategy=tpu.")
 _LOGICAL_CPUS = flags.DEFINE_integer(
     'logical_cpus', 0, 'Split the CPU into this many logical devices (to try '
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
+
+
+def _one_line(error) -> str:
+  # gin appends "In call to configurable 'train' (...)" on its own line.
+  return str(error).split('\n  In call to configurable')[0].strip()
 
 
 def main(argv):
@@ -47,22 +57,45 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _LOGICAL_CPUS.value:
     distribution.split_cpu(_LOGICAL_CPUS.value)
+  try:
+    # The strategy comes before any other TensorFlow op of the process.
+    strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
+  except ValueError as error:
+    sys.exit(f'error: {error}')
   # Registers leaf_audio and the models with gin, then parses the configs.
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
   from experiments import training  # pylint: disable=g-import-not-at-top
   try:
     configuration.parse(_GIN_CONFIG.value, _GIN_BINDINGS.value)
-    strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
   except ValueError as error:  # Includes GinConfigError.
     sys.exit(f'error: {error}')
   logging.info('Strategy %s with %d replica(s).', _STRATEGY.value,
                strategy.num_replicas_in_sync)
   try:
     metrics = training.train(model_dir=_MODEL_DIR.value, strategy=strategy)
-  except checkpoints.RunMismatchError as error:
-    sys.exit(f'error: {error}')
-  print(f'Test metrics: {metrics}')
-  print(f'Model directory: {_MODEL_DIR.value}')
+  except KeyboardInterrupt:
+    sys.exit(f'interrupted: rerun the same command to resume {_MODEL_DIR.value} '
+             'from its last checkpoint.')
+  except (checkpoints.RunMismatchError, checkpoints.RunFileError,
+          training.RunDirectoryError) as error:
+    sys.exit(f'error: {_one_line(error)}')
+  except ValueError as error:
+    if 'train.' not in str(error) and 'load_dataset' not in str(error):
+      raise
+    sys.exit(f'error: {_one_line(error)}')
+  except OSError as error:
+    sys.exit(f'error: cannot write the run in {_MODEL_DIR.value}: '
+             f'{error.strerror or error} ({error.filename or ""}); the last '
+             'checkpoint is intact, rerun the same command once this is '
+             'fixed.')
+  if metrics:
+    report = json.loads(
+        (pathlib.Path(_MODEL_DIR.value) / 'test_metrics.json').read_text())
+    print(f'Chosen epoch: {report["chosen_epoch"]} of {report["last_epoch"]} '
+          f'({report["selection"]})')
+    print(f'Test metrics (chosen model): {metrics}')
+    print(f'Test metrics (last model): {report["last"]}')
+    print(f'Model directory: {_MODEL_DIR.value}')
 
 
 if __name__ == '__main__':

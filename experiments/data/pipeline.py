@@ -4,6 +4,9 @@
                           -> {'train', 'eval', 'test'} datasets of
                           {'audio': float32 [samples], 'label': ...}
   train_batches           shuffle, random crop (seeded, stateless), batch
+  training_stream         endless training batches indexed by global step:
+                          fresh shuffle per pass, exact restarts, sharded
+                          per worker
   eval_clips              whole clips one at a time, [1, samples]
   random_crop             one example's crop, zero-padded when short
 
@@ -454,6 +457,97 @@ def train_batches(dataset, batch_size, crop_samples=16000, shuffle_buffer=1000,
       num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.batch(batch_size, drop_remainder=False).prefetch(
       tf.data.AUTOTUNE)
+
+
+def training_stream(dataset, batch_size, crop_samples=16000,
+                    shuffle_buffer=1000, seed=0, first_batch=0,
+                    num_examples=None, input_context=None):
+  """The endless, deterministic stream of training batches, from any batch.
+
+  The examples are read in passes, each in a fresh order (a shuffle
+  seeded with `seed`, reshuffled each pass), and the example at position i
+  of the whole stream is cropped with the stateless seed (seed, i). The
+  passes are concatenated and cut into batches of `batch_size` (batches may
+  straddle two passes, so every batch is full). Batch g of the
+  stream is therefore a pure function of (seed, g): a run that restarts at
+  global batch g (`first_batch`) sees exactly the batches an uninterrupted
+  run saw from g on, and an epoch of any number of steps is just the next
+  `steps` batches.
+
+  With `input_context` (from `strategy.distribute_datasets_from_function`),
+  input pipeline k of n keeps the examples k, k + n, ... of the stream and
+  batches them by the per-replica batch size, so the replicas of one global
+  step together hold exactly the examples of global batch g.
+
+  Args:
+    dataset: tf.data.Dataset of {'audio': float32 [samples], 'label': ...}
+      (a split from load_dataset), read in the same order every time.
+    batch_size: int, the global batch (examples per step, all replicas).
+    crop_samples: int, samples per crop.
+    shuffle_buffer: int, examples in the shuffle buffer; 0 keeps the order.
+    seed: int, seeds the order and the crops.
+    first_batch: int >= 0, the global batch the stream starts at.
+    num_examples: int, examples per pass (checked to be > 0); None counts
+      them (one read).
+    input_context: tf.distribute.InputContext or None.
+
+  Returns:
+    tf.data.Dataset, endless, of (audio float32 [per-replica batch,
+    crop_samples], label [per-replica batch] int32 or [per-replica batch,
+    num_classes] float32).
+  """
+  _check_example_dataset('training_stream', dataset)
+  batch_size = _check_positive_int('training_stream', 'batch_size',
+                                   batch_size)
+  crop_samples = _check_positive_int('training_stream', 'crop_samples',
+                                     crop_samples)
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise ValueError(f'training_stream: seed must be an integer; got '
+                     f'{seed!r}.')
+  if (isinstance(first_batch, bool) or
+      not isinstance(first_batch, (int, np.integer)) or first_batch < 0):
+    raise ValueError('training_stream: first_batch must be an integer >= 0; '
+                     f'got {first_batch!r}.')
+  if num_examples is None:
+    num_examples = count_examples(dataset)
+  if num_examples <= 0:
+    raise ValueError('training_stream: the training split holds no '
+                     'examples.')
+  first_example = int(first_batch) * batch_size
+  examples = dataset
+  if shuffle_buffer:
+    # A fixed seed with reshuffle_each_iteration: pass p of repeat() gets
+    # the p-th order of one deterministic sequence of orders.
+    examples = examples.shuffle(
+        _check_positive_int('training_stream', 'shuffle_buffer',
+                            shuffle_buffer),
+        seed=int(seed), reshuffle_each_iteration=True)
+  # Skipping before the crops are computed only reads the skipped examples.
+  examples = examples.repeat().skip(first_example)
+  positions = tf.data.Dataset.range(first_example, np.iinfo(np.int64).max)
+  stream = tf.data.Dataset.zip((examples, positions)).map(
+      lambda example, position: (example, tf.stack(
+          [tf.constant(int(seed), tf.int64), position])))
+  per_replica_batch = batch_size
+  if input_context is not None:
+    per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
+    if input_context.num_input_pipelines > 1:
+      stream = stream.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+  stream = stream.map(
+      lambda example, crop_seed: (random_crop(example['audio'], crop_samples,
+                                              crop_seed), example['label']),
+      num_parallel_calls=tf.data.AUTOTUNE)
+  return stream.batch(per_replica_batch, drop_remainder=True).prefetch(
+      tf.data.AUTOTUNE)
+
+
+def count_examples(dataset) -> int:
+  """The number of elements of a finite dataset (its cardinality if known)."""
+  cardinality = int(dataset.cardinality())
+  if cardinality >= 0:
+    return cardinality
+  return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
 
 def random_crop(audio, crop_samples, seed):
