@@ -11,10 +11,10 @@ import io
 import json
 import os
 import pathlib
-import shutil
-import zipfile
 
 import keras
+
+from experiments import model_files
 
 RUN_FILE = 'run.json'
 
@@ -32,19 +32,6 @@ def save_model_atomically(model, path) -> None:
   temporary = path.with_name(f'.tmp-{path.name}')
   model.save(temporary)
   os.replace(temporary, path)
-
-
-def replace_directory(source, destination) -> None:
-  """Moves directory `source` to `destination`, replacing what was there."""
-  source, destination = pathlib.Path(source), pathlib.Path(destination)
-  old = destination.with_name(f'.old-{destination.name}')
-  if old.exists():
-    shutil.rmtree(old)
-  if destination.exists():
-    os.replace(destination, old)
-  os.replace(source, destination)
-  if old.exists():
-    shutil.rmtree(old)
 
 
 class RunMismatchError(ValueError):
@@ -119,17 +106,12 @@ def check_keras_file(path) -> None:
   if not path.exists():
     return
   try:
-    with zipfile.ZipFile(path) as archive:
-      damaged = archive.testzip()
-      names = set(archive.namelist())
-  except (zipfile.BadZipFile, OSError, EOFError) as error:
-    damaged, names = str(error), set()
-  if damaged is not None or 'config.json' not in names:
+    model_files.check_keras_archive(path)
+  except model_files.DamagedModelFileError as error:
     raise RunFileError(
-        f'{path} is damaged (truncated or not a .keras archive: '
-        f'{damaged or "no config.json"}). Delete it and its '
-        f'{path.name}.json to let training write it again at the next epoch '
-        '(best.keras then only considers the epochs still to come).')
+        f'{error} Delete it and its {path.name}.json to let training write '
+        'it again at the next epoch (best.keras then only considers the '
+        'epochs still to come).') from error
 
 
 def read_metrics_rows(path) -> list:

@@ -16,6 +16,28 @@ class DamagedModelFileError(ValueError):
   """A .keras file that exists but cannot be read."""
 
 
+def check_keras_archive(path) -> None:
+  """Raises DamagedModelFileError unless `path` is a complete .keras archive.
+
+  Complete: a zip file whose members pass their CRC and that holds Keras'
+  config.json; what a truncated file (a full disk, an interrupted copy) is not.
+  """
+  path = pathlib.Path(path)
+  damaged = (f'{path} is damaged ({os.path.getsize(path)} bytes): it is not '
+             'a complete .keras file, e.g. truncated by a full disk or an '
+             'interrupted copy')
+  try:
+    with zipfile.ZipFile(path) as archive:
+      bad_member = archive.testzip()
+      names = set(archive.namelist())
+  except (zipfile.BadZipFile, OSError, EOFError) as error:
+    raise DamagedModelFileError(f'{damaged}; {error}.') from error
+  if bad_member is not None:
+    raise DamagedModelFileError(f'{damaged}; {bad_member} fails its CRC.')
+  if 'config.json' not in names:
+    raise DamagedModelFileError(f'{damaged}; it holds no config.json.')
+
+
 def load_keras_file(path, **load_options):
   """keras.saving.load_model(path), with clear errors.
 
@@ -35,17 +57,11 @@ def load_keras_file(path, **load_options):
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'{path} not found (no such file).')
-  damaged = (f'{path} is damaged ({os.path.getsize(path)} bytes): it is not '
-             'a complete .keras file, e.g. truncated by a full disk or an '
-             'interrupted copy. Use another checkpoint (last.keras, or '
-             'retrain)')
   try:
-    with zipfile.ZipFile(path) as archive:
-      bad_member = archive.testzip()
-  except (zipfile.BadZipFile, OSError, EOFError) as error:
-    raise DamagedModelFileError(f'{damaged}; {error}.') from error
-  if bad_member is not None:
-    raise DamagedModelFileError(f'{damaged}; {bad_member} fails its CRC.')
+    check_keras_archive(path)
+  except DamagedModelFileError as error:
+    raise DamagedModelFileError(
+        f'{error} Use another checkpoint (last.keras), or retrain.') from error
   try:
     return keras.saving.load_model(path, **load_options)
   except Exception as error:  # pylint: disable=broad-except

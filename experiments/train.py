@@ -27,6 +27,8 @@ from absl import logging
 from experiments import checkpoints
 from experiments import configuration
 from experiments import distribution
+from experiments import export_directory
+from experiments import model_files
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
     'gin_config', [], 'A .gin file; repeat to compose (later files win).')
@@ -77,7 +79,8 @@ def main(argv):
     sys.exit(f'interrupted: rerun the same command to resume {_MODEL_DIR.value} '
              'from its last checkpoint.')
   except (checkpoints.RunMismatchError, checkpoints.RunFileError,
-          training.RunDirectoryError) as error:
+          training.RunDirectoryError, export_directory.ExportDirectoryError,
+          model_files.DamagedModelFileError) as error:
     sys.exit(f'error: {_one_line(error)}')
   except ValueError as error:
     if 'train.' not in str(error) and 'load_dataset' not in str(error):

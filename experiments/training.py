@@ -55,7 +55,9 @@ from experiments import configurables
 from experiments import configuration
 from experiments import distribution
 from experiments import evaluation
+from experiments import export_directory
 from experiments import loop
+from experiments import model_files
 from experiments import models
 from experiments import precise_batch_norm
 from experiments import serving
@@ -329,6 +331,9 @@ def train(model_dir: str,
     if resumed:
       for name in ('best.keras', 'last.keras'):
         checkpoints.check_keras_file(model_dir / name)
+    if chief and export:
+      # A user folder at model_dir/export is refused now, not after training.
+      export_directory.check_destination(model_dir / 'export', model_dir)
     if chief:
       model_dir.mkdir(parents=True, exist_ok=True)
       checkpoints.check_or_write_run_identity(model_dir, identity)
@@ -461,7 +466,7 @@ def _test_and_export(model_dir, splits, info, window_samples, monitor,
   num_classes = len(info.label_names)
   results = {}
   for name in ('best', 'last'):
-    model = keras.saving.load_model(model_dir / f'{name}.keras')
+    model = model_files.load_keras_file(model_dir / f'{name}.keras')
     windowed = models.WindowedClassifier(model, window_samples)
     results[name] = (windowed, evaluation.evaluate_clips(
         windowed, pipeline.eval_clips(splits['test']),
@@ -476,6 +481,7 @@ def _test_and_export(model_dir, splits, info, window_samples, monitor,
       'selection': (f'best.keras: the epoch with the highest {monitor} '
                     "(full clips of the 'eval' split, "
                     f"{info.num_examples.get('eval', '?')} clips)"),
+      'splits': dict(info.split_names),
   })
   checkpoints.write_text_atomically(
       model_dir / 'test_metrics.json',
@@ -488,6 +494,7 @@ def _test_and_export(model_dir, splits, info, window_samples, monitor,
   if export:
     path = serving.export_saved_model(
         results['best'][0], info.label_names, info.sample_rate,
-        window_samples, info.multi_label, model_dir / 'export')
+        window_samples, info.multi_label, model_dir / 'export',
+        model_dir=model_dir)
     logging.info('Serving SavedModel written to %s', path)
   return results['best'][1]

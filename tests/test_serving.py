@@ -338,3 +338,5 @@ def test_training_does_not_replace_a_user_folder_at_model_dir_export(
     gin.clear_config()
   assert sorted(os.listdir(model_dir / 'export')) == ['notes.txt']
   assert (model_dir / 'export' / 'notes.txt').read_text() == 'mine'
+  # Refused before training: nothing else was written into model_dir.
+  assert sorted(os.listdir(model_dir)) == ['export']
