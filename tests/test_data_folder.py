@@ -75,7 +75,7 @@ def split_folder(tmp_path):
 def test_split_folders_give_labels_splits_and_resampled_audio(
     split_folder, tmp_path, caplog):
   builder = folder.folder_builder(split_folder, data_dir=tmp_path / 'data')
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     builder.download_and_prepare()
   assert builder.info.features['label'].names == ['noise', 'tone']
   assert builder.info.features['audio'].sample_rate == 16000

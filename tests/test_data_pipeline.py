@@ -136,7 +136,7 @@ def clip_ids(dataset, scale=32768.):
 
 
 def test_multi_label_features_become_multi_hot(tmp_path, caplog):
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     splits, info = pipeline.load_dataset(
         'tiny_multi_label', data_dir=tmp_path, audio_key='waveform',
         label_key='tags')

@@ -214,7 +214,7 @@ def test_frontend_files_compose_on_default_gin_without_warnings(
   configs = [GIN_DIR / 'default.gin', GIN_DIR / f'{frontend}.gin']
   bindings = tiny(tone_folder, data_dir, **{
       'train.steps_per_epoch': 1, 'train.precise_batch_norm_batches': 1})
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     train_in_process(tmp_path, configs, bindings)
   warnings = [r.getMessage() for r in caplog.records
               if r.levelno >= logging.WARNING and 'not used' in r.getMessage()]
