@@ -37,3 +37,16 @@ def reference_input():
 def max_abs(a, b):
   return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b,
                                                                    np.float64))))
+
+
+@pytest.fixture(scope='module')
+def tone_folder(tmp_path_factory):
+  """A WAV folder of tones, one class per pitch (experiments_helpers)."""
+  import experiments_helpers  # pylint: disable=g-import-not-at-top
+  return experiments_helpers.make_tone_folder(tmp_path_factory.mktemp('tones'))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A TFDS data_dir of the module's own."""
+  return tmp_path_factory.mktemp('tfds')

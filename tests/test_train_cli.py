@@ -23,10 +23,6 @@ CONFIGS = ['gin_configs/common.gin', 'gin_configs/mel.gin',
            'gin_configs/convnet.gin']
 
 
-@pytest.fixture(scope='module')
-def tone_folder(tmp_path_factory):
-  return helpers.make_tone_folder(tmp_path_factory.mktemp('tones'))
-
 
 def tiny(tone_folder, data_dir, **overrides):
   return helpers.tiny_bindings(tone_folder, data_dir,

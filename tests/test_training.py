@@ -24,14 +24,6 @@ GIN_DIR = REPO_ROOT / 'gin_configs'
 FRONTENDS = ['leaf', 'mel', 'tfbanks', 'sincnet', 'sincnet_plus']
 
 
-@pytest.fixture(scope='module')
-def tone_folder(tmp_path_factory):
-  return helpers.make_tone_folder(tmp_path_factory.mktemp('tones'))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp('tfds')
 
 
 def train_in_process(model_dir, configs, bindings):

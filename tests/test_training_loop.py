@@ -31,14 +31,6 @@ FRONTEND_FILES = ['leaf', 'mel', 'tfbanks', 'sincnet', 'sincnet_plus',
                   'efficient_leaf']
 
 
-@pytest.fixture(scope='module')
-def tone_folder(tmp_path_factory):
-  return helpers.make_tone_folder(tmp_path_factory.mktemp('tones'))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp('tfds')
 
 
 def train_in_process(model_dir, configs, bindings, **kwargs):
