@@ -48,6 +48,9 @@ def exported(tmp_path_factory):
                              export_dir)
   return model, export_dir
 
+# Each test trains or exports a classifier (seconds each).
+pytestmark = pytest.mark.slow
+
 
 def _three_seconds():
   rng = np.random.default_rng(11)

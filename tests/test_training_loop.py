@@ -200,6 +200,7 @@ def test_metrics_csv_and_test_metrics_json(tmp_path, tone_folder, data_dir):
     assert saved['last']['accuracy'] == saved['accuracy']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('frontend', FRONTEND_FILES)
 def test_frontend_files_compose_on_default_gin_without_warnings(
     tmp_path, tone_folder, data_dir, frontend, caplog):
@@ -334,6 +335,7 @@ class Killed(BaseException):
   """Stands for a SIGKILL at a chosen line of the loop."""
 
 
+@pytest.mark.slow
 def test_a_kill_between_metrics_and_checkpoint_leaves_each_epoch_once(
     tmp_path, tone_folder, data_dir, monkeypatch):
   bindings = tiny(tone_folder, data_dir, **{'train.num_epochs': 3})
@@ -362,6 +364,7 @@ def test_a_kill_between_metrics_and_checkpoint_leaves_each_epoch_once(
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_a_kill_mid_epoch_resumes_from_the_step_checkpoint(
     tmp_path, tone_folder, data_dir, monkeypatch):
   bindings = tiny(tone_folder, data_dir, **{
