@@ -2,10 +2,10 @@
 
 Usage (from the repository root):
 
-  python benchmarks/precise_batch_norm_runs.py --task leaf_synthetic_fine \
-      --epochs 3
-  python benchmarks/precise_batch_norm_runs.py --task runs/spoken_words \
-      --epochs 10
+  python benchmarks/precise_batch_norm_runs.py --epochs 3
+  python benchmarks/make_spoken_words.py --root runs/spoken_words_960
+  python benchmarks/precise_batch_norm_runs.py --epochs 10 \\
+      --task runs/spoken_words_960
 
 `--task` is an embedded task (a file in gin_configs/tasks/) or a WAV folder
 (trained with gin_configs/tasks/folder.gin). Every run trains default.gin's
@@ -15,7 +15,9 @@ and each seed, into runs/precise_batch_norm/<task>_<epochs>_epochs/. For each
 run it prints one JSON line: the validation accuracy per epoch, the last and
 the best epoch's, the test accuracy of the chosen and of the last model, and
 the accuracy of last.keras on `--crops` training crops in training mode
-(batch statistics) and inference mode (stored statistics). All lines are
+(batch statistics) and inference mode (stored statistics). `--gin_bindings`
+adds bindings to every run (write them into a folder named with `--name`,
+e.g. `--name _frontend_lr_0.1`). All lines are
 also written to results.json in the output folder. Finished runs (with a
 test_metrics.json) are summarized again, not retrained.
 """
@@ -46,10 +48,10 @@ def task_gin(task):
           [f"load_dataset.folder = '{folder}'"])
 
 
-def train(task, epochs, seed, batches, model_dir):
+def train(task, epochs, seed, batches, model_dir, extra_bindings):
   """Trains one model into model_dir with the training binary."""
   configs, bindings = task_gin(task)
-  bindings = bindings + [
+  bindings = bindings + list(extra_bindings) + [
       f'train.seed = {seed}',
       f'train.precise_batch_norm_batches = {batches}',
       f'train.num_epochs = {epochs}',
@@ -112,6 +114,26 @@ def summarize(model_dir, batches, seed, crops):
       inference_mode=accuracies[False])
 
 
+def _short(value):
+  """0.8939 -> '.894', 1.0 -> '1'."""
+  return '1' if value == 1 else f'{value:.3f}'.lstrip('0')
+
+
+def markdown_table(results):
+  """The records as the rows of benchmarks/README.md's table."""
+  lines = ['| precise BN | seed | validation accuracy per epoch | '
+           'last / best epoch | test chosen / last | train / inference mode |',
+           '|---|---|---|---|---|---|']
+  for record in results:
+    lines.append('| {} | {} | {} | {} / {} | {} / {} | {} / {} |'.format(
+        record['precise_bn'] or 'off', record['seed'],
+        ' '.join(_short(value) for value in record['val']),
+        _short(record['val_last']), _short(record['val_best']),
+        _short(record['test_chosen']), _short(record['test_last']),
+        _short(record['train_mode']), _short(record['inference_mode'])))
+  return '\n'.join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser(
       description=__doc__.split('\n')[0],
@@ -124,20 +146,26 @@ def main():
                       default=[0, 16])
   parser.add_argument('--crops', type=int, default=256,
                       help='training crops for the train/inference gap')
+  parser.add_argument('--gin_bindings', nargs='*', default=[],
+                      help='more bindings for every run, e.g. '
+                      '"train.frontend_learning_rate_multiplier = 0.1"')
+  parser.add_argument('--name', default='',
+                      help='suffix of the output folder (for --gin_bindings)')
   args = parser.parse_args()
   if pathlib.Path(args.task).is_dir():
     args.task = str(pathlib.Path(args.task).resolve())
   os.chdir(ROOT)  # The gin files include each other by relative paths.
   task_name = pathlib.Path(args.task).name
   out = (ROOT / 'runs' / 'precise_batch_norm' /
-         f'{task_name}_{args.epochs}_epochs')
+         f'{task_name}_{args.epochs}_epochs{args.name}')
   crops = None
   results = []
   for seed in args.seeds:
     for batches in args.precise_batch_norm_batches:
       model_dir = out / f'pbn{batches}' / f'seed{seed}'
       if not (model_dir / 'test_metrics.json').exists():
-        train(args.task, args.epochs, seed, batches, model_dir)
+        train(args.task, args.epochs, seed, batches, model_dir,
+              args.gin_bindings)
       if crops is None:
         crops = training_crops(args.task, args.crops)
       record = summarize(model_dir, batches, seed, crops)
@@ -145,6 +173,7 @@ def main():
       print(json.dumps(record), flush=True)
   out.mkdir(parents=True, exist_ok=True)
   (out / 'results.json').write_text(json.dumps(results, indent=1))
+  print(markdown_table(results))
 
 
 if __name__ == '__main__':
