@@ -59,6 +59,7 @@ from experiments import export_directory
 from experiments import loop
 from experiments import model_files
 from experiments import models
+from experiments import optimizers
 from experiments import precise_batch_norm
 from experiments import serving
 from experiments import tensorboard_figures
@@ -192,6 +193,7 @@ def train(model_dir: str,
           encoder: Optional[Callable[[], keras.layers.Layer]] = None,
           batch_size: int = 64,
           learning_rate: float = 1e-4,
+          frontend_learning_rate_multiplier: float = 1.0,
           num_epochs: int = 10,
           steps_per_epoch: Optional[int] = None,
           window_seconds: float = 1.0,
@@ -214,6 +216,10 @@ def train(model_dir: str,
     batch_size: global batch size (split over replicas; a multiple of their
       number).
     learning_rate: Adam's learning rate (1e-4 in the paper).
+    frontend_learning_rate_multiplier: the frontend's variables step with
+      Adam at learning_rate times this (>= 0; 0 freezes the frontend; 1, the
+      default, is plain Adam for every variable). See
+      experiments/optimizers.py.
     num_epochs: total epochs; a resumed run continues up to this number.
     steps_per_epoch: optimizer steps per epoch, honoured exactly (the
       training data repeats, freshly shuffled each pass); None for one pass
@@ -252,6 +258,12 @@ def train(model_dir: str,
   steps_per_epoch = _check_positive_int('steps_per_epoch', steps_per_epoch,
                                         allow_none=True)
   learning_rate = _check_positive_number('learning_rate', learning_rate)
+  if (isinstance(frontend_learning_rate_multiplier, bool) or
+      not isinstance(frontend_learning_rate_multiplier, numbers.Real) or
+      not frontend_learning_rate_multiplier >= 0):
+    raise ValueError(
+        'train.frontend_learning_rate_multiplier must be a number >= 0; got '
+        f'{frontend_learning_rate_multiplier!r}.')
   window_seconds = _check_positive_number('window_seconds', window_seconds)
   shuffle_buffer = _check_non_negative_int('shuffle_buffer', shuffle_buffer)
   precise_batch_norm_batches = _check_non_negative_int(
@@ -310,7 +322,12 @@ def train(model_dir: str,
           normalization=configurables.configured(
               models.LoudnessNormalization)())
       model.build((None, window_samples))
-      optimizer = keras.optimizers.Adam(learning_rate)
+      if frontend_learning_rate_multiplier == 1:
+        optimizer = keras.optimizers.Adam(learning_rate)
+      else:
+        optimizer = optimizers.GroupScaledAdam(
+            learning_rate, frontend_layer.trainable_variables,
+            frontend_learning_rate_multiplier)
       if mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       optimizer.build(model.trainable_variables)
