@@ -34,6 +34,26 @@ def save_model_atomically(model, path) -> None:
   os.replace(temporary, path)
 
 
+def read_json_state(path) -> dict:
+  """The dict in a small JSON state file of the run (e.g. best.keras.json).
+
+  Raises:
+    RunFileError: the file is not a JSON object (e.g. truncated); the message
+      names it.
+  """
+  path = pathlib.Path(path)
+  try:
+    state = json.loads(path.read_text())
+  except ValueError as error:
+    state = error
+  if not isinstance(state, dict):
+    raise RunFileError(
+        f'{path} is damaged (not a JSON object: {state}). Delete it and the '
+        f'.keras file beside it to let training write both again at the next '
+        'epoch.')
+  return state
+
+
 class RunMismatchError(ValueError):
   """model_dir holds a run that this configuration must not continue."""
 
@@ -163,7 +183,7 @@ class KerasFileCheckpoint(keras.callbacks.Callback):
   def _best_so_far(self):
     if self.monitor is None or not self.state_path.exists():
       return None
-    return json.loads(self.state_path.read_text()).get(self.monitor)
+    return read_json_state(self.state_path).get(self.monitor)
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}

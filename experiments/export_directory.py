@@ -226,7 +226,11 @@ def replace_with(staging, export_dir) -> None:
   previous = export_dir.parent / (
       _staging_prefix(export_dir) + 'old-' + secrets.token_hex(4))
   os.replace(export_dir, previous)
-  os.replace(staging, export_dir)
+  try:
+    os.replace(staging, export_dir)
+  except BaseException:
+    os.replace(previous, export_dir)  # The previous export stays in place.
+    raise
   shutil.rmtree(previous)
 
 

@@ -31,11 +31,13 @@ The state is a flat dict of tensors, all zeros at the start of a stream
       are warm-up values).
 """
 
+import os
 import pathlib
 
 import numpy as np
 import tensorflow as tf
 
+from experiments import export_directory
 from leaf_audio import streaming
 
 
@@ -126,7 +128,23 @@ def add_streaming_endpoints(archive, windowed_model, window_samples: int,
 
 
 def write_streaming_tflite(saved_model_dir, path) -> pathlib.Path:
-  """Converts the SavedModel's 'stream_step' to a .tflite at `path`."""
+  """Converts the SavedModel's 'stream_step' to a .tflite at `path`.
+
+  `path` must end in .tflite and be new or a file (an earlier .tflite, which
+  is replaced atomically); a folder, or a path inside an export, is refused
+  with a ValueError before anything is converted.
+  """
+  path = pathlib.Path(path)
+  if path.suffix != '.tflite':
+    raise ValueError(f'--streaming_tflite must name a .tflite file; got '
+                     f'{str(path)!r}.')
+  if path.exists() and not path.is_file():
+    raise ValueError(f'--streaming_tflite {str(path)!r} exists and is not a '
+                     'file; name a new .tflite file.')
+  if export_directory.is_export(path.parent):
+    raise ValueError(f'--streaming_tflite {str(path)!r} is inside an export '
+                     'folder, which later exports would then refuse to '
+                     'replace; write it beside the export.')
   model = tf.saved_model.load(str(saved_model_dir))
   if 'stream_step' not in model.signatures:
     raise ValueError(
@@ -136,9 +154,11 @@ def write_streaming_tflite(saved_model_dir, path) -> pathlib.Path:
   converter = tf.lite.TFLiteConverter.from_saved_model(
       str(saved_model_dir), signature_keys=['stream_step'])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_bytes(converter.convert())
+  content = converter.convert()
+  temporary = path.with_name(f'.{path.name}.tmp')
+  temporary.write_bytes(content)
+  os.replace(temporary, path)
   return path
 
 

@@ -152,6 +152,28 @@ def check_model_dir_writable(model_dir: pathlib.Path) -> None:
         '--model_dir.')
 
 
+def check_model_dir_is_new(model_dir: pathlib.Path) -> None:
+  """Raises RunDirectoryError if model_dir holds files but no run.json.
+
+  A new run writes config.gin, metrics.csv, best.keras, checkpoints/ and
+  more into model_dir; in a folder of the user's (`--model_dir=.`, a parent
+  of runs) they would replace the user's files of those names. A new run
+  therefore starts only in a missing or empty folder (what a kill right
+  after creating it leaves counts as empty).
+  """
+  if not model_dir.is_dir():
+    return
+  leftovers = {f'.{checkpoints.RUN_FILE}.tmp'}
+  entries = sorted(entry.name for entry in model_dir.iterdir()
+                   if entry.name not in leftovers)
+  if entries:
+    shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
+    raise RunDirectoryError(
+        f'--model_dir {model_dir} holds files but no {checkpoints.RUN_FILE} '
+        f'({shown}): it is not a run of this package, and a new run would '
+        'write over files of the same names. Use a new or empty folder.')
+
+
 def _operative_bindings() -> dict:
   """Every gin parameter the run used so far, 'configurable.param' -> repr,
   minus RESUMABLE_BINDINGS."""
@@ -351,6 +373,8 @@ def train(model_dir: str,
     if chief and export:
       # A user folder at model_dir/export is refused now, not after training.
       export_directory.check_destination(model_dir / 'export', model_dir)
+    if chief and not resumed:
+      check_model_dir_is_new(model_dir)
     if chief:
       model_dir.mkdir(parents=True, exist_ok=True)
       checkpoints.check_or_write_run_identity(model_dir, identity)
@@ -488,8 +512,8 @@ def _test_and_export(model_dir, splits, info, window_samples, monitor,
     results[name] = (windowed, evaluation.evaluate_clips(
         windowed, pipeline.eval_clips(splits['test']),
         evaluation.clip_metrics(num_classes, info.multi_label)))
-  best_state = json.loads((model_dir / 'best.keras.json').read_text())
-  last_state = json.loads((model_dir / 'last.keras.json').read_text())
+  best_state = checkpoints.read_json_state(model_dir / 'best.keras.json')
+  last_state = checkpoints.read_json_state(model_dir / 'last.keras.json')
   test_metrics = dict(results['best'][1])
   test_metrics.update({
       'last': results['last'][1],

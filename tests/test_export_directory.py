@@ -163,3 +163,24 @@ def test_long_listings_are_counted(tmp_path):
   with pytest.raises(export_directory.ExportDirectoryError,
                      match=r'f0, f1, f2, f3, f4 and 3 more\.'):
     export_directory.check_destination(folder)
+
+
+def test_a_failed_swap_puts_the_previous_export_back(tmp_path, monkeypatch):
+  export_dir = tmp_path / 'export'
+  fake_export(export_dir, 'v1')
+  before = snapshot(export_dir)
+  replace = os.replace
+
+  def fail_on_the_second_rename(source, destination):
+    # The new export's move into place fails; the way back does not.
+    if pathlib.Path(destination) == export_dir and (
+        '-old-' not in pathlib.Path(source).name):
+      raise OSError(28, 'No space left on device')
+    return replace(source, destination)
+
+  monkeypatch.setattr(os, 'replace', fail_on_the_second_rename)
+  with pytest.raises(OSError, match='No space left'):
+    fake_export(export_dir, 'v2')
+  monkeypatch.undo()
+  assert snapshot(export_dir) == before
+  assert sorted(os.listdir(tmp_path)) == ['export']  # no staging left over

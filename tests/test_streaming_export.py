@@ -1,8 +1,10 @@
 """The streaming classifier: SavedModel signature, .tflite and offline agree."""
 
 import json
+import os
 
 import keras
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -164,3 +166,20 @@ def test_metadata_is_unchanged(exported):
   assert int(loaded.signatures['metadata']()['window_samples']) == WINDOW
   assert {'serving_default', 'tflite', 'stream_step',
           'stream_initial_state'} <= set(loaded.signatures)
+
+
+def test_the_streaming_tflite_destination_is_checked_first(tmp_path):
+  # Checked before the SavedModel is even read: tmp_path holds none.
+  (tmp_path / 'best.keras').write_bytes(b'weights')
+  (tmp_path / 'folder.tflite').mkdir()
+  export = tmp_path / 'export'
+  export.mkdir()
+  (export / 'leaf_audio_export.json').write_text(
+      '{"written_by": "leaf_audio experiments.serving"}')
+  for path, match in [(tmp_path / 'best.keras', 'must name a .tflite'),
+                      (tmp_path / 'folder.tflite', 'is not a file'),
+                      (export / 'stream.tflite', 'inside an export')]:
+    with pytest.raises(ValueError, match=match):
+      streaming_export.write_streaming_tflite(tmp_path, path)
+  assert (tmp_path / 'best.keras').read_bytes() == b'weights'
+  assert sorted(os.listdir(export)) == ['leaf_audio_export.json']

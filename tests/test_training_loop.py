@@ -394,3 +394,27 @@ def test_a_kill_mid_epoch_resumes_from_the_step_checkpoint(
   want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
   for a, b in zip(got.weights, want.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_folder_of_user_files_is_not_taken_as_a_new_run(
+    tmp_path, tone_folder, data_dir):
+  folder = tmp_path / 'mine'
+  folder.mkdir()
+  (folder / 'metrics.csv').write_text('my,own\n1,2\n')
+  before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in folder.iterdir()}
+  with pytest.raises(training.RunDirectoryError,
+                     match=r'holds files but no run.json \(metrics.csv\)'):
+    train_in_process(folder, MEL, tiny(tone_folder, data_dir))
+  assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+          for path in folder.iterdir()} == before
+
+
+def test_a_damaged_state_file_is_named(tmp_path):
+  state = tmp_path / 'best.keras.json'
+  state.write_text('{"epoch": 2, "val_acc')
+  with pytest.raises(checkpoints.RunFileError,
+                     match='best.keras.json is damaged'):
+    checkpoints.read_json_state(state)
+  state.write_text('{"epoch": 2}')
+  assert checkpoints.read_json_state(state) == {'epoch': 2}
