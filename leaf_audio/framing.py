@@ -52,13 +52,18 @@ def num_frames(num_samples, window: int, stride: int, padding: str):
   return (num_samples - window) // stride + 1
 
 
+def too_short_message(owner: str, window: int) -> str:
+  """What a 'valid'-framed input shorter than `window` samples is told."""
+  return (f"{owner} pools with 'valid' padding and needs at least {window} "
+          'samples')
+
+
 def check_enough_samples(owner: str, num_samples, window: int, padding: str,
                          input_shape):
   """Raises if 'valid' framing of `num_samples` (None: unknown) lacks a window."""
   if padding == 'valid' and num_samples is not None and num_samples < window:
-    raise ValueError(
-        f"{owner} pools with 'valid' padding and needs at least {window} "
-        f'samples; got input shape {tuple(input_shape)}.')
+    raise ValueError(f'{too_short_message(owner, window)}; got input shape '
+                     f'{tuple(input_shape)}.')
 
 
 def checked_window_and_stride(owner: str, sample_rate, window_len_ms,

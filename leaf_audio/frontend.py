@@ -137,8 +137,8 @@ def assert_enough_samples(owner, waveform, valid_window=0):
   """
   if valid_window:
     return validation.assert_enough_samples(
-        waveform, valid_window, f"{owner} pools with 'valid' padding and "
-        f'needs at least {valid_window} samples')
+        waveform, valid_window,
+        framing.too_short_message(owner, valid_window))
   return validation.assert_enough_samples(
       waveform, 1, f'{owner} expects at least one sample')
 

@@ -47,6 +47,16 @@ def tiny(tone_folder, data_dir, **overrides):
                                **{'ConvNet.filters': '[4, 8]', **overrides})
 
 
+def assert_same_run(run, reference):
+  """run ended with reference's metrics.csv and last.keras weights."""
+  assert ((run / 'metrics.csv').read_text() ==
+          (reference / 'metrics.csv').read_text())
+  got = keras.saving.load_model(run / 'last.keras')
+  want = keras.saving.load_model(reference / 'last.keras')
+  for a, b in zip(got.weights, want.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
 MEL = [GIN_DIR / 'common.gin', GIN_DIR / 'mel.gin', GIN_DIR / 'convnet.gin']
 
 
@@ -356,12 +366,7 @@ def test_a_kill_between_metrics_and_checkpoint_leaves_each_epoch_once(
   rows = checkpoints.read_metrics_rows(tmp_path / 'run' / 'metrics.csv')
   assert [row['epoch'] for row in rows] == ['0', '1']  # Row 1, no checkpoint.
   train_in_process(tmp_path / 'run', MEL, bindings)
-  assert ((tmp_path / 'run' / 'metrics.csv').read_text() ==
-          (tmp_path / 'reference' / 'metrics.csv').read_text())
-  got = keras.saving.load_model(tmp_path / 'run' / 'last.keras')
-  want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
-  for a, b in zip(got.weights, want.weights):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+  assert_same_run(tmp_path / 'run', tmp_path / 'reference')
 
 
 @pytest.mark.slow
@@ -388,12 +393,7 @@ def test_a_kill_mid_epoch_resumes_from_the_step_checkpoint(
   assert int(checkpoint_value(tmp_path / 'run',
                               'step/.ATTRIBUTES/VARIABLE_VALUE')) == 2
   train_in_process(tmp_path / 'run', MEL, bindings)
-  assert ((tmp_path / 'run' / 'metrics.csv').read_text() ==
-          (tmp_path / 'reference' / 'metrics.csv').read_text())
-  got = keras.saving.load_model(tmp_path / 'run' / 'last.keras')
-  want = keras.saving.load_model(tmp_path / 'reference' / 'last.keras')
-  for a, b in zip(got.weights, want.weights):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+  assert_same_run(tmp_path / 'run', tmp_path / 'reference')
 
 
 def test_a_folder_of_user_files_is_not_taken_as_a_new_run(
