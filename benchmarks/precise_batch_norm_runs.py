@@ -72,8 +72,8 @@ def training_crops(task, count):
   """Returns [count, 16000] training crops and their [count] labels."""
   import gin
   from experiments import configurables  # pylint: disable=unused-import
-  from experiments import configuration
-  from experiments import training  # pylint: disable=unused-import
+  from experiments import gin_files as configuration
+  from experiments.training import job as training  # pylint: disable=unused-import
   from experiments.data import pipeline
   configs, bindings = task_gin(task)
   gin.clear_config()

@@ -8,7 +8,7 @@ Harness: the model of gin_configs/default.gin (LEAF, 40 filters, ConvNet
 `--batch` random 1 s waveforms at 16 kHz with random labels, from the same
 in-memory tf.data pipeline for both. "fit" is `model.compile` (loss and the
 accuracy / top-5 metrics the old binary compiled) + `model.fit(
-steps_per_epoch=steps, verbose=0)`; "loop" is `experiments.loop.run_epoch`
+steps_per_epoch=steps, verbose=0)`; "loop" is `experiments.training.loop.run_epoch`
 (TrainStep under the default strategy through
 `distribute_datasets_from_function`, its running loss and accuracy read
 every step, verbose=0), exactly what experiments.train runs. Each round
@@ -46,8 +46,8 @@ def main():
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from experiments import evaluation  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments.training import evaluation  # pylint: disable=g-import-not-at-top
+  from experiments.training import loop  # pylint: disable=g-import-not-at-top
 
   num_classes = 10
   rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ writes model_dir/export (or --export_dir); training already does this at its
 end, so this is for re-exporting, e.g. another checkpoint.
 
 --export_dir must be new, empty or a previous export (see
-experiments/export_directory.py); anything else is refused and left intact.
+experiments/serving/export_directory.py); anything else is refused and left intact.
 Errors print one `error: ...` line and exit with status 1.
 """
 
@@ -43,11 +43,11 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
   """
   # Imported here so that `--help` stays fast.
   import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
-  from experiments import checkpoints  # pylint: disable=g-import-not-at-top
-  from experiments import export_directory  # pylint: disable=g-import-not-at-top
-  from experiments import model_files  # pylint: disable=g-import-not-at-top
+  from experiments.training import run_files as checkpoints  # pylint: disable=g-import-not-at-top
+  from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
+  from experiments.training import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
-  from experiments import serving  # pylint: disable=g-import-not-at-top
+  from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
   model_dir = pathlib.Path(model_dir)
   export_dir = pathlib.Path(export_dir or model_dir / 'export')
   # Before anything slow: a destination we may not replace ends the run.
@@ -77,7 +77,7 @@ def main(argv):
     sys.exit(f'error: {error}')
   print(f'SavedModel written to {path}')
   if _STREAMING_TFLITE.value:
-    from experiments import streaming_export  # pylint: disable=g-import-not-at-top
+    from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
     try:
       tflite = streaming_export.write_streaming_tflite(path,
                                                        _STREAMING_TFLITE.value)

@@ -38,7 +38,7 @@ def load_frontend(model_dir, checkpoint: Optional[str] = None):
   """(frontend layer, model file) of a run's saved model."""
   # Imported here so that `--help` stays fast; models registers the classes
   # that .keras files name.
-  from experiments import model_files  # pylint: disable=g-import-not-at-top
+  from experiments.training import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
   model_dir = pathlib.Path(model_dir)
   names = [checkpoint] if checkpoint else ['best.keras', 'last.keras']

@@ -24,11 +24,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import checkpoints
-from experiments import configuration
-from experiments import distribution
-from experiments import export_directory
-from experiments import model_files
+from experiments.training import run_files as checkpoints
+from experiments import gin_files as configuration
+from experiments.training import distribution
+from experiments.serving import export_directory
+from experiments.training import model_files
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
     'gin_config', [], 'A .gin file; repeat to compose (later files win).')
@@ -66,7 +66,7 @@ def main(argv):
     sys.exit(f'error: {error}')
   # Registers leaf_audio and the models with gin, then parses the configs.
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
-  from experiments import training  # pylint: disable=g-import-not-at-top
+  from experiments.training import job as training  # pylint: disable=g-import-not-at-top
   try:
     configuration.parse(_GIN_CONFIG.value, _GIN_BINDINGS.value)
   except ValueError as error:  # Includes GinConfigError.

@@ -1,11 +1,11 @@
-"""Tests for experiments/configuration.py: gin files with clear errors."""
+"""Tests for experiments/gin_files.py: gin files with clear errors."""
 
 import gin
 import pytest
 
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import training  # pylint: disable=unused-import  # Registers train.
+from experiments import gin_files as configuration
+from experiments.training import job as training  # pylint: disable=unused-import  # Registers train.
 import experiments_helpers as helpers
 
 

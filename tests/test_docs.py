@@ -32,8 +32,8 @@ from tensorflow_datasets.core import constants as tfds_constants
 
 from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import training  # pylint: disable=unused-import
+from experiments import gin_files as configuration
+from experiments.training import job as training  # pylint: disable=unused-import
 from experiments.data import synthetic
 
 DOCS = REPO_ROOT / 'docs'

@@ -140,8 +140,8 @@ def test_docstring_examples_hold():
 @pytest.mark.slow
 def test_gin_config_trains_and_reloads(tmp_path):
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
-  from experiments import configuration  # pylint: disable=g-import-not-at-top
-  from experiments import training  # pylint: disable=g-import-not-at-top
+  from experiments import gin_files as configuration  # pylint: disable=g-import-not-at-top
+  from experiments.training import job as training  # pylint: disable=g-import-not-at-top
   folder = helpers.make_tone_folder(tmp_path / 'tones')
   configs = [REPO_ROOT / 'gin_configs' / name for name in (
       'common.gin', 'efficient_leaf.gin', 'convnet.gin')]

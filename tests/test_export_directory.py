@@ -1,4 +1,4 @@
-"""Tests for experiments/export_directory.py: what an export may replace."""
+"""Tests for experiments/serving/export_directory.py: what an export may replace."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from experiments import export_directory
+from experiments.serving import export_directory
 
 
 def snapshot(root):

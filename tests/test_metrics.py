@@ -1,11 +1,11 @@
-"""experiments/metrics.py against numpy and scipy references."""
+"""experiments/training/metrics.py against numpy and scipy references."""
 
 import keras
 import numpy as np
 import pytest
 import scipy.stats
 
-from experiments import metrics
+from experiments.training import metrics
 
 
 def logit(probability):

@@ -1,10 +1,10 @@
-"""Tests for experiments/model_files.py: damaged .keras files are named."""
+"""Tests for experiments/training/model_files.py: damaged .keras files are named."""
 
 import keras
 import numpy as np
 import pytest
 
-from experiments import model_files
+from experiments.training import model_files
 
 
 @pytest.fixture

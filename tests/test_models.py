@@ -264,7 +264,7 @@ def test_audio_classifier_argument_errors():
 
 def test_audio_classifier_builds_without_data_and_trains_under_compile():
   model = tiny_classifier()
-  model.build((None, 16000))  # What experiments/training.py does.
+  model.build((None, 16000))  # What experiments/training/job.py does.
   assert model.built and model.count_params() > 0
   assert all(layer.built for layer in nested_layers(model))
 
@@ -440,7 +440,7 @@ def test_windowed_classifier_of_a_built_classifier_is_built_for_export():
   classifier.build((None, 16000))
   windowed = models.WindowedClassifier(classifier)
   assert windowed.built
-  # What experiments/serving.py does first; it rejects unbuilt models.
+  # What experiments/serving/signatures.py does first; it rejects unbuilt models.
   keras.export.ExportArchive().track(windowed)
 
 

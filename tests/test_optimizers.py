@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import optimizers
-from experiments import training
+from experiments import gin_files as configuration
+from experiments.training import optimizers
+from experiments.training import job as training
 import experiments_helpers as helpers
 
 LEARNING_RATE = 1e-2

@@ -17,10 +17,10 @@ import scipy.io.wavfile
 import tensorflow as tf
 
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import export_directory
+from experiments import gin_files as configuration
+from experiments.serving import export_directory
 from experiments import models
-from experiments import training
+from experiments.training import job as training
 from experiments.data import wav
 import experiments_helpers as helpers
 from conftest import REPO_ROOT

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 import leaf_audio
 from experiments import models
-from experiments import serving
+from experiments.serving import signatures as serving
 from experiments import stream as stream_cli
-from experiments import streaming_export
+from experiments.serving import streaming_signatures as streaming_export
 from experiments.data import synthetic
 from experiments.data import wav
 from leaf_audio import streaming

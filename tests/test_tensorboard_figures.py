@@ -1,4 +1,4 @@
-"""Tests for experiments/tensorboard_figures.py: each epoch logs the filter
+"""Tests for experiments/training/tensorboard_figures.py: each epoch logs the filter
 responses as an image and the learned parameters as histograms."""
 
 import sys
@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import leaf_audio
 from experiments import models
-from experiments import tensorboard_figures
+from experiments.training import tensorboard_figures
 from leaf_audio import plotting
 
 

@@ -11,10 +11,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import REPO_ROOT
-from experiments import checkpoints
+from experiments.training import run_files as checkpoints
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import training
+from experiments import gin_files as configuration
+from experiments.training import job as training
 import experiments_helpers as helpers
 
 # Each test trains or exports a model: minutes in all (make test-fast skips).

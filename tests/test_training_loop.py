@@ -14,13 +14,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
-from experiments import checkpoints
+from experiments.training import run_files as checkpoints
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import configuration
-from experiments import loop
+from experiments import gin_files as configuration
+from experiments.training import loop
 from experiments import models
-from experiments import precise_batch_norm
-from experiments import training
+from experiments.training import precise_batch_norm
+from experiments.training import job as training
 from experiments.data import pipeline
 import experiments_helpers as helpers
 

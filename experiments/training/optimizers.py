@@ -7,7 +7,7 @@ whose update of the chosen variables uses `learning_rate * multiplier`: one
 optimizer, one iteration counter and one set of slots, so that checkpoints,
 loss scaling (mixed precision) and tf.distribute work as with plain Adam.
 
-Used by experiments/training.py for `train.frontend_learning_rate_multiplier`
+Used by experiments/training/job.py for `train.frontend_learning_rate_multiplier`
 (the frontend's variables are the group).
 """
 

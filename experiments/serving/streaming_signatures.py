@@ -37,7 +37,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from experiments import export_directory
+from experiments.serving import export_directory
 from leaf_audio import streaming
 
 

@@ -14,7 +14,7 @@ import pathlib
 
 import keras
 
-from experiments import model_files
+from experiments.training import model_files
 
 RUN_FILE = 'run.json'
 

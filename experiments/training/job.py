@@ -1,7 +1,7 @@
 """The training job: data -> AudioClassifier -> custom loop -> test -> export.
 
 Everything here is set from .gin files (see gin_configs/); `train.py` only
-parses flags and gin, and calls `train`. The loop (experiments/loop.py) is
+parses flags and gin, and calls `train`. The loop (experiments/training/loop.py) is
 the same for every tf.distribute strategy: one device, mirrored, multi-worker
 and TPU.
 
@@ -31,7 +31,7 @@ are removed at the end):
 
 Before evaluation and before best/last.keras are written, the BatchNorm
 moving statistics are recomputed over `precise_batch_norm_batches` training
-batches (experiments/precise_batch_norm.py), so that inference-mode models
+batches (experiments/training/precise_batch_norm.py), so that inference-mode models
 use statistics of their own weights.
 """
 
@@ -50,19 +50,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import checkpoints
+from experiments.training import run_files as checkpoints
 from experiments import configurables
-from experiments import configuration
-from experiments import distribution
-from experiments import evaluation
-from experiments import export_directory
-from experiments import loop
-from experiments import model_files
+from experiments import gin_files as configuration
+from experiments.training import distribution
+from experiments.training import evaluation
+from experiments.serving import export_directory
+from experiments.training import loop
+from experiments.training import model_files
 from experiments import models
-from experiments import optimizers
-from experiments import precise_batch_norm
-from experiments import serving
-from experiments import tensorboard_figures
+from experiments.training import optimizers
+from experiments.training import precise_batch_norm
+from experiments.serving import signatures as serving
+from experiments.training import tensorboard_figures
 from experiments.data import pipeline
 
 # Bindings a rerun of the same model_dir may change: how long to train, how
@@ -208,7 +208,9 @@ def _report_unused_bindings(frontend_name: Optional[str]) -> None:
                  'composed frontend files): %s', ', '.join(other_frontends))
 
 
-@gin.configurable(denylist=['model_dir', 'strategy'])
+# The gin name stays `experiments.training.train`, as run folders record it.
+@gin.configurable(module='experiments.training',
+                  denylist=['model_dir', 'strategy'])
 def train(model_dir: str,
           strategy: Optional[tf.distribute.Strategy] = None,
           frontend: Callable[[], keras.layers.Layer] = gin.REQUIRED,
@@ -241,7 +243,7 @@ def train(model_dir: str,
     frontend_learning_rate_multiplier: the frontend's variables step with
       Adam at learning_rate times this (>= 0; 0 freezes the frontend; 1, the
       default, is plain Adam for every variable). See
-      experiments/optimizers.py.
+      experiments/training/optimizers.py.
     num_epochs: total epochs; a resumed run continues up to this number.
     steps_per_epoch: optimizer steps per epoch, honoured exactly (the
       training data repeats, freshly shuffled each pass); None for one pass

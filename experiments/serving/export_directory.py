@@ -30,6 +30,7 @@ import shutil
 import socket
 
 MARKER_FILE = 'leaf_audio_export.json'
+# Every version's marker names the module that wrote it then: never change it.
 _WRITER = 'leaf_audio experiments.serving'
 # What a listing of a refused folder shows before it counts the rest.
 _MAX_NAMED = 5

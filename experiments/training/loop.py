@@ -14,7 +14,7 @@ tf.distribute primitives so that it also runs where `fit` cannot
 
 `run_epoch` drives it over one epoch of a distributed dataset with a Keras
 progress bar. Checkpointing, evaluation and the files of a run are the
-caller's (experiments/training.py).
+caller's (experiments/training/job.py).
 """
 
 from typing import Callable, Optional

@@ -1,6 +1,6 @@
 """Choosing a tf.distribute strategy from a flag value, and who writes.
 
-Every strategy runs the same custom training loop (experiments/loop.py):
+Every strategy runs the same custom training loop (experiments/training/loop.py):
 'default' (one device), 'mirrored' (all local GPUs, or logical CPUs),
 'multi_worker' (MultiWorkerMirroredStrategy over the workers of TF_CONFIG)
 and 'tpu' (TPUStrategy). Create the strategy before any other TensorFlow op

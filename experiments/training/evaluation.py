@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 import keras
 import tensorflow as tf
 
-from experiments import metrics as metrics_lib
+from experiments.training import metrics as metrics_lib
 from experiments import models
 
 

@@ -30,7 +30,7 @@ False when the model's scores come out non-finite. A per-clip marker rather
 than an error, so that one bad clip does not fail a whole batch request.
 
 The folder is written and replaced under the policy of
-experiments/export_directory.py: never over a folder that is not a previous
+experiments/serving/export_directory.py: never over a folder that is not a previous
 export.
 """
 
@@ -40,8 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments import export_directory
-from experiments import streaming_export
+from experiments.serving import export_directory
+from experiments.serving import streaming_signatures as streaming_export
 from leaf_audio import methods
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

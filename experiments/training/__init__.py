@@ -1,0 +1,13 @@
+"""Training: the job, the loop and what a run leaves in its model_dir.
+
+  job.py                 train(): data -> AudioClassifier -> loop -> test -> export
+  loop.py                one training step and epoch for every tf.distribute strategy
+  distribution.py        the strategy from --strategy and TF_CONFIG; chief/worker roles
+  optimizers.py          Adam with per-group learning-rate scales
+  precise_batch_norm.py  recomputes BatchNorm statistics from training batches
+  evaluation.py          full-clip metrics of a windowed classifier
+  metrics.py             accuracy, mAP, d-prime
+  run_files.py           run.json, metrics.csv, best/last .keras and their checks
+  model_files.py         reading .keras archives with a clear error when damaged
+  tensorboard_figures.py filter responses and learned parameters per epoch
+"""
