@@ -6,7 +6,9 @@ outputs_clip_by_clip.npz holds what that code computed from the saved files
 for each clip of `input` alone (a batch of one): since the FFT method filters
 each clip at its own scale, a batch's float rounding differs from 6362f62's
 (by up to 8e-6 after leaf_custom's log and instance norm), while one clip's
-output is the same to 1e-6.
+output is the same to 1e-6 on an idle machine. Under load TF's thread pool
+splits reductions differently and a few values move by up to ~2e-6, so the
+check allows 1e-5 (the frontends' float noise, see ../README).
 """
 
 import keras
@@ -33,4 +35,4 @@ def test_saved_file_loads_and_gives_the_saved_outputs(name, saved_outputs):
   outputs = np.concatenate(
       [np.asarray(model(clip[np.newaxis])) for clip in saved_outputs['input']])
   assert outputs.shape == saved_outputs[name].shape
-  np.testing.assert_allclose(outputs, saved_outputs[name], rtol=0, atol=1e-6)
+  np.testing.assert_allclose(outputs, saved_outputs[name], rtol=0, atol=1e-5)
