@@ -21,6 +21,11 @@ from conftest import REPO_ROOT
 DATA = REPO_ROOT / 'tests' / 'data' / 'legacy_keras'
 NAMES = ['leaf', 'tfbanks', 'sincnet', 'sincnet_plus', 'efficient_leaf',
          'leaf_custom', 'model']
+# leaf_custom's outputs come out in steps of 2**-12 (its normalisation divides
+# by a spread that its floored log makes tiny on some channels), so a rounding
+# change one ulp deep moves them by a step or two: seen 2.4e-4 on a loaded
+# machine, on the parent commit of this tolerance too.
+TOLERANCES = {'leaf_custom': 5e-4}
 
 
 @pytest.fixture(scope='module')
@@ -35,4 +40,5 @@ def test_saved_file_loads_and_gives_the_saved_outputs(name, saved_outputs):
   outputs = np.concatenate(
       [np.asarray(model(clip[np.newaxis])) for clip in saved_outputs['input']])
   assert outputs.shape == saved_outputs[name].shape
-  np.testing.assert_allclose(outputs, saved_outputs[name], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(outputs, saved_outputs[name], rtol=0,
+                             atol=TOLERANCES.get(name, 1e-5))
