@@ -126,7 +126,7 @@ class GaborConstraint(keras.constraints.Constraint):
     return {'kernel_size': self.kernel_size}
 
 
-class _FilterbankConv1D(keras.layers.Layer):
+class _FilterbankConv1D(stages.Stage, keras.layers.Layer):
   """Shared argument handling of the parametric filterbank convolutions."""
 
   def __init__(self, filters, kernel_size, strides, padding, use_bias,
