@@ -138,7 +138,7 @@ def test_figures_of_missing_stages_are_skipped_with_the_reason(tmp_path):
   assert 'MelFilterbanks from' in summary and 'last.keras' in summary
   assert sorted(p.name for p in paths) == [
       'centre_frequencies.png', 'filter_responses.png', 'representation.png']
-  assert 'pooling.png (MelFilterbanks has no learnable lowpass pooling: no '
+  assert ('pooling.png (MelFilterbanks has no learnable lowpass pooling: no '
           'stage declares a pooling_width)') in summary
   assert 'parameters.png (no stage declares learned parameters)' in summary
   assert 'pcen.png (MelFilterbanks has no PCEN)' in summary
