@@ -98,8 +98,9 @@ def parameter(values, unit='', scale='linear') -> Parameter:
   return Parameter(np.asarray(values, np.float64).reshape(-1), unit, scale)
 
 
-def _name(layer) -> str:
-  return type(layer).__name__
+def _name(stage) -> str:
+  """The class name of a stage (of the layer an adapter serves)."""
+  return type(stage.layer if isinstance(stage, _Adapter) else stage).__name__
 
 
 class Stage:
@@ -150,7 +151,8 @@ class Stage:
 
   def fft_problem(self, role: str) -> str:
     """'' when the FFT method can compute this stage in `role`, else why not."""
-    return f'the {role} ({_name(self)}) is not supported by the FFT method'
+    return (f'the {role} is {_name(self)}, which the FFT method does not '
+            'compute')
 
 
 class _Adapter(Stage):
@@ -171,8 +173,6 @@ class _Opaque(_Adapter):
         f'cannot tell whether {_name(self.layer)} acts frame by frame; give '
         'the stage the leaf_audio.stages.Stage interface (stream_kind).')
 
-  def fft_problem(self, role):
-    return f'the {role} ({_name(self.layer)}) is not supported by the FFT method'
 
 
 def _single(value):
@@ -237,6 +237,7 @@ class _PointwiseStage(_Adapter):
 
   def stream_kind(self):
     return 'pointwise'
+
 
 
 class _LayerNormalizationStage(_PointwiseStage):
