@@ -272,6 +272,11 @@ class GroupedGaborFilterbank(stages.Stage, keras.layers.Layer):
     self.window_size = validation.check_positive_int(owner, 'window_size',
                                                      window_size)
     self.hop = validation.check_positive_int(owner, 'hop', hop)
+    if self.window_size < framing.MIN_WINDOW_SAMPLES:
+      raise ValueError(
+          f'{owner}: window_size must be at least {framing.MIN_WINDOW_SAMPLES}'
+          ' samples (a one-tap Gaussian pooling window has no width: NaN '
+          f'outputs); got {window_size}.')
     self.num_groups = check_group_arguments(owner, self.n_filters, num_groups,
                                             conv_win_factor, stride_factor)
     self.conv_win_factor = conv_win_factor

@@ -185,6 +185,11 @@ class GaussianLowpassPooling(_KernelPooling1D):
       kernel_initializer = keras.initializers.Constant(0.4)
     super().__init__(kernel_size, strides, padding, kernel_initializer,
                      kernel_regularizer, **kwargs)
+    if self.kernel_size < framing.MIN_WINDOW_SAMPLES:
+      raise ValueError(
+          f'GaussianLowpassPooling: kernel_size must be at least '
+          f'{framing.MIN_WINDOW_SAMPLES} samples (a one-tap Gaussian window '
+          f'has no width: NaN outputs); got {kernel_size}.')
 
   def build(self, input_shape):
     self._check_input(input_shape)
