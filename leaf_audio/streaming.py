@@ -332,6 +332,7 @@ Args:
       # Frame f covers samples [f * hop, f * hop + window).
       self.lookahead_samples = window - 1
       history_start = 0
+      self._conv_left = 0
     else:
       # TF's 'same' padding: for a length that is a whole number of hops,
       # unless the stream's length is known.
@@ -352,6 +353,9 @@ Args:
       self.lookahead_samples = parts.bank.stream_reach() - conv_left - (
           pool_left)
     self.delay_frames = self.lookahead_samples // hop
+    # Frame f reads samples f * hop - lookbehind_samples ... f * hop +
+    # lookahead_samples.
+    self.lookbehind_samples = history_start
     self.history_samples = self.delay_frames * hop + history_start
     self.energy_history = 0
     if parts.kind == 'filterbank':
@@ -641,6 +645,16 @@ number of hops) to float32 rounding (see the module docstring): exactly
 frontend(clip) when its length is a multiple of `hop_samples`, always for
 MelFilterbanks, and for any length when `total_samples` is given.
 
+A push of any length runs in steps of at most `PUSH_CHUNK_HOPS` hops, so
+its memory is bounded (a long push costs no more than the offline frontend
+on the same audio).
+
+Non-finite samples (NaN, inf) do not poison the stream: they are computed
+as zeros, and every frame whose window holds one comes out as NaN (the
+offline frontend marks the whole clip). Once such frames have passed, the
+stream's frames are finite again (a recurrent stage such as PCEN still
+remembers the zeros for a while, as it would remember silence).
+
 Args:
   frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
     `MelFilterbanks` (see `frontend_parts` for what is refused), or a
@@ -674,10 +688,44 @@ Attributes:
     self._pending = None
     self._frames_out = 0
     self._finished = False
+    # Per stream of the batch: [first, last] stream frames that a
+    # non-finite sample reached, not yet returned.
+    self._invalid = None
 
   def _start(self, batch):
     self._state = self.stream.initial_state(batch)
     self._pending = np.zeros([batch, 0], np.float32)
+    self._invalid = [[] for _ in range(batch)]
+
+  def _mark_non_finite(self, samples):
+    """Zeros the non-finite samples; remembers the frames they reach."""
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+      return samples
+    hop = self.hop_samples
+    for row in np.flatnonzero(bad.any(axis=1)):
+      positions = self._pushed + np.flatnonzero(bad[row])
+      # Frame f reads samples f * hop - lookbehind ... f * hop + lookahead.
+      first = -(-(positions - self.stream.lookahead_samples) // hop)
+      last = (positions + self.stream.lookbehind_samples) // hop
+      # Both grow with the position: merge overlapping spans.
+      starts = np.concatenate([[0], np.flatnonzero(first[1:] >
+                                                   last[:-1] + 1) + 1])
+      ends = np.concatenate([starts[1:] - 1, [len(first) - 1]])
+      self._invalid[row] += [(int(first[a]), int(last[b]))
+                             for a, b in zip(starts, ends)]
+    return np.where(bad, 0., samples).astype(np.float32)
+
+  def _invalidate(self, frames, first_frame):
+    """Sets the frames a non-finite sample reached to NaN."""
+    last_frame = first_frame + frames.shape[1] - 1
+    for row, spans in enumerate(self._invalid):
+      for first, last in spans:
+        low, high = max(first, first_frame), min(last, last_frame)
+        if low <= high:
+          frames[row, low - first_frame:high - first_frame + 1] = np.nan
+      self._invalid[row] = [span for span in spans if span[1] > last_frame]
+    return frames
 
   def _run(self, samples, end=_POSITION_CAP):
     """Steps over whole hops; returns the frames of stream index >= 0."""
@@ -687,8 +735,10 @@ Attributes:
     hops = samples.shape[1] // self.hop_samples
     # The steps' first delay_frames outputs precede the stream.
     skip = max(self.stream.delay_frames - self._frames_out, 0)
+    first_frame = self._frames_out - self.stream.delay_frames + min(skip,
+                                                                     hops)
     self._frames_out += hops
-    return frames[:, min(skip, hops):]
+    return self._invalidate(frames[:, min(skip, hops):], first_frame)
 
   def push(self, samples):
     """Adds samples [batch, n]; returns the newly final frames [batch, k, C]."""
@@ -703,6 +753,9 @@ Attributes:
     if samples.ndim != 2:
       raise ValueError(f'{name} Streamer: samples must have shape [batch, n];'
                        f' got shape {samples.shape}.')
+    if samples.shape[0] < 1:
+      raise ValueError(f'{name} Streamer: samples must hold at least one '
+                       f'stream (batch size >= 1); got shape {samples.shape}.')
     if self._state is None:
       self._start(samples.shape[0])
     elif samples.shape[0] != self._pending.shape[0]:
@@ -714,24 +767,30 @@ Attributes:
       raise ValueError(
           f'{name} Streamer: total_samples={self.total_samples}, but '
           f'{self._pushed + samples.shape[1]} samples were pushed.')
+    samples = self._mark_non_finite(samples.astype(np.float32))
     self._pushed += samples.shape[1]
-    pending = np.concatenate([self._pending, samples.astype(np.float32)],
-                             axis=1)
+    pending = np.concatenate([self._pending, samples], axis=1)
     whole = pending.shape[1] // self.hop_samples * self.hop_samples
     self._pending = pending[:, whole:]
     if not whole:
       return np.zeros([pending.shape[0], 0, self.stream.channels], np.float32)
-    return self._run(pending[:, :whole])
+    # Bounded steps: memory does not grow with the length of one push.
+    chunk = PUSH_CHUNK_HOPS * self.hop_samples
+    return np.concatenate([self._run(pending[:, start:min(start + chunk,
+                                                          whole)])
+                           for start in range(0, whole, chunk)], axis=1)
 
   def flush(self):
     """Ends the stream; returns its remaining frames [batch, k, C]."""
     name = self.stream.name
     if self._finished:
       raise RuntimeError(f'{name} Streamer: flush called twice.')
-    self._finished = True
     if self._state is None:
+      # The stream stays open: a push, then a flush, work as usual.
       raise RuntimeError(f'{name} Streamer: flush before any push; push at '
-                         'least an empty [batch, 0] array to set the batch.')
+                         'least an empty [batch, 0] array to set the batch, '
+                         'then flush.')
+    self._finished = True
     if self.total_samples is not None and self._pushed != self.total_samples:
       raise ValueError(f'{name} Streamer: total_samples={self.total_samples}, '
                        f'but {self._pushed} samples were pushed.')
