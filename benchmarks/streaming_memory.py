@@ -6,11 +6,12 @@
 
 Each case runs in its own Python process (so that one case's allocations do
 not hide another's): it builds `Leaf()` (16 kHz defaults), runs it once on
-1 s of noise (tracing, weights), reads its resident memory, then computes
-either the offline features of `--seconds` s of noise (batch 1, one call)
-or the same audio through `leaf_audio.streaming.Streamer` in ONE push plus
-a flush, and reports the growth of its peak resident memory (ru_maxrss)
-over the memory before that call, in MB. `--code name=path` runs the
+1 s of noise (tracing, weights), resets its peak resident memory
+(/proc/self/clear_refs, Linux), then computes either the offline features of
+`--seconds` s of noise (batch 1, one call) or the same audio through
+`leaf_audio.streaming.Streamer` in ONE push plus a flush, and reports the
+growth of its peak resident memory (VmHWM) over the memory before that
+call, in MB. `--code name=path` runs the
 cases with `leaf_audio` imported from `path` (e.g. a checkout of an older
 commit), so that versions compare side by side in one run. The last column
 is the ratio of the push to the offline frontend on the same audio and
@@ -23,16 +24,16 @@ import subprocess
 import sys
 
 _CASE = r'''
-import os, resource, sys
+import os, sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 import numpy as np
 import leaf_audio
 from leaf_audio import streaming
 
-def rss_mb():
+def status_mb(field):
   with open('/proc/self/status') as status:
     for line in status:
-      if line.startswith('VmRSS:'):
+      if line.startswith(field + ':'):
         return int(line.split()[1]) / 1024.
 
 kind, seconds = sys.argv[1], float(sys.argv[2])
@@ -47,12 +48,16 @@ if kind == 'push':
   streamer.push(warm)
   streamer.flush()
   streamer = streaming.Streamer(streamer.stream)
-before = rss_mb()
+# Resets the peak (VmHWM) to the current resident memory, so that the peak
+# of the import and the warm-up does not hide the call's.
+with open('/proc/self/clear_refs', 'w') as clear:
+  clear.write('5')
+before = status_mb('VmRSS')
 if kind == 'offline':
   frames = np.asarray(leaf(audio))
 else:
   frames = np.concatenate([streamer.push(audio), streamer.flush()], axis=1)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
+peak = status_mb('VmHWM')
 print(max(peak - before, 0.), frames.shape[1])
 '''
 
