@@ -126,6 +126,38 @@ def constraint_hits(frontend) -> list:
   return hits
 
 
+def learned_lines(frontend, initial) -> list:
+  """Every learned quantity against its initialisation, stage by stage.
+
+  Read through `leaf_audio.stages` (any stage that declares parameters,
+  including one written outside the package): one line per stage with how
+  far it moved (`plotting.parameter_drift`, 0.1 is about 10 %), then each
+  parameter's range now and at initialisation.
+  """
+  from leaf_audio import plotting  # pylint: disable=g-import-not-at-top
+  learned = plotting.stage_parameters(frontend)
+  start = plotting.stage_parameters(initial)
+  drift = plotting.parameter_drift(frontend, initial)
+  lines = ['Learned since initialisation (relative change, median over '
+           'channels):']
+  for stage, parameters in learned.items():
+    moved = drift[stage]
+    lines.append(f'  {stage} moved {moved["moved"]:.3g} (' + ', '.join(
+        f'{name} {moved[name]:.3g}' for name in parameters if name in moved)
+                 + ')')
+    for name, value in parameters.items():
+      before = start.get(stage, {}).get(name)
+      digits = 1 if value.unit else 3
+      initially = ('' if before is None else ' (initially '
+                   f'{_span(before.values, value.unit, digits).strip()})')
+      lines.append(f'    {name} '
+                   f'{_span(value.values, value.unit, digits).strip()}'
+                   f'{initially}')
+  if not learned:
+    lines.append('  no stage declares learned parameters')
+  return lines
+
+
 def summarize(frontend, initial, source: str = '') -> str:
   """The text summary of what `frontend` learned since `initial`."""
   # pylint: disable=g-import-not-at-top
@@ -133,8 +165,9 @@ def summarize(frontend, initial, source: str = '') -> str:
   from leaf_audio import plotting
   # pylint: enable=g-import-not-at-top
   trainable = sum(int(np.prod(w.shape)) for w in frontend.trainable_weights)
+  channels = frontend.compute_output_shape((None, None))[-1]
   lines = [f'{type(frontend).__name__}{" from " + source if source else ""}: '
-           f'{frontend.n_filters} filters at {frontend.sample_rate:g} Hz, '
+           f'{channels} filters at {frontend.sample_rate:g} Hz, '
            f'{trainable} trainable parameters']
   learned = plotting.filterbank_summary(frontend)
   start = plotting.filterbank_summary(initial)
@@ -166,6 +199,7 @@ def summarize(frontend, initial, source: str = '') -> str:
         for name, value in values.items()))
   except ValueError:
     pass
+  lines += learned_lines(frontend, initial)
   hits = constraint_hits(frontend)
   lines.append('At a constraint: ' + ('none' if not hits else ''))
   lines += [f'  {hit}' for hit in hits]
@@ -217,6 +251,10 @@ def inspect_run(model_dir, wav_path=None, checkpoint=None):
     skipped.append(f'pcen.png ({type(frontend).__name__} has no PCEN)')
   else:
     save('pcen', plotting.plot_pcen, initial)
+  if plotting.stage_parameters(frontend):
+    save('parameters', plotting.plot_parameters, initial)
+  else:
+    skipped.append('parameters.png (no stage declares learned parameters)')
   if wav_path:
     clip, title = _read_clip(wav_path, frontend.sample_rate), str(wav_path)
     summary += f'\nClip: {wav_path}'

@@ -12,10 +12,12 @@ All act on non-negative energies [batch, frames, channels] and keep the shape.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from leaf_audio import serialization
 from leaf_audio import smoothing
+from leaf_audio import stages
 
 
 @serialization.register()
@@ -25,7 +27,7 @@ def log_compression(inputs, log_offset: float = 1e-5):
 
 
 @serialization.register()
-class LogCompression(keras.layers.Layer):
+class LogCompression(stages.Stage, keras.layers.Layer):
   """Log compression, log(x + log_offset), as a layer.
 
   Args:
@@ -43,6 +45,9 @@ class LogCompression(keras.layers.Layer):
 
   def call(self, inputs):
     return log_compression(inputs, self.log_offset)
+
+  def stream_kind(self):
+    return 'pointwise'
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -153,7 +158,7 @@ class _LogSpaceMovingAverage(ExponentialMovingAverage):
 
 
 @serialization.register()
-class PCENCompression(keras.layers.Layer):
+class PCENCompression(stages.Stage, keras.layers.Layer):
   """Per-Channel Energy Normalization (Wang et al., ICASSP 2017).
 
     PCEN(x)[t] = (x[t] / (floor + M[t])**alpha + delta)**(1/r) - delta**(1/r),
@@ -301,14 +306,70 @@ class PCENCompression(keras.layers.Layer):
     return {'alpha': alpha, 'delta': delta, 'root': root,
             'smooth': tf.clip_by_value(self.ema.smooth, 0., 1.)}
 
-  def call(self, inputs):
-    parameters = self.effective_parameters()
+  def _normalise(self, inputs, smoother, parameters):
+    """PCEN of energies [B, T, C] given their smoothed values."""
     alpha, delta, root = (parameters['alpha'], parameters['delta'],
                           parameters['root'])
-    smoother = self.ema(inputs, initial_state=inputs[:, 0])
     one_over_root = 1. / root
     return ((inputs / (self.floor + smoother)**alpha + delta)**one_over_root -
             delta**one_over_root)
+
+  def call(self, inputs):
+    parameters = self.effective_parameters()
+    smoother = self.ema(inputs, initial_state=inputs[:, 0])
+    return self._normalise(inputs, smoother, parameters)
+
+  # The stage interface (`stages.Stage`): a recurrent stage.
+
+  def stage_parameters(self, sample_rate):
+    del sample_rate
+    values = {name: np.asarray(value, np.float64).reshape(-1) for name, value
+              in self.effective_parameters().items()}
+    channels = values['alpha'].shape[0]
+    # One number per channel, in linear space whatever the parameterisation
+    # ('log' scale: a change is a ratio).
+    return {
+        'alpha': stages.parameter(values['alpha'], '', 'log'),
+        'delta': stages.parameter(values['delta'], '', 'log'),
+        'root': stages.parameter(values['root'], '', 'log'),
+        'smoothing': stages.parameter(
+            np.broadcast_to(values['smooth'], (channels,)), '', 'log'),
+    }
+
+  def stream_kind(self):
+    return 'stateful'
+
+  def stream_initial_state(self, batch_size, channels):
+    return {'smoother': tf.zeros([batch_size, channels], tf.float32)}
+
+  def stream_step(self, state, inputs, frame_index):
+    """PCEN of stream frames `frame_index` [k], carrying the smoother."""
+    parameters = self.effective_parameters()
+    coeff = tf.cast(parameters['smooth'], inputs.dtype)
+    # The offline smoother starts at frame 0's energies (m[-1] = x[0]).
+    # Frames before the stream are replaced by that start, a fixed point of
+    # the recurrence, so they change nothing.
+    is_zeroth = tf.cast(tf.equal(frame_index, 0),
+                        inputs.dtype)[tf.newaxis, :, tf.newaxis]
+    # (A one-hot sum, not a gather: TFLite's gather with a computed scalar
+    # index went wrong here.)
+    has_zeroth = tf.reduce_max(is_zeroth)
+    frame_zero = tf.reduce_sum(inputs * is_zeroth, axis=1)
+    smoother = state['smoother']
+    initial = has_zeroth * frame_zero + (1. - has_zeroth) * smoother
+    before = (frame_index < 0)[tf.newaxis, :, tf.newaxis]
+    steps = tf.where(before, initial[:, tf.newaxis, :], inputs)
+    hops = inputs.shape[1]
+    if hops is not None and hops <= 16:
+      smoothed, current = [], initial
+      for index in range(hops):
+        current = coeff * steps[:, index] + (1. - coeff) * current
+        smoothed.append(current)
+      smoothed = tf.stack(smoothed, axis=1)
+    else:
+      smoothed = smoothing.exponential_smoothing(steps, coeff, initial)
+    return ({'smoother': smoothed[:, -1]},
+            self._normalise(inputs, smoothed, parameters))
 
   def compute_output_shape(self, input_shape):
     return input_shape

@@ -12,13 +12,28 @@ kernel_initializer, kernel_regularizer, name, trainable).
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
 from leaf_audio import serialization
+from leaf_audio import stages
 from leaf_audio import validation
+
+# FWHM of exp(-x**2 / 2) is 2 sqrt(2 ln 2) x-units.
+_FWHM_PER_STD = 2. * math.sqrt(2. * math.log(2.))
+
+
+def gabor_bandwidth_hz(sigma, sample_rate: float):
+  """FWHM in Hz of the amplitude response of Gabor filters of width sigma.
+
+  A Gaussian envelope of std sigma samples has a Gaussian frequency response
+  of std 1 / sigma radians/sample, whose FWHM is 2 sqrt(2 ln 2) / sigma.
+  """
+  return _FWHM_PER_STD / np.asarray(sigma, np.float64) * sample_rate / (
+      2 * np.pi)
 
 
 def fft_conv1d(inputs, filters, stride=1, padding='same', dtype=tf.float64):
@@ -70,11 +85,9 @@ def complex_filters(layer):
   `keras.layers.Conv1D` (TimeDomainFilterbanks) its kernel, whose output
   channels interleave real (2i) and imaginary (2i + 1) parts.
   """
-  if isinstance(layer, keras.layers.Conv1D):
-    kernel = tf.convert_to_tensor(layer.kernel)[:, 0, :]
-    return tf.transpose(kernel[:, 0::2]), tf.transpose(kernel[:, 1::2])
-  if getattr(layer, 'is_complex', False):
-    return layer.impulse_responses()
+  stage = stages.of(layer)
+  if hasattr(stage, 'complex_filters'):
+    return stage.complex_filters()
   raise TypeError(f'complex_filters: {type(layer).__name__} has no complex '
                   'impulse responses.')
 
@@ -113,7 +126,7 @@ class GaborConstraint(keras.constraints.Constraint):
     return {'kernel_size': self.kernel_size}
 
 
-class _FilterbankConv1D(keras.layers.Layer):
+class _FilterbankConv1D(stages.Stage, keras.layers.Layer):
   """Shared argument handling of the parametric filterbank convolutions."""
 
   def __init__(self, filters, kernel_size, strides, padding, use_bias,
@@ -177,6 +190,28 @@ class _FilterbankConv1D(keras.layers.Layer):
             self.kernel_regularizer),
     })
     return config
+
+  # The stage interface (`stages.Stage`).
+
+  def stage_geometry(self):
+    return stages.Geometry(self.kernel_size, self.strides, self.padding)
+
+  def _settings_problem(self):
+    """'' for a stride-1, 'same', bias-free filterbank, else what differs."""
+    for name, value, expected in (('strides', self.strides, 1),
+                                  ('padding', self.padding, 'same'),
+                                  ('use_bias', self.use_bias, False)):
+      if value != expected:
+        return f'the filterbank has {name}={value!r}, not {expected!r}'
+    return ''
+
+  def stream_kind(self):
+    problem = self._settings_problem()
+    if problem:
+      raise stages.StreamingRefused(
+          f"{problem} (filterbanks stream with stride 1, 'same' padding and "
+          'no bias).')
+    return 'filter'
 
   def _check_input(self, input_shape):
     if len(input_shape) != 3 or input_shape[-1] != 1:
@@ -256,13 +291,33 @@ class GaborConv1D(_FilterbankConv1D):
     return impulse_responses.gabor_filters_real_imag(self.gabor_parameters(),
                                                      self.kernel_size)
 
-  def call(self, inputs):
+  def interleaved_filters(self):
+    """[kernel_size, filters]: channel 2i real and 2i + 1 imaginary."""
     real, imag = self.impulse_responses()
-    # [kernel_size, 1, filters], channel 2i real and 2i + 1 imaginary.
-    interleaved = tf.reshape(
+    return tf.reshape(
         tf.stack([tf.transpose(real), tf.transpose(imag)], axis=2),
-        (self.kernel_size, 1, self.filters))
-    return self._convolve(inputs, interleaved)
+        (self.kernel_size, self.filters))
+
+  def call(self, inputs):
+    return self._convolve(inputs, self.interleaved_filters()[:, tf.newaxis])
+
+  def stage_parameters(self, sample_rate):
+    kernel = np.asarray(self.gabor_parameters(), np.float64)
+    return {
+        'centre_frequency': stages.parameter(
+            kernel[:, 0] * sample_rate / (2 * np.pi), 'Hz'),
+        'bandwidth': stages.parameter(
+            gabor_bandwidth_hz(kernel[:, 1], sample_rate), 'Hz', 'log'),
+    }
+
+  def stream_filters(self):
+    return self.interleaved_filters(), tf.float32
+
+  def complex_filters(self):
+    return self.impulse_responses()
+
+  def fft_problem(self, role):
+    return self._settings_problem()
 
   def get_config(self):
     config = super().get_config()
@@ -351,6 +406,23 @@ class SincConv1D(_FilterbankConv1D):
     window = tf.constant(
         impulse_responses.hamming_window(self.kernel_size), filters.dtype)
     return filters * window[:, tf.newaxis]
+
+  def stage_parameters(self, sample_rate):
+    low, high = (np.asarray(edge, np.float64) for edge in self.band_edges_hz())
+    return {'centre_frequency': stages.parameter((low + high) / 2, 'Hz'),
+            'bandwidth': stages.parameter(high - low, 'Hz', 'log')}
+
+  # The filters are computed in float64 (see `call`), which TFLite's
+  # builtin ops do not offer.
+  tflite_builtins = False
+
+  def stream_filters(self):
+    # In float64 as `call` computes (PCEN magnifies float32's rounding of
+    # the upper bands).
+    return self.impulse_responses(), tf.float64
+
+  def fft_problem(self, role):
+    return (f'the {role} (SincConv1D) has no complex impulse responses')
 
   def call(self, inputs):
     # The upper bands' outputs are small differences of large products, which

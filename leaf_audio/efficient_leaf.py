@@ -146,6 +146,7 @@ class EfficientLeaf(frontend.Frontend):
             _named_compression(compression_fn, policy), owner,
             'compression_fn', policy),
         pre_compression_floor=pre_compression_floor,
+        sample_rate=sample_rate,
         **kwargs)
 
   @property

@@ -66,6 +66,11 @@ def check_enough_samples(owner: str, num_samples, window: int, padding: str,
                      f'{tuple(input_shape)}.')
 
 
+# A window needs two samples: a Gaussian pooling window of one tap has no
+# width (0 / 0, NaN features).
+MIN_WINDOW_SAMPLES = 2
+
+
 def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
                               window_stride_ms):
   """Validates a frontend's framing arguments; returns (window, stride) in samples."""
@@ -77,7 +82,15 @@ def checked_window_and_stride(owner: str, sample_rate, window_len_ms,
     raise ValueError(
         f'{owner}: window_stride={window_stride_ms} ms at sample_rate='
         f'{sample_rate} Hz is less than one sample.')
-  return window_length_samples(sample_rate, window_len_ms), stride
+  window = window_length_samples(sample_rate, window_len_ms)
+  if window < MIN_WINDOW_SAMPLES:
+    minimum_ms = (MIN_WINDOW_SAMPLES - 1) * 1000. / sample_rate
+    raise ValueError(
+        f'{owner}: window_len={window_len_ms} ms at sample_rate={sample_rate}'
+        f' Hz is a window of {window} sample(s); at least '
+        f'{MIN_WINDOW_SAMPLES} are needed (window_len >= {minimum_ms:g} ms), '
+        'or the pooling window has no width and every feature is NaN.')
+  return window, stride
 
 
 def frames_and_padding(length, kernel_size: int, stride: int, padding: str):

@@ -30,6 +30,7 @@ from leaf_audio import methods
 from leaf_audio import modulus
 from leaf_audio import pooling
 from leaf_audio import serialization
+from leaf_audio import stages as stages_lib
 from leaf_audio import validation
 
 
@@ -186,7 +187,21 @@ class Frontend(keras.layers.Layer):
       at least this before compression (None: no clipping).
     method: 'auto' (default), 'fft' or 'direct'; how filterbank -> squared
       modulus -> pooling is computed (see `methods`).
+    sample_rate: Hz, default 16000; the rate of the waveform. A stage built
+      for another rate (its own `sample_rate` or its initializer's) is
+      refused.
     **kwargs: Keras layer arguments (name, dtype; dtype defaults to float32).
+
+  Attributes:
+    sample_rate: Hz.
+    hop_samples: int, samples between output frames (the product of the
+      stages' hops; `stride` is an alias).
+    window_samples: int, the window of the stage that sets the frames (the
+      pooling's, else the filterbank's), in samples (`window_size` is an
+      alias).
+
+  Every stage is read through `leaf_audio.stages` (its geometry, learned
+  parameters, streaming); see docs/extending.md for a stage of your own.
 
   Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
   Output shape: [batch, frames, channels].
@@ -204,10 +219,12 @@ class Frontend(keras.layers.Layer):
   def __init__(self, filterbank, activation=None, pooling=None,
                compression=None, preemphasis=None, normalization=None,
                spec_augment=None, pre_compression_floor=1e-5,
-               method: str = 'auto', **kwargs):
+               method: str = 'auto', sample_rate: float = 16000, **kwargs):
     kwargs.setdefault('dtype', 'float32')
     super().__init__(**kwargs)
     owner = type(self).__name__
+    self.sample_rate = validation.check_positive_number(owner, 'sample_rate',
+                                                        sample_rate)
     if pre_compression_floor is not None and not pre_compression_floor >= 0:
       raise ValueError(f'{owner}: pre_compression_floor must be >= 0 or None;'
                        f' got {pre_compression_floor!r}.')
@@ -224,6 +241,14 @@ class Frontend(keras.layers.Layer):
       stages[name] = layer
     if stages['filterbank'] is None:
       raise ValueError(f'{owner}: filterbank must be a Keras layer; got None.')
+    for name, layer in stages.items():
+      rate = stages_lib.stage_sample_rate(layer)
+      if rate is not None and rate != sample_rate:
+        raise ValueError(
+            f'{owner}: its {name} ({type(layer).__name__}) was built for '
+            f'sample_rate={rate} Hz but the frontend runs at sample_rate='
+            f'{sample_rate} Hz; build the stage for {sample_rate} Hz or pass '
+            f'sample_rate={rate}.')
     self._stages = stages
     # The window of the stage that sets the frames, if it pools 'valid'.
     framer = stages['pooling'] or stages['filterbank']
@@ -264,6 +289,47 @@ class Frontend(keras.layers.Layer):
     """The layers before the floor, in the order they run."""
     return [self._stages[name] for name in STAGES[:4]
             if self._stages[name] is not None]
+
+  def _geometries(self):
+    return [stages_lib.of(layer).stage_geometry() for layer in self.stages]
+
+  @property
+  def hop_samples(self) -> int:
+    """Samples between output frames (the product of the stages' hops)."""
+    hop = 1
+    for geometry in self._geometries():
+      hop *= geometry.hop_samples
+    return hop
+
+  @property
+  def window_samples(self) -> int:
+    """The window in samples of the stage that sets the frames."""
+    framer = self._stages['pooling'] or self._stages['filterbank']
+    return stages_lib.of(framer).stage_geometry().window_samples
+
+  # The names the presets' arguments use: aliases of hop_samples and
+  # window_samples (the presets set them while they build their stages).
+  @property
+  def stride(self) -> int:
+    """Alias of `hop_samples`."""
+    if '_stages' in self.__dict__:
+      return self.hop_samples
+    return self.__dict__.get('_preset_stride')
+
+  @stride.setter
+  def stride(self, value):
+    self.__dict__['_preset_stride'] = value
+
+  @property
+  def window_size(self) -> int:
+    """Alias of `window_samples`."""
+    if '_stages' in self.__dict__:
+      return self.window_samples
+    return self.__dict__.get('_preset_window')
+
+  @window_size.setter
+  def window_size(self, value):
+    self.__dict__['_preset_window'] = value
 
   @property
   def active_method(self):
@@ -329,7 +395,7 @@ class Frontend(keras.layers.Layer):
     config.update({name: serialization.serialize(self._stages[name])
                    for name in STAGES})
     config.update(pre_compression_floor=self.pre_compression_floor,
-                  method=self.method)
+                  method=self.method, sample_rate=self.sample_rate)
     return config
 
 
@@ -523,6 +589,7 @@ class Leaf(Frontend):
         spec_augment=None if spec_augment is False else spec_augment,
         pre_compression_floor=pre_compression_floor,
         method=method,
+        sample_rate=sample_rate,
         **kwargs)
 
   def get_config(self):
@@ -751,6 +818,16 @@ class MelFilterbanks(keras.layers.Layer):
     power = tf.square(tf.abs(stft))
     mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
     return validation.mark_non_finite_clips(inputs, self.compression(mel))
+
+  @property
+  def hop_samples(self) -> int:
+    """Samples between frames (`stride`)."""
+    return self.stride
+
+  @property
+  def window_samples(self) -> int:
+    """Samples of the STFT window (`window_size`)."""
+    return self.window_size
 
   def compute_output_shape(self, input_shape):
     shape = validation.waveform_shape(type(self).__name__, input_shape)

@@ -37,6 +37,7 @@ from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
 from leaf_audio import serialization
+from leaf_audio import stages
 from leaf_audio import validation
 
 
@@ -196,7 +197,7 @@ def strided_pooling(inputs, windows, steps: int, frames):
 
 
 @serialization.register()
-class GroupedGaborFilterbank(keras.layers.Layer):
+class GroupedGaborFilterbank(stages.Stage, keras.layers.Layer):
   """Gabor filterbank, squared modulus and Gaussian pooling, group by group.
 
   Computes what LEAF's `GaborConv1D` -> `SquaredModulus` ->
@@ -271,6 +272,11 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     self.window_size = validation.check_positive_int(owner, 'window_size',
                                                      window_size)
     self.hop = validation.check_positive_int(owner, 'hop', hop)
+    if self.window_size < framing.MIN_WINDOW_SAMPLES:
+      raise ValueError(
+          f'{owner}: window_size must be at least {framing.MIN_WINDOW_SAMPLES}'
+          ' samples (a one-tap Gaussian pooling window has no width: NaN '
+          f'outputs); got {window_size}.')
     self.num_groups = check_group_arguments(owner, self.n_filters, num_groups,
                                             conv_win_factor, stride_factor)
     self.conv_win_factor = conv_win_factor
@@ -346,6 +352,133 @@ class GroupedGaborFilterbank(keras.layers.Layer):
     """LEAF's Gaussian pooling windows [window_size, n_filters]."""
     return impulse_responses.gaussian_lowpass(self.pooling_width,
                                               self.window_size)[0, :, :, 0]
+
+  def complex_filters(self):
+    return self.impulse_responses()
+
+  # The stage interface (`stages.Stage`): a filterbank that pools itself.
+  pools_itself = True
+
+  def stage_geometry(self):
+    return stages.Geometry(self.window_size, self.hop, self.padding)
+
+  def stage_parameters(self, sample_rate):
+    kernel = np.asarray(self.gabor_parameters(), np.float64)
+    width = impulse_responses.gaussian_lowpass_fwhm(
+        np.asarray(self.pooling_width).reshape(-1), self.window_size)
+    return {
+        'centre_frequency': stages.parameter(
+            kernel[:, 0] * sample_rate / (2 * np.pi), 'Hz'),
+        'bandwidth': stages.parameter(
+            convolution.gabor_bandwidth_hz(kernel[:, 1], sample_rate), 'Hz',
+            'log'),
+        'pooling_width': stages.parameter(width * 1000. / sample_rate, 'ms',
+                                          'log'),
+    }
+
+  def fft_problem(self, role):
+    return f'the {role} ({type(self).__name__}) pools itself'
+
+  def stream_kind(self):
+    if self.padding != 'same':
+      raise stages.StreamingRefused(
+          "its pooling has 'valid' padding; only 'same' is streamed.")
+    return 'pools_itself'
+
+  def _stream_groups(self):
+    """Per group: its decimation, as `call` sets it.
+
+    A group's squared-modulus energies sit on a grid of `stride` samples;
+    frame f pools the decimated samples f * steps + [0, taps). A stream
+    computes only the new decimated samples and keeps the last `cached` =
+    taps - steps for the next frames.
+    """
+    centre = (self.window_size - 1) // 2
+    groups = []
+    for group in self.groups:
+      stride = group.stride
+      before = centre // stride
+      after = (self.window_size - 1 - centre) // stride
+      steps = self.hop // stride
+      groups.append(dict(
+          indices=list(group.indices), kernel_size=group.kernel_size,
+          stride=stride, steps=steps, before=before, after=after,
+          first=centre - stride * before,
+          tap=self.window_size // 2 - group.kernel_size // 2,
+          cached=max(before + after + 1 - steps, 0)))
+    return groups
+
+  def stream_reach(self) -> int:
+    """The last sample a frame reads, counted from its window's first sample
+    minus the filters' left half ((window_size - 1) // 2); LEAF's is
+    window_size - 1 + window_size // 2, a group's less."""
+    return max(group['first'] + group['stride'] * (
+        group['before'] + group['after']) + group['tap'] +
+               group['kernel_size'] - 1 for group in self._stream_groups())
+
+  def stream_initial_state(self, batch_size, channels):
+    del channels
+    return {f'group_energies_{index}': tf.zeros(
+        [batch_size, group['cached'], len(group['indices'])], tf.float32)
+            for index, group in enumerate(self._stream_groups())
+            if group['cached']}
+
+  def stream_pooled(self, state, buffer, inside, hops):
+    """The pooled energies of `hops` new frames, and the new state.
+
+    Args:
+      state: this stage's part of the stream state (`stream_initial_state`).
+      buffer: float32 [batch, samples]; sample i sits i samples after the
+        first new frame's window start minus (window_size - 1) // 2.
+      inside: a function of int32 offsets from the first new frame's window
+        start, true where the stream holds signal (LEAF pools zeros outside
+        the signal, not the filters' response to the zeros).
+      hops: int or int32 [], the number of new frames.
+
+    Returns:
+      (energies [batch, hops, n_filters], new state).
+    """
+    real, imag = self.impulse_responses()
+    filters = tf.transpose(tf.concat([real, imag], axis=0))
+    windows = tf.transpose(self.windows())
+    centre = (self.window_size - 1) // 2
+    groups = self._stream_groups()
+    # The block correlation may read up to a stride past its last tap.
+    buffer = tf.pad(buffer, [[0, 0], [0, max(
+        group['stride'] for group in groups)]])
+    outputs, new_state = [], {}
+    for index, group in enumerate(groups):
+      stride, steps, cached = group['stride'], group['steps'], group['cached']
+      taps = group['before'] + group['after'] + 1
+      count = (hops - 1) * steps + taps  # decimated samples the frames pool
+      channels = group['indices'] + [self.n_filters + i
+                                     for i in group['indices']]
+      group_filters = tf.gather(
+          filters[group['tap']:group['tap'] + group['kernel_size']],
+          channels, axis=1)
+      # Decimated sample m reads from first + tap + stride * m; the first
+      # `cached` come from the state.
+      responses = strided_correlation(
+          buffer, group['first'] + group['tap'] + stride * cached,
+          group_filters, stride, count - cached)
+      real_part, imag_part = tf.split(tf.square(responses), 2, axis=0)
+      energies = real_part + imag_part  # [channels, batch, new]
+      if cached:
+        key = f'group_energies_{index}'
+        energies = tf.concat(
+            [tf.transpose(state[key], (2, 0, 1)), energies], axis=2)
+        new_state[key] = tf.transpose(energies[:, :, -cached:], (1, 2, 0))
+      energies *= tf.cast(inside(group['first'] + stride * tf.range(count)),
+                          energies.dtype)
+      pooling_taps = tf.gather(
+          tf.gather(windows, group['indices']),
+          centre + stride * np.arange(-group['before'], group['after'] + 1),
+          axis=1) * float(stride)
+      outputs.append(strided_pooling(energies, pooling_taps, steps, hops))
+    outputs = tf.transpose(tf.concat(outputs, axis=0), (1, 2, 0))
+    if self._restore_order is not None:
+      outputs = tf.gather(outputs, self._restore_order, axis=-1)
+    return outputs, new_state
 
   def call(self, inputs):
     # LEAF's filters, [window_size, 2 * n_filters] (real parts, then

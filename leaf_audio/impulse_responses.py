@@ -95,6 +95,38 @@ def sinc_filters(low_hz: tf.Tensor,
   return band_pass / tf.reduce_max(band_pass, axis=0, keepdims=True)
 
 
+def half_maximum_width(window) -> float:
+  """Width in samples of the band around a window's peak at >= half its peak.
+
+  Edges interpolated linearly between samples (the FWHM of a sampled window).
+  """
+  window = np.asarray(window, np.float64)
+  top = int(np.argmax(window))
+  half = window[top] / 2.
+
+  def edge(step):
+    index = top
+    while 0 <= index + step < len(window) and window[index + step] >= half:
+      index += step
+    outside = index + step
+    if not 0 <= outside < len(window):
+      return float(index)
+    fraction = (window[index] - half) / (window[index] - window[outside])
+    return index + step * fraction
+
+  return edge(1) - edge(-1)
+
+
+def gaussian_lowpass_fwhm(sigma, filter_size: int):
+  """FWHM in samples of `gaussian_lowpass` windows, float64 like sigma.
+
+  2 sqrt(2 ln 2) sigma (n - 1) / 2, sigma clipped to [2 / n, 0.5] as the
+  windows are.
+  """
+  sigma = np.clip(np.asarray(sigma, np.float64), 2. / filter_size, 0.5)
+  return 2. * np.sqrt(2. * np.log(2.)) * sigma * (filter_size - 1) / 2.
+
+
 def gaussian_lowpass(sigma: tf.Tensor, filter_size: int) -> tf.Tensor:
   """Gaussian low-pass windows, one per channel, centred on the middle tap.
 

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from leaf_audio import serialization
+from leaf_audio import stages
 from leaf_audio import validation
 
 # 10**a is computed for a in this range; beyond it float32 overflows.
@@ -53,7 +54,7 @@ def temporal_median(inputs, window: Optional[int] = None):
 
 
 @serialization.register()
-class LogTBN(keras.layers.Layer):
+class LogTBN(stages.Stage, keras.layers.Layer):
   """Log compression, median subtraction and temporal batch normalisation.
 
     y = log(1 + 10**a_c x)          a_c learnable per channel (init a = 5)
@@ -168,6 +169,20 @@ class LogTBN(keras.layers.Layer):
     # would otherwise make every clip's output and the moving statistics NaN.
     finite = tf.reduce_all(tf.math.is_finite(outputs), axis=-1)
     return self.batch_norm(outputs, training=training, mask=finite)
+
+  # The stage interface (`stages.Stage`).
+
+  def stage_parameters(self, sample_rate):
+    del sample_rate
+    return {'log10_gain': stages.parameter(self.gain)}
+
+  def stream_kind(self):
+    if self.median is not None:
+      raise stages.StreamingRefused(
+          'LogTBN subtracts the median over all the frames of a clip, which '
+          "a stream never has. Stream EfficientLeaf with compression_fn="
+          "'pcen' or 'log_pcen' (or LogTBN(median=None)).")
+    return 'pointwise'  # batch norm with its moving statistics (inference).
 
   def compute_output_shape(self, input_shape):
     channels = input_shape[-1]

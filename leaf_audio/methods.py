@@ -6,21 +6,19 @@
             evaluated only at the kept frames, in bounded memory.
   'auto'    'fft' when it applies, else 'direct'.
 
-The FFT method applies when the filterbank is a stride-1, 'same', bias-free
-layer with complex impulse responses (`convolution.complex_filters`: e.g.
-`GaborConv1D`, or a `keras.layers.Conv1D` with real and imaginary parts
-interleaved), followed by `SquaredModulus` and by a pooling stage with
-`windows()` (e.g. `GaussianLowpassPooling`, `LearnablePooling1D`) whose
-window spans at most `blocks.MAX_PIECES` (8) hops, in float32.
-Otherwise the stages run directly.
+The FFT method applies when every stage says it can (`stages.Stage.
+fft_problem`): a stride-1, 'same', bias-free filterbank with complex impulse
+responses (`complex_filters()`: `GaborConv1D`, or a `keras.layers.Conv1D`
+with real and imaginary parts interleaved), `SquaredModulus`, and a pooling
+stage with windows (`GaussianLowpassPooling`, `LearnablePooling1D`) whose
+window spans at most `blocks.MAX_PIECES` (8) hops, in float32. Otherwise the
+stages run directly.
 """
 
 import keras
 
-from leaf_audio import blocks
-from leaf_audio import convolution
 from leaf_audio import fft_filterbank
-from leaf_audio import modulus
+from leaf_audio import stages
 
 METHODS = ('auto', 'direct', 'fft')
 
@@ -32,41 +30,18 @@ def check_method(owner: str, method) -> str:
   return method
 
 
-def _filterbank_problem(conv):
-  if isinstance(conv, keras.layers.Conv1D):
-    settings = dict(strides=conv.strides[0], padding=conv.padding,
-                    use_bias=conv.use_bias, dilation_rate=conv.dilation_rate[0],
-                    groups=conv.groups,
-                    activation=keras.activations.serialize(conv.activation))
-  elif getattr(conv, 'is_complex', False):
-    settings = dict(strides=conv.strides, padding=conv.padding,
-                    use_bias=getattr(conv, 'use_bias', False))
-  else:
-    return (f'the filterbank ({type(conv).__name__}) has no complex impulse '
-            'responses')
-  expected = dict(strides=1, padding='same', use_bias=False, dilation_rate=1,
-                  groups=1, activation='linear')
-  for name, value in settings.items():
-    if value != expected[name]:
-      return f'the filterbank has {name}={value!r}, not {expected[name]!r}'
-  return None
-
-
 def fft_problem(conv, activation, pool, dtype) -> str:
-  """Why the FFT method does not apply to these stages, or '' if it does."""
-  problem = _filterbank_problem(conv)
-  if problem:
-    return problem
-  if not isinstance(activation, modulus.SquaredModulus):
-    return (f'the activation is {type(activation).__name__}, not '
-            'SquaredModulus')
-  if not hasattr(pool, 'windows'):
-    return f'the pooling ({type(pool).__name__}) has no windows'
-  pieces = blocks.num_pieces(pool.kernel_size, pool.strides)
-  if pieces > blocks.MAX_PIECES:
-    return (f'the pooling window ({pool.kernel_size} samples) spans {pieces} '
-            f'hops of {pool.strides} samples; at most {blocks.MAX_PIECES} are '
-            'supported')
+  """Why the FFT method does not apply to these stages, or '' if it does.
+
+  Each stage answers for itself (`stages.Stage.fft_problem`).
+  """
+  for role, layer in (('filterbank', conv), ('activation', activation),
+                      ('pooling', pool)):
+    if layer is None:
+      return f'there is no {role} stage'
+    problem = stages.of(layer).fft_problem(role)
+    if problem:
+      return problem
   if dtype != 'float32':
     return f'the frontend computes in {dtype}, not float32'
   return ''
@@ -91,10 +66,13 @@ def pooled_energy_fft(waveform, conv, pool, training=None):
   keeps none, so that the function can be exported as a SavedModel (a
   gradient taken then filters the input again).
   """
-  real, imag = convolution.complex_filters(conv)
+  real, imag = stages.of(conv).complex_filters()
+  pooling = stages.of(pool)
+  geometry = pooling.stage_geometry()
   return fft_filterbank.pooled_energy(
-      waveform[:, :, 0], real, imag, pool.windows(), pool.strides,
-      pool.padding, kept_bytes=fft_filterbank.KEPT_BYTES if training else 0)
+      waveform[:, :, 0], real, imag, pooling.stream_windows(),
+      geometry.hop_samples, geometry.padding,
+      kept_bytes=fft_filterbank.KEPT_BYTES if training else 0)
 
 
 def _set_method(config, method):

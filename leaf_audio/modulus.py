@@ -4,10 +4,11 @@ import keras
 import tensorflow as tf
 
 from leaf_audio import serialization
+from leaf_audio import stages
 
 
 @serialization.register()
-class SquaredModulus(keras.layers.Layer):
+class SquaredModulus(stages.Stage, keras.layers.Layer):
   """Energy of complex channels given as interleaved real/imaginary parts.
 
   Computes real**2 + imag**2 for each pair of channels (2i, 2i + 1).
@@ -28,6 +29,12 @@ class SquaredModulus(keras.layers.Layer):
 
   def call(self, inputs):
     return tf.square(inputs[..., 0::2]) + tf.square(inputs[..., 1::2])
+
+  def stream_kind(self):
+    return 'pointwise'
+
+  def fft_problem(self, role):
+    return ''  # the FFT method computes the squared modulus itself.
 
   def compute_output_shape(self, input_shape):
     channels = input_shape[-1]

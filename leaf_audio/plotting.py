@@ -1,7 +1,12 @@
 """Figures of what a frontend learned: filters, pooling, compression, features.
 
+Everything is read through the stage interface (`leaf_audio.stages`), so a
+composed `Frontend` and a stage written outside the package plot alike.
+
 What is measured (numpy arrays, no matplotlib needed):
   initial_frontend     a fresh copy of a frontend, at its initialisation
+  stage_parameters     every stage's learned parameters in physical units
+  parameter_drift      how far each of them moved from its initialisation
   filterbank_summary   centre frequency and bandwidth (Hz) of every filter
   mel_curve            the same for triangular mel filters, the starting point
   frequency_responses  amplitude response |H(f)| of every filter, f in Hz
@@ -17,6 +22,7 @@ What is drawn (each returns a `matplotlib.figure.Figure`):
   plot_centre_frequencies  centre frequency vs bandwidth against the mel curve
   plot_pooling             per-channel pooling widths, or the shared window
   plot_pcen                per-channel PCEN parameters
+  plot_parameters          every learned parameter of every stage
   plot_representation      a clip through the frontend, next to its log mel
 
 Parametric filters report their parameters: Gabor filters (`Leaf`) their
@@ -48,12 +54,13 @@ from typing import Optional
 import keras
 import numpy as np
 
-from leaf_audio import compression
 from leaf_audio import convolution
 from leaf_audio import framing
 from leaf_audio import frontend as frontend_lib
+from leaf_audio import grouped_filterbank
 from leaf_audio import melfilters
 from leaf_audio import pooling
+from leaf_audio import stages
 
 _INSTALL_HINT = 'pip install leaf-audio[plot]'
 # FWHM of exp(-x**2 / 2) is 2 sqrt(2 ln 2) x-units.
@@ -69,8 +76,9 @@ class FilterbankSummary:
       output channel order.
     bandwidth_hz: float64 [n_filters], full width at half maximum of each
       filter's amplitude response in Hz (for sinc filters: the pass band).
-    method: how they were obtained: 'gabor parameters', 'sinc band edges',
-      'mel scale' or 'measured' (peak of the kernel's response).
+    method: how they were obtained: '<stage class> parameters' (what the
+      filterbank stage declares), 'mel scale' or 'measured' (peak of the
+      kernel's response).
   """
   centre_hz: np.ndarray
   bandwidth_hz: np.ndarray
@@ -78,10 +86,11 @@ class FilterbankSummary:
 
 
 def _check_frontend(frontend, needs_weights: bool = True):
-  if not isinstance(frontend, keras.layers.Layer) or not hasattr(
-      frontend, 'sample_rate'):
+  if not isinstance(frontend, (frontend_lib.Frontend,
+                               frontend_lib.MelFilterbanks)):
     raise TypeError('leaf_audio.plotting expects a leaf_audio frontend layer '
-                    f'(Leaf, TimeDomainFilterbanks, ...); got {frontend!r}.')
+                    '(Leaf, a composed Frontend, MelFilterbanks, ...); got '
+                    f'{frontend!r}.')
   if needs_weights and not frontend.built:
     raise ValueError(
         f'{type(frontend).__name__} is not built, so it has no filters yet; '
@@ -123,23 +132,86 @@ def pooling_layer(frontend):
 def gaussian_pooling_sigma(frontend):
   """(sigma float64 [channels], window taps) of Gaussian pooling, or None.
 
-  sigma as stored, relative to half the window; the forward pass clips it to
-  [2 / taps, 0.5].
+  The raw parameter of `GaussianLowpassPooling` (or EfficientLeaf's
+  `pooling_width`) as stored, relative to half the window; the forward pass
+  clips it to [2 / taps, 0.5]. Physical widths of any pooling:
+  `pooling_widths_ms`.
   """
   layer = pooling_layer(frontend)
   if isinstance(layer, pooling.GaussianLowpassPooling):
     return np.asarray(layer.kernel, np.float64).reshape(-1), layer.kernel_size
   layer = filterbank_layer(frontend)
-  if hasattr(layer, 'pooling_width') and hasattr(layer, 'window_size'):
+  if isinstance(layer, grouped_filterbank.GroupedGaborFilterbank):
     return (np.asarray(layer.pooling_width, np.float64).reshape(-1),
             layer.window_size)
   return None
 
 
+_PCEN = ('alpha', 'delta', 'root', 'smoothing')
+
+
 def pcen_layer(frontend):
-  """The PCENCompression stage, or None."""
+  """The compression stage if it declares PCEN's parameters, or None."""
   layer = getattr(frontend, 'compression', None)
-  return layer if isinstance(layer, compression.PCENCompression) else None
+  if layer is None or isinstance(frontend, frontend_lib.MelFilterbanks):
+    return None
+  names = stages.of(layer).stage_parameters(frontend.sample_rate)
+  return layer if all(name in names for name in _PCEN) else None
+
+
+def stage_layers(frontend) -> dict:
+  """{stage name: layer} of the stages a frontend has, in order."""
+  if isinstance(frontend, frontend_lib.MelFilterbanks):
+    return {'compression': frontend.compression}
+  return {name: getattr(frontend, name) for name in frontend_lib.STAGES
+          if getattr(frontend, name) is not None}
+
+
+def stage_parameters(frontend) -> dict:
+  """{stage name: {parameter name: `stages.Parameter`}} of what it learns.
+
+  In physical units whatever the parameterisation (centre frequencies and
+  bandwidths in Hz, pooling widths in ms, PCEN's parameters as numbers);
+  only stages that declare parameters appear.
+  """
+  _check_frontend(frontend)
+  values = {}
+  for name, layer in stage_layers(frontend).items():
+    declared = stages.of(layer).stage_parameters(frontend.sample_rate)
+    if declared:
+      values[name] = declared
+  return values
+
+
+def parameter_drift(frontend, initial) -> dict:
+  """How far each learned parameter moved from `initial`, and per stage.
+
+  A parameter on a 'log' scale (widths, gains, PCEN's) moves by
+  |log(learned / initial)| (0.1: about 10 %), one on a 'linear' scale
+  (centre frequencies) by |learned - initial| / max(|initial|), i.e.
+  relative to its range. Non-positive values of a 'log' parameter fall
+  back to the linear measure.
+
+  Returns:
+    {stage: {'moved': float, parameter: float}}: each parameter's median
+    over channels and each stage's largest ('moved'); 0 when unchanged.
+  """
+  learned, start = stage_parameters(frontend), stage_parameters(initial)
+  drift = {}
+  for stage, parameters in learned.items():
+    moved = {}
+    for name, value in parameters.items():
+      before = start.get(stage, {}).get(name)
+      if before is None:
+        continue
+      new, old = np.broadcast_arrays(value.values, before.values)
+      if value.scale == 'log' and np.all(new > 0) and np.all(old > 0):
+        change = np.abs(np.log(new / old))
+      else:
+        change = np.abs(new - old) / max(np.max(np.abs(old)), 1e-12)
+      moved[name] = float(np.median(change))
+    drift[stage] = dict(moved=max(moved.values(), default=0.), **moved)
+  return drift
 
 
 def initial_frontend(frontend):
@@ -155,33 +227,27 @@ def initial_frontend(frontend):
   return copy
 
 
-def gabor_bandwidth_hz(sigma, sample_rate: float) -> np.ndarray:
-  """FWHM in Hz of the amplitude response of Gabor filters of width sigma.
-
-  A Gaussian envelope of std sigma samples has a Gaussian frequency response
-  of std 1 / sigma radians/sample, whose FWHM is 2 sqrt(2 ln 2) / sigma.
-  """
-  return _FWHM_PER_STD / np.asarray(sigma, np.float64) * sample_rate / (
-      2 * np.pi)
+gabor_bandwidth_hz = convolution.gabor_bandwidth_hz
 
 
 def filter_taps(frontend) -> np.ndarray:
   """Impulse responses of the filterbank, [n_filters, taps].
 
-  Complex for Gabor and TimeDomainFilterbanks filters (real + 1j imaginary
-  part: the two channels that the squared modulus adds), real for sinc
-  filters. Raises ValueError for frontends without a time-domain filterbank.
+  Complex for filterbanks with complex filters (real + 1j imaginary part:
+  the two channels that the squared modulus adds), real otherwise. Raises
+  ValueError for frontends without a time-domain filterbank.
   """
   _check_frontend(frontend)
   conv = filterbank_layer(frontend)
-  if isinstance(conv, keras.layers.Conv1D) or getattr(conv, 'is_complex',
-                                                       False):
-    real, imag = convolution.complex_filters(conv)
+  stage = stages.of(conv) if conv is not None else None
+  if stage is not None and hasattr(stage, 'complex_filters'):
+    real, imag = stage.complex_filters()
     return np.asarray(real, np.float64) + 1j * np.asarray(imag, np.float64)
   if conv is not None and hasattr(conv, 'impulse_responses'):
     return np.asarray(conv.impulse_responses(), np.float64).T
   raise ValueError(f'{type(frontend).__name__} has no time-domain filterbank '
-                   'whose taps could be shown.')
+                   'whose taps could be shown (its filterbank offers neither '
+                   'complex_filters() nor impulse_responses()).')
 
 
 def _fft_size(taps: int, minimum: int) -> int:
@@ -288,7 +354,11 @@ def _mel_range(frontend):
 
 
 def filterbank_summary(frontend) -> FilterbankSummary:
-  """Centre frequency and bandwidth (Hz) of each of a frontend's filters."""
+  """Centre frequency and bandwidth (Hz) of each of a frontend's filters.
+
+  What the filterbank stage declares ('centre_frequency', 'bandwidth'),
+  else measured from its taps.
+  """
   _check_frontend(frontend)
   sample_rate = frontend.sample_rate
   if isinstance(frontend, frontend_lib.MelFilterbanks):
@@ -296,63 +366,61 @@ def filterbank_summary(frontend) -> FilterbankSummary:
                                   *_mel_range(frontend))
     return FilterbankSummary(centre, bandwidth, 'mel scale')
   conv = filterbank_layer(frontend)
-  if hasattr(conv, 'gabor_parameters'):
-    kernel = gabor_parameters(frontend)
-    return FilterbankSummary(kernel[:, 0] * sample_rate / (2 * np.pi),
-                             gabor_bandwidth_hz(kernel[:, 1], sample_rate),
-                             'gabor parameters')
-  if hasattr(conv, 'band_edges_hz'):
-    low, high = (np.asarray(edge, np.float64) for edge in conv.band_edges_hz())
-    return FilterbankSummary((low + high) / 2, high - low, 'sinc band edges')
+  declared = stages.of(conv).stage_parameters(sample_rate)
+  if 'centre_frequency' in declared and 'bandwidth' in declared:
+    return FilterbankSummary(declared['centre_frequency'].values,
+                             declared['bandwidth'].values,
+                             f'{type(conv).__name__} parameters')
   peaks, widths = measure_peaks(*frequency_responses(frontend, min_fft=16384))
   return FilterbankSummary(peaks, widths, 'measured')
+
+
+def _channels(frontend) -> int:
+  return frontend.compute_output_shape((None, None))[-1]
 
 
 def pooling_widths_ms(frontend) -> np.ndarray:
   """FWHM in ms of each channel's lowpass pooling window, float64 [channels].
 
-  Gaussian pooling: 2 sqrt(2 ln 2) sigma (kernel_size - 1) / 2 samples, with
-  sigma clipped to [2 / kernel_size, 0.5] as in the forward pass. A shared
-  learned window (TimeDomainFilterbanks): its measured FWHM, the same for all
-  channels. Raises ValueError for max pooling or no pooling.
+  The 'pooling_width' the pooling stage (or a filterbank that pools itself)
+  declares: for Gaussian pooling 2 sqrt(2 ln 2) sigma (kernel_size - 1) / 2
+  samples, sigma clipped as in the forward pass; for a shared learned window
+  (TimeDomainFilterbanks) its measured FWHM, repeated for every channel.
+  Raises ValueError when no stage declares one (max pooling, no pooling).
   """
   _check_frontend(frontend)
-  to_ms = 1000. / frontend.sample_rate
-  gaussian = gaussian_pooling_sigma(frontend)
-  if gaussian is not None:
-    sigma, size = gaussian
-    sigma = np.clip(sigma, 2. / size, 0.5)
-    return _FWHM_PER_STD * sigma * (size - 1) / 2. * to_ms
+  for name in ('pooling', 'filterbank'):
+    layer = getattr(frontend, name, None)
+    if layer is None:
+      continue
+    declared = stages.of(layer).stage_parameters(frontend.sample_rate)
+    if 'pooling_width' in declared:
+      return np.broadcast_to(declared['pooling_width'].values,
+                             (_channels(frontend),)).copy()
   layer = pooling_layer(frontend)
-  if isinstance(layer, pooling.LearnablePooling1D):
-    window = np.asarray(layer.kernel, np.float64).reshape(1, -1)
-    _, width = measure_peaks(np.arange(window.shape[1]) * to_ms, window)
-    return np.full(frontend.n_filters, width[0])
   uses = f' (it uses {type(layer).__name__})' if layer is not None else ''
   raise ValueError(f'{type(frontend).__name__} has no learnable lowpass '
-                   f'pooling{uses}.')
+                   f'pooling{uses}: no stage declares a pooling_width.')
 
 
 def pcen_parameters(frontend) -> dict:
-  """Per-channel PCEN parameters as stored: name -> float64 [channels].
+  """Per-channel PCEN parameters, as the forward pass uses them.
 
   'alpha', 'delta', 'root' and 'smooth' (the smoother's coefficient; one
-  value repeated when it is shared). The forward pass clips alpha to <= 1,
-  root to >= 1, smooth to [0, 1] and delta to >= min_delta. Raises ValueError
-  when the frontend has no PCEN.
+  value repeated when it is shared), float64 [channels], in linear space
+  whatever the parameterisation (the compression stage's
+  `stage_parameters`). Raises ValueError when the frontend has no PCEN.
   """
   _check_frontend(frontend)
   layer = pcen_layer(frontend)
   if layer is None:
-    raise ValueError(f'{type(frontend).__name__} has no PCEN compression.')
-  channels = frontend.n_filters
-
-  def values(variable):
-    return np.broadcast_to(np.asarray(variable, np.float64).reshape(-1),
-                           (channels,)).copy()
-
-  return {'alpha': values(layer.alpha), 'delta': values(layer.delta),
-          'root': values(layer.root), 'smooth': values(layer.ema.smooth)}
+    raise ValueError(f'{type(frontend).__name__} has no PCEN compression '
+                     '(no compression stage declares alpha, delta, root and '
+                     'smoothing).')
+  declared = stages.of(layer).stage_parameters(frontend.sample_rate)
+  channels = _channels(frontend)
+  return {('smooth' if name == 'smoothing' else name): np.broadcast_to(
+      declared[name].values, (channels,)).copy() for name in _PCEN}
 
 
 def frame_times(frontend, num_samples: int) -> np.ndarray:
@@ -376,15 +444,20 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
   Raises ValueError for a 'valid' frontend and a clip shorter than k.
   """
   _check_frontend(frontend, needs_weights=False)
-  size, stride = frontend.window_size, frontend.stride
+  size, stride = frontend.window_samples, frontend.hop_samples
   if isinstance(frontend, frontend_lib.MelFilterbanks):
     frames = framing.num_frames(num_samples, size, stride, 'same')
     centres = np.arange(frames) * stride + size // 2
     return centres / frontend.sample_rate
-  padding = getattr(frontend, 'pooling_padding', None)
-  if padding not in ('same', 'valid'):
+  framer = frontend.pooling or frontend.filterbank
+  padding = stages.of(framer).stage_geometry().padding
+  if padding not in ('same', 'valid') or (
+      frontend.pooling is not None and
+      stages.of(frontend.filterbank).stage_geometry().hop_samples != 1):
     raise ValueError('frame_times does not know how '
-                     f'{type(frontend).__name__} frames its output.')
+                     f'{type(frontend).__name__} frames its output (a '
+                     "stride-1 filterbank then a 'same' or 'valid' pooling, "
+                     'or a filterbank that pools itself).')
   filter_delay = size // 2 - (size - 1) // 2
   framing.check_enough_samples(type(frontend).__name__, num_samples, size,
                                padding, (num_samples,))
@@ -520,32 +593,40 @@ def plot_pooling(frontend, initial=None):
   """
   initial = initial_frontend(frontend) if initial is None else initial
   to_ms = 1000. / frontend.sample_rate
-  if isinstance(pooling_layer(frontend), pooling.LearnablePooling1D):
+  learned = pooling_widths_ms(frontend)  # Raises without a pooling width.
+  layer = pooling_layer(frontend)
+  windows = None
+  if layer is not None and stages.of(layer).stage_parameters(
+      frontend.sample_rate)['pooling_width'].values.size == 1:
+    windows = stages.of(layer).stream_windows
+  if windows is not None:  # one window shared by all channels
     figure = _figure(figsize=(8, 4), layout='constrained')
     ax = figure.subplots()
     for source, label, style in ((initial, 'initial', '--'),
                                  (frontend, 'learned', '-')):
-      window = np.asarray(pooling_layer(source).kernel).reshape(-1)
+      window = np.asarray(stages.of(pooling_layer(source)).stream_windows()
+                          ).reshape(-1)
       ax.plot((np.arange(window.size) - (window.size - 1) / 2) * to_ms,
               window, style, label=label)
     ax.set_xlabel('time from the frame centre (ms)')
     ax.set_ylabel('window weight')
     ax.set_title(_title(frontend, 'shared pooling window'))
   else:
-    learned = pooling_widths_ms(frontend)  # Raises unless Gaussian.
     start = pooling_widths_ms(initial)
-    _, size = gaussian_pooling_sigma(frontend)
     figure = _figure(figsize=(8, 4), layout='constrained')
     ax = figure.subplots()
     channels = np.arange(len(learned))
     ax.plot(channels, start, 'o', markerfacecolor='none', label='initial')
     ax.plot(channels, learned, 'o', label='learned')
-    for sigma in (2. / size, 0.5):
-      ax.axhline(_FWHM_PER_STD * sigma * (size - 1) / 2 * to_ms, color='grey',
-                 linestyle=':', linewidth=1)
+    gaussian = gaussian_pooling_sigma(frontend)
+    if gaussian is not None:  # the widths the forward pass clips to
+      size = gaussian[1]
+      for sigma in (2. / size, 0.5):
+        ax.axhline(_FWHM_PER_STD * sigma * (size - 1) / 2 * to_ms,
+                   color='grey', linestyle=':', linewidth=1)
     ax.set_xlabel('channel')
     ax.set_ylabel('pooling window FWHM (ms)')
-    ax.set_title(_title(frontend, 'Gaussian pooling widths'))
+    ax.set_title(_title(frontend, 'pooling widths'))
   ax.grid(alpha=0.3)
   ax.legend()
   return figure
@@ -575,6 +656,43 @@ def plot_pcen(frontend, initial=None):
   return figure
 
 
+def plot_parameters(frontend, initial=None):
+  """Every learned parameter of every stage, initial vs learned.
+
+  One panel per parameter a stage declares (`stage_parameters`), titled
+  '<stage>/<parameter> (<unit>)', with the values per channel: works for
+  any stage that implements the interface, including one written outside
+  the package. Raises ValueError when no stage declares a parameter.
+  """
+  initial = initial_frontend(frontend) if initial is None else initial
+  learned, start = stage_parameters(frontend), stage_parameters(initial)
+  panels = [(stage, name, value, start.get(stage, {}).get(name))
+            for stage, parameters in learned.items()
+            for name, value in parameters.items()]
+  if not panels:
+    raise ValueError(f'{type(frontend).__name__} has no stage that declares '
+                     'learned parameters (stages.Stage.stage_parameters).')
+  columns = min(3, len(panels))
+  rows = -(-len(panels) // columns)
+  figure = _figure(figsize=(4 * columns, 3 * rows), layout='constrained')
+  axes = np.asarray(figure.subplots(rows, columns, squeeze=False)).reshape(-1)
+  for ax, (stage, name, value, before) in zip(axes, panels):
+    channels = np.arange(value.values.size)
+    if before is not None:
+      ax.plot(np.arange(before.values.size), before.values, 'o',
+              markerfacecolor='none', markersize=4, label='initial')
+    ax.plot(channels, value.values, 'o', markersize=4, label='learned')
+    unit = f' ({value.unit})' if value.unit else ''
+    ax.set_title(f'{stage}/{name}{unit}')
+    ax.set_xlabel('channel')
+    ax.grid(alpha=0.3)
+  for ax in axes[len(panels):]:
+    ax.set_visible(False)
+  axes[0].legend()
+  figure.suptitle(_title(frontend, 'learned parameters'))
+  return figure
+
+
 def _features(layer, waveform):
   outputs = layer(np.asarray(waveform, np.float32)[np.newaxis], training=False)
   return np.asarray(outputs)[0]
@@ -596,9 +714,13 @@ def plot_representation(frontend, waveform, title: Optional[str] = None):
   """
   _check_frontend(frontend)
   waveform = np.asarray(waveform, np.float32).reshape(-1)
+  # Half a sample more than the geometry, in ms: the frontends' rounding
+  # down (framing.window_length_samples) gives back exactly these samples.
+  rate = frontend.sample_rate
   mel = frontend_lib.MelFilterbanks(
-      n_filters=frontend.n_filters, sample_rate=frontend.sample_rate,
-      window_len=frontend.window_len, window_stride=frontend.window_stride)
+      n_filters=_channels(frontend), sample_rate=rate,
+      window_len=(frontend.window_samples - 0.5) * 1000. / rate,
+      window_stride=(frontend.hop_samples + 0.5) * 1000. / rate)
   mel.build((None, None))
   figure = _figure(figsize=(12, 4.5), layout='constrained')
   axes = figure.subplots(1, 2)
@@ -606,7 +728,7 @@ def plot_representation(frontend, waveform, title: Optional[str] = None):
                           (axes[1], mel, 'log mel filterbanks')):
     features = _features(layer, waveform)
     times = frame_times(layer, waveform.size)
-    hop = layer.stride / layer.sample_rate
+    hop = layer.hop_samples / layer.sample_rate
     image = ax.imshow(
         features.T, origin='lower', aspect='auto', interpolation='nearest',
         extent=(times[0] - hop / 2, times[-1] + hop / 2, -0.5,

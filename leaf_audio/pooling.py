@@ -10,6 +10,7 @@ take kernel_initializer and kernel_regularizer.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from leaf_audio import blocks
@@ -17,6 +18,7 @@ from leaf_audio import framing
 from leaf_audio import impulse_responses
 from leaf_audio import initializers
 from leaf_audio import serialization
+from leaf_audio import stages
 from leaf_audio import validation
 
 
@@ -55,7 +57,7 @@ def strided_window_sum(inputs, windows, stride: int, padding: str):
   return tf.transpose(blocks.diagonal_sum(products, frames), (1, 2, 0))
 
 
-class _Pooling1D(keras.layers.Layer):
+class _Pooling1D(stages.Stage, keras.layers.Layer):
   """Shared arguments and output shape of the pooling layers."""
 
   def __init__(self, kernel_size, strides, padding, **kwargs):
@@ -83,6 +85,18 @@ class _Pooling1D(keras.layers.Layer):
             framing.num_frames(input_shape[1], self.kernel_size, self.strides,
                                self.padding), input_shape[2])
 
+  # The stage interface (`stages.Stage`).
+
+  def stage_geometry(self):
+    return stages.Geometry(self.kernel_size, self.strides, self.padding)
+
+  def _check_streamable(self):
+    if self.padding != 'same':
+      raise stages.StreamingRefused(
+          "its pooling has 'valid' padding, so its frame count is (samples - "
+          "window) // hop + 1, not ceil(samples / hop); only 'same' pooling "
+          'is streamed (TimeDomainFilterbanks is refused).')
+
   def get_config(self):
     config = super().get_config()
     config.update({
@@ -101,6 +115,21 @@ class _KernelPooling1D(_Pooling1D):
     super().__init__(kernel_size, strides, padding, **kwargs)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+  def stream_kind(self):
+    self._check_streamable()
+    return 'sum_pooling'
+
+  def stream_windows(self):
+    return self.windows()
+
+  def fft_problem(self, role):
+    pieces = blocks.num_pieces(self.kernel_size, self.strides)
+    if pieces > blocks.MAX_PIECES:
+      return (f'the pooling window ({self.kernel_size} samples) spans '
+              f'{pieces} hops of {self.strides} samples; at most '
+              f'{blocks.MAX_PIECES} are supported')
+    return ''
 
   def call(self, inputs):
     if blocks.uses_blocks(self.kernel_size, self.strides):
@@ -156,6 +185,11 @@ class GaussianLowpassPooling(_KernelPooling1D):
       kernel_initializer = keras.initializers.Constant(0.4)
     super().__init__(kernel_size, strides, padding, kernel_initializer,
                      kernel_regularizer, **kwargs)
+    if self.kernel_size < framing.MIN_WINDOW_SAMPLES:
+      raise ValueError(
+          f'GaussianLowpassPooling: kernel_size must be at least '
+          f'{framing.MIN_WINDOW_SAMPLES} samples (a one-tap Gaussian window '
+          f'has no width: NaN outputs); got {kernel_size}.')
 
   def build(self, input_shape):
     self._check_input(input_shape)
@@ -175,6 +209,12 @@ class GaussianLowpassPooling(_KernelPooling1D):
   def windows(self):
     """The pooling windows [kernel_size, channels]."""
     return self.impulse_responses()[0, :, :, 0]
+
+  def stage_parameters(self, sample_rate):
+    width = impulse_responses.gaussian_lowpass_fwhm(
+        np.asarray(self.kernel).reshape(-1), self.kernel_size)
+    return {'pooling_width': stages.parameter(width * 1000. / sample_rate,
+                                              'ms', 'log')}
 
   def _convolve(self, inputs):
     outputs = tf.nn.depthwise_conv2d(
@@ -230,6 +270,12 @@ class LearnablePooling1D(_KernelPooling1D):
     """The window, shared by all channels, [kernel_size, 1]."""
     return tf.convert_to_tensor(self.kernel)[0, :, :, 0]
 
+  def stage_parameters(self, sample_rate):
+    window = np.asarray(self.kernel, np.float64).reshape(-1)
+    width = impulse_responses.half_maximum_width(window)
+    return {'pooling_width': stages.parameter(width * 1000. / sample_rate,
+                                              'ms', 'log')}
+
   def _convolve(self, inputs):
     # [batch, time, channels] -> [batch, channels, time, 1]: one "image row"
     # per channel, so a single 2-D filter pools every channel alike.
@@ -264,6 +310,13 @@ class MaxPooling1D(_Pooling1D):
 
   def build(self, input_shape):
     self._check_input(input_shape)
+
+  def stream_kind(self):
+    self._check_streamable()
+    return 'max_pooling'
+
+  def fft_problem(self, role):
+    return 'the pooling (MaxPooling1D) has no windows'
 
   def call(self, inputs):
     return tf.nn.max_pool1d(

@@ -38,6 +38,7 @@ end earlier), 400 (25 ms) for MelFilterbanks (left-aligned windows).
 """
 
 import dataclasses
+import inspect
 import tempfile
 import zlib
 from typing import Callable, Optional
@@ -46,14 +47,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from leaf_audio import compression
-from leaf_audio import convolution
 from leaf_audio import frontend as frontend_lib
-from leaf_audio import grouped_filterbank
-from leaf_audio import impulse_responses
-from leaf_audio import logtbn
 from leaf_audio import pooling
-from leaf_audio import smoothing
+from leaf_audio import stages as stages_lib
 
 # Positions saturate here, so that a stream of any length never overflows
 # int32: only the first hops of a stream need their true position (which
@@ -61,15 +57,19 @@ from leaf_audio import smoothing
 # stream is masked relative to the current position.
 _POSITION_CAP = 2**30
 
+# Streamer.push steps over at most this many hops at a time, so that its
+# memory stays bounded whatever the length of one push.
+PUSH_CHUNK_HOPS = 256
+
 
 @dataclasses.dataclass(frozen=True)
 class FrontendParts:
-  """What streaming needs to know of a frontend (see `frontend_parts`).
+  """What streaming reads of a frontend, all through `leaf_audio.stages`.
 
   Attributes:
-    kind: 'filterbank' (a stride-1 'same' filterbank, an activation, a
-      'same' pooling), 'grouped' (EfficientLeaf's grouped filterbank) or
-      'mel' (STFT frames).
+    kind: 'filterbank' (a stride-1 'same' filterbank, a pointwise activation,
+      a 'same' pooling), 'pools_itself' (a filterbank that sets the frames,
+      e.g. EfficientLeaf's) or 'mel' (STFT frames).
     sample_rate: Hz.
     hop: samples between frames.
     window: samples of the filters and of the pooling window (of the STFT
@@ -77,18 +77,19 @@ class FrontendParts:
     channels: output channels.
     preemphasis: None, or a function returning the 2 taps [2] of a 'same'
       pre-emphasis (y[t] = w0 x[t] + w1 x[t + 1]).
-    filters: 'filterbank': a function returning the filters [window,
-      conv_channels] of a cross-correlation with 'same' padding.
-    filter_dtype: the precision the filterbank is computed in.
-    activation: 'filterbank': the layer after the filterbank.
-    pooling: 'sum' or 'max' ('filterbank' and 'grouped').
+    filters: 'filterbank': a function returning (filters [window,
+      conv_channels], dtype) of a cross-correlation with 'same' padding.
+    activation: 'filterbank': the pointwise layer after the filterbank.
+    pooling: 'sum' or 'max' ('filterbank').
     pooling_windows: 'filterbank' with 'sum' pooling: a function returning
       the windows [window, channels or 1].
-    grouped: 'grouped': the `GroupedGaborFilterbank` layer.
+    bank: 'pools_itself': the filterbank stage.
     mel_matrix: 'mel': [n_fft // 2 + 1, channels].
     n_fft: 'mel': FFT size.
     floor: None, or the lower clip of the energies before compression.
-    compression: the last layer (Identity when absent).
+    frame_stages: ((name, stage, 'pointwise' or 'stateful'), ...): the stages
+      after the floor (compression, normalization).
+    tflite_builtins: whether every stage's step converts to TFLite builtins.
   """
   kind: str
   sample_rate: float
@@ -97,135 +98,51 @@ class FrontendParts:
   channels: int
   preemphasis: Optional[Callable] = None
   filters: Optional[Callable] = None
-  filter_dtype: tf.DType = tf.float32
-  activation: Optional[keras.layers.Layer] = None
+  activation: Optional[Callable] = None
   pooling: str = 'sum'
   pooling_windows: Optional[Callable] = None
-  grouped: Optional[keras.layers.Layer] = None
+  bank: Optional[stages_lib.Stage] = None
   mel_matrix: Optional[np.ndarray] = None
   n_fft: Optional[int] = None
   floor: Optional[float] = None
-  compression: Optional[keras.layers.Layer] = None
+  frame_stages: tuple = ()
+  tflite_builtins: bool = True
 
 
 def _refuse(frontend, reason):
-  raise ValueError(f'Streaming {type(frontend).__name__}: {reason}')
+  raise stages_lib.StreamingRefused(
+      f'Streaming {type(frontend).__name__}: {reason}')
 
 
-def _interleaved_complex(conv, real, imag):
-  # [kernel_size, filters], channel 2i real and 2i + 1 imaginary, as
-  # GaborConv1D's own convolution.
-  return tf.reshape(tf.stack([tf.transpose(real), tf.transpose(imag)], axis=2),
-                    (conv.kernel_size, 2 * real.shape[0]))
+def _kind(frontend, name, layer):
+  """The stage's `stream_kind()`, its refusal prefixed with the frontend."""
+  try:
+    return stages_lib.of(layer).stream_kind()
+  except stages_lib.StreamingRefused as error:
+    _refuse(frontend, f'its {name} stage: {error}')
 
 
-_STAGES = ('preemphasis', 'filterbank', 'activation', 'pooling', 'compression',
-           'normalization')
-
-
-def _stages(frontend):
-  """{stage name: layer or None} of a `leaf_audio.Frontend`, else None."""
-  if isinstance(frontend, frontend_lib.Frontend):
-    return {name: getattr(frontend, name) for name in _STAGES}
-  return None
-
-
-def _single(value):
-  """Keras' Conv1D keeps strides and kernel sizes as 1-tuples."""
-  return value[0] if isinstance(value, (tuple, list)) else value
+def _pointwise(layer):
+  """A pointwise stage as a function, in inference mode."""
+  if 'training' in inspect.signature(layer.call).parameters:
+    return lambda inputs: layer(inputs, training=False)
+  return layer
 
 
 def _output_channels(frontend):
-  channels = getattr(frontend, 'n_filters', None)
-  if channels is None:
-    channels = frontend.compute_output_shape((None, None))[-1]
-  return channels
-
-
-def _grouped_parts(frontend, stages):
-  bank = stages['filterbank']
-  if bank.padding != 'same':
-    _refuse(frontend, "its pooling has 'valid' padding; only 'same' is "
-            'streamed.')
-  return FrontendParts(
-      kind='grouped', sample_rate=getattr(frontend, 'sample_rate', 0),
-      hop=bank.hop, window=bank.window_size,
-      channels=_output_channels(frontend), grouped=bank,
-      floor=frontend.pre_compression_floor,
-      compression=stages['compression'] or keras.layers.Identity())
-
-
-def _filterbank_parts(frontend, stages):
-  """A stride-1 filterbank, an activation and a strided 'same' pooling."""
-  conv, pool = stages['filterbank'], stages['pooling']
-  if pool is None:
-    _refuse(frontend, 'it has no pooling stage.')
-  if pool.padding != 'same':
-    _refuse(frontend, "its pooling has 'valid' padding, so its frame count "
-            "is (samples - window) // hop + 1, not ceil(samples / hop); only "
-            "'same' pooling is streamed (TimeDomainFilterbanks is refused).")
-  if _single(conv.strides) != 1 or conv.padding != 'same' or getattr(
-      conv, 'use_bias', False):
-    _refuse(frontend, "its filterbank must have stride 1, 'same' padding and "
-            'no bias.')
-  kernel_size = _single(conv.kernel_size)
-  dtype = tf.float32
-  if isinstance(conv, keras.layers.Conv1D):
-    filters = lambda: conv.kernel[:, 0, :]
-  elif isinstance(conv, convolution.GaborConv1D) or getattr(
-      conv, 'is_complex', False):
-    filters = lambda: _interleaved_complex(conv, *conv.impulse_responses())
-  elif hasattr(conv, 'impulse_responses'):
-    filters = conv.impulse_responses  # real filters [kernel_size, channels]
-    if isinstance(conv, convolution.SincConv1D):
-      # In float64 as SincConv1D computes (PCEN magnifies float32's
-      # rounding of the upper bands).
-      dtype = tf.float64
-  else:
-    _refuse(frontend, f'its filterbank {type(conv).__name__} offers no '
-            'impulse_responses().')
-  if isinstance(pool, pooling.MaxPooling1D):
-    kind, windows = 'max', None
-  elif hasattr(pool, 'windows'):
-    kind, windows = 'sum', pool.windows
-  elif isinstance(pool, pooling.GaussianLowpassPooling):
-    kind, windows = 'sum', (lambda: pool.impulse_responses()[0, :, :, 0])
-  elif isinstance(pool, pooling.LearnablePooling1D):
-    kind, windows = 'sum', (lambda: pool.kernel[0, :, :, 0])
-  else:
-    _refuse(frontend, f'its pooling {type(pool).__name__} offers no '
-            'windows() and is not max pooling.')
-  if _single(pool.kernel_size) != kernel_size:
-    _refuse(frontend, 'its pooling window and filters differ in length.')
-  preemphasis = None
-  preemp = stages['preemphasis']
-  if preemp is not None:
-    if not (isinstance(preemp, keras.layers.Conv1D) and
-            _single(preemp.kernel_size) == 2 and preemp.padding == 'same' and
-            not preemp.use_bias):
-      _refuse(frontend, 'its pre-emphasis is not a 2-tap Conv1D with '
-              "'same' padding.")
-    preemphasis = lambda: preemp.kernel[:, 0, 0]
-  return FrontendParts(
-      kind='filterbank', sample_rate=getattr(frontend, 'sample_rate', 0),
-      hop=_single(pool.strides), window=kernel_size,
-      channels=_output_channels(frontend), preemphasis=preemphasis,
-      filters=filters, filter_dtype=dtype,
-      activation=stages['activation'] or keras.layers.Identity(),
-      pooling=kind, pooling_windows=windows,
-      floor=frontend.pre_compression_floor,
-      compression=stages['compression'] or keras.layers.Identity())
+  return frontend.compute_output_shape((None, None))[-1]
 
 
 def frontend_parts(frontend) -> FrontendParts:
-  """What streaming reads of `frontend` (its stages through `_stages`).
+  """What streaming reads of `frontend`, through its stages' interface.
 
   Args:
-    frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
-      `MelFilterbanks` (or a composed `Frontend` of the same kinds of stages).
+    frontend: a built `Frontend` (`Leaf`, `SincNet`, `SincNetPlus`,
+      `EfficientLeaf` or a composition) or `MelFilterbanks`.
 
   Returns:
-    `FrontendParts`. Raises ValueError naming what cannot be streamed.
+    `FrontendParts`. Raises `stages.StreamingRefused` (a ValueError) naming
+    what cannot be streamed.
   """
   if not frontend.built:
     raise ValueError(f'Streaming {type(frontend).__name__}: build the '
@@ -236,42 +153,90 @@ def frontend_parts(frontend) -> FrontendParts:
         kind='mel', sample_rate=frontend.sample_rate, hop=frontend.stride,
         window=frontend.window_size, channels=frontend.n_filters,
         mel_matrix=frontend.mel_matrix, n_fft=frontend.n_fft,
-        compression=frontend.compression)
-  stages = _stages(frontend)
-  if stages is None:
-    _refuse(frontend, 'not a Leaf, SincNet, SincNetPlus, EfficientLeaf, '
-            'MelFilterbanks or Frontend.')
-  if stages['normalization'] is not None:
-    _refuse(frontend, 'its normalization stage (mean_var_norm) normalises '
-            'each clip over all its frames, which a stream never has; build '
-            'it without (mean_var_norm=False).')
-  if isinstance(stages['filterbank'],
-                grouped_filterbank.GroupedGaborFilterbank):
-    return _grouped_parts(frontend, stages)
-  return _filterbank_parts(frontend, stages)
+        frame_stages=(('compression', frontend.compression,
+                       _kind(frontend, 'compression',
+                             frontend.compression)),))
+  if not isinstance(frontend, frontend_lib.Frontend):
+    _refuse(frontend, 'not a leaf_audio Frontend or MelFilterbanks.')
+  frame_stages = tuple(
+      (name, getattr(frontend, name),
+       _kind(frontend, name, getattr(frontend, name)))
+      for name in ('compression', 'normalization')
+      if getattr(frontend, name) is not None)
+  for name, _, kind in frame_stages:
+    if kind not in ('pointwise', 'stateful'):
+      _refuse(frontend, f"its {name} stage streams as {kind!r}, not "
+              "'pointwise' or 'stateful'.")
+  bank = stages_lib.of(frontend.filterbank)
+  common = dict(sample_rate=frontend.sample_rate,
+                channels=_output_channels(frontend),
+                floor=frontend.pre_compression_floor,
+                frame_stages=frame_stages)
+  used = [bank] + [stages_lib.of(layer) for _, layer, _ in frame_stages]
+  kind = _kind(frontend, 'filterbank', frontend.filterbank)
+  if kind == 'pools_itself':
+    if frontend.pooling is not None or frontend.preemphasis is not None:
+      _refuse(frontend, 'its filterbank pools itself; no pre-emphasis or '
+              'pooling stage may surround it.')
+    geometry = bank.stage_geometry()
+    return FrontendParts(
+        kind='pools_itself', hop=geometry.hop_samples,
+        window=geometry.window_samples, bank=bank,
+        tflite_builtins=all(stage.tflite_builtins for stage in used),
+        **common)
+  if kind != 'filter':
+    _refuse(frontend, f'its filterbank streams as {kind!r}, not a filter.')
+  if frontend.pooling is None:
+    _refuse(frontend, 'it has no pooling stage.')
+  pool = stages_lib.of(frontend.pooling)
+  pool_kind = _kind(frontend, 'pooling', frontend.pooling)
+  if pool_kind not in ('sum_pooling', 'max_pooling'):
+    _refuse(frontend, f'its pooling streams as {pool_kind!r}.')
+  activation = None
+  if frontend.activation is not None:
+    if _kind(frontend, 'activation', frontend.activation) != 'pointwise':
+      _refuse(frontend, 'its activation is not pointwise.')
+    activation = _pointwise(frontend.activation)
+  window = bank.stage_geometry().window_samples
+  geometry = pool.stage_geometry()
+  if geometry.window_samples != window:
+    _refuse(frontend, 'its pooling window and filters differ in length.')
+  preemphasis = None
+  if frontend.preemphasis is not None:
+    preemp = stages_lib.of(frontend.preemphasis)
+    if (_kind(frontend, 'preemphasis', frontend.preemphasis) != 'filter' or
+        preemp.stage_geometry().window_samples != 2):
+      _refuse(frontend, "its pre-emphasis is not a 2-tap filter with 'same' "
+              'padding.')
+    preemphasis = lambda: preemp.stream_filters()[0][:, 0]
+    used.append(preemp)
+  used.append(pool)
+  return FrontendParts(
+      kind='filterbank', hop=geometry.hop_samples, window=window,
+      preemphasis=preemphasis, filters=bank.stream_filters,
+      activation=activation,
+      pooling='max' if pool_kind == 'max_pooling' else 'sum',
+      pooling_windows=pool.stream_windows if pool_kind == 'sum_pooling'
+      else None,
+      tflite_builtins=all(stage.tflite_builtins for stage in used), **common)
 
 
-def _compression_kind(owner, layer):
-  """'pcen' (recurrent, carried in the state) or 'frame' (frame by frame)."""
-  if isinstance(layer, compression.PCENCompression):
-    return 'pcen'
-  if isinstance(layer, (keras.layers.Identity, compression.LogCompression)):
-    return 'frame'
-  if isinstance(layer, keras.layers.LayerNormalization):
-    if list(layer.axis) in ([-1], [2]):
-      return 'frame'
-  if isinstance(layer, logtbn.LogTBN):
-    if layer.median is None:
-      return 'frame'  # batch norm with its moving statistics (inference).
-    raise ValueError(
-        f'Streaming {owner}: LogTBN subtracts the median over all the frames '
-        'of a clip, which a stream never has. Stream EfficientLeaf with '
-        "compression_fn='pcen' or 'log_pcen' (or LogTBN(median=None)).")
-  raise ValueError(
-      f'Streaming {owner}: cannot tell whether compression '
-      f'{type(layer).__name__} acts frame by frame; streamed compressions are '
-      'PCENCompression, LogCompression, LayerNormalization over channels, '
-      'LogTBN(median=None) and none.')
+def _stage_state_keys(parts, batch_size):
+  """{stage name: {state key: tensor}} of the stateful frame stages.
+
+  A stage's keys are kept as it names them ('smoother' for PCEN), prefixed
+  with the stage name only when two stages would share one.
+  """
+  states = {name: stages_lib.of(layer).stream_initial_state(
+      batch_size, parts.channels)
+            for name, layer, kind in parts.frame_stages if kind == 'stateful'}
+  seen = {}
+  for name, state in states.items():
+    for key in state:
+      seen[key] = seen.get(key, 0) + 1
+  return {name: {(f'{name}_{key}' if seen[key] > 1 else key): (key, value)
+                 for key, value in state.items()}
+          for name, state in states.items()}
 
 
 _STREAMED = ('Leaf', 'SincNet', 'SincNetPlus', 'EfficientLeaf',
@@ -361,13 +326,13 @@ Args:
                        f'must be None or an int >= 0; got {total_samples!r}.')
     self.total_samples = total_samples
     self.name = type(frontend).__name__
-    self.compression_kind = _compression_kind(self.name, parts.compression)
     self.hop_samples = hop = parts.hop
     window = parts.window
     if parts.kind == 'mel':
       # Frame f covers samples [f * hop, f * hop + window).
       self.lookahead_samples = window - 1
       history_start = 0
+      self._conv_left = 0
     else:
       # TF's 'same' padding: for a length that is a whole number of hops,
       # unless the stream's length is known.
@@ -381,17 +346,16 @@ Args:
       self.lookahead_samples = (window - 1 - pool_left) + conv_right + (
           self._preemp)
       history_start = pool_left + conv_left
-    self._groups = []
-    if parts.kind == 'grouped':
-      self._groups = self._group_geometry()
-      # A group reads up to its last decimated sample plus its kernel's
-      # right half: less than LEAF's full window and filters.
-      centre = (window - 1) // 2
-      self.lookahead_samples = max(
-          centre + group['stride'] * group['after'] - pool_left +
-          window // 2 - group['kernel_size'] // 2 - conv_left +
-          group['kernel_size'] - 1 for group in self._groups)
+    if parts.kind == 'pools_itself':
+      # What the filterbank reads past a frame's window start minus the
+      # filters' left half (a grouped bank reads less than LEAF's window
+      # and filters).
+      self.lookahead_samples = parts.bank.stream_reach() - conv_left - (
+          pool_left)
     self.delay_frames = self.lookahead_samples // hop
+    # Frame f reads samples f * hop - lookbehind_samples ... f * hop +
+    # lookahead_samples.
+    self.lookbehind_samples = history_start
     self.history_samples = self.delay_frames * hop + history_start
     self.energy_history = 0
     if parts.kind == 'filterbank':
@@ -422,12 +386,11 @@ Args:
     if self.energy_history:
       state['energies'] = tf.zeros(
           [batch_size, self.energy_history, self.channels], tf.float32)
-    for index, group in enumerate(self._groups):
-      if group['cached']:
-        state[f'group_energies_{index}'] = tf.zeros(
-            [batch_size, group['cached'], len(group['indices'])], tf.float32)
-    if self.compression_kind == 'pcen':
-      state['smoother'] = tf.zeros([batch_size, self.channels], tf.float32)
+    if self.parts.kind == 'pools_itself':
+      state.update(self.parts.bank.stream_initial_state(batch_size,
+                                                        self.channels))
+    for keys in _stage_state_keys(self.parts, batch_size).values():
+      state.update({key: value for key, (_, value) in keys.items()})
     return state
 
   def check_state(self, state):
@@ -564,9 +527,15 @@ Args:
     else:
       # Buffer sample i sits at stream position start + i.
       start = position - self.history_samples
-      if self.parts.kind == 'grouped':
-        energies, group_histories = self._grouped(buffer, state, start, end,
-                                                  position, hops)
+      bank_state = {}
+      if self.parts.kind == 'pools_itself':
+        # The bank's offsets count from the first new frame's window start,
+        # buffer sample (window - 1) // 2.
+        keys = self.parts.bank.stream_initial_state(1, self.channels)
+        energies, bank_state = self.parts.bank.stream_pooled(
+            {key: state[key] for key in keys}, buffer,
+            lambda offsets: self._inside(start + self._conv_left + offsets,
+                                         end, position), hops)
       else:
         energies, energy_history = self._filterbank(
             buffer, state['energies'], start, end, position, hops)
@@ -584,13 +553,20 @@ Args:
     }
     if self.energy_history:
       new_state['energies'] = energy_history
-    if self._groups:
-      new_state.update(group_histories)
-    if self.compression_kind == 'pcen':
-      frames, new_state['smoother'] = self._pcen(energies, state['smoother'],
-                                                 first_frame, hops)
-    else:
-      frames = self._per_frame(energies)
+    if self.parts.kind == 'pools_itself':
+      new_state.update(bank_state)
+    frames = energies
+    keys = _stage_state_keys(self.parts, 1)
+    for name, layer, kind in self.parts.frame_stages:
+      if kind == 'pointwise':
+        frames = _pointwise(layer)(frames)
+        continue
+      # A stateful stage: its own state and pure step.
+      own = {key: state[ours] for ours, (key, _) in keys[name].items()}
+      own, frames = stages_lib.of(layer).stream_step(own, frames,
+                                                      frame_index)
+      new_state.update({ours: own[key]
+                        for ours, (key, _) in keys[name].items()})
     frames = tf.where(valid, frames, tf.zeros_like(frames))
     return new_state, frames
 
@@ -614,12 +590,15 @@ Args:
       # not the filter's response to its first sample.
       positions = start + tf.range(tf.shape(signal)[1])
       signal *= tf.cast(positions >= 0, signal.dtype)[tf.newaxis]
-    filters = tf.cast(parts.filters(), parts.filter_dtype)
+    filters, dtype = parts.filters()
+    filters = tf.cast(filters, dtype)
     outputs = tf.nn.conv1d(
-        tf.cast(signal, parts.filter_dtype)[:, :, tf.newaxis],
+        tf.cast(signal, dtype)[:, :, tf.newaxis],
         filters[:, tf.newaxis, :], stride=1, padding='VALID')
     # One output per new sample, at stream positions start + conv_left + j.
-    outputs = parts.activation(tf.cast(outputs, tf.float32))
+    outputs = tf.cast(outputs, tf.float32)
+    if parts.activation is not None:
+      outputs = parts.activation(outputs)
     outputs = tf.concat([history, outputs], axis=1)
     new_history = outputs[:, -self.energy_history:]
     # The frames' pooling windows: (hops - 1) * hop + window outputs from
@@ -639,87 +618,6 @@ Args:
     return pooling.strided_window_sum(outputs, parts.pooling_windows(), hop,
                                       'valid'), new_history
 
-  def _group_geometry(self):
-    """Per EfficientLeaf group: its decimation, as its layer's call sets it.
-
-    A group's squared-modulus energies sit on a grid of `stride` samples;
-    frame f pools the decimated samples f * steps + [0, taps). A step
-    computes only the new decimated samples and keeps the last
-    `cached` = taps - steps for the next frames.
-    """
-    layer, window = self.parts.grouped, self.parts.window
-    centre = (window - 1) // 2
-    groups = []
-    for group in layer.groups:
-      stride = group.stride
-      before = centre // stride
-      after = (window - 1 - centre) // stride
-      taps = before + after + 1
-      steps = self.hop_samples // stride
-      groups.append({
-          'indices': list(group.indices), 'kernel_size': group.kernel_size,
-          'stride': stride, 'steps': steps, 'before': before,
-          'after': after, 'first': centre - stride * before,
-          'cached': max(taps - steps, 0),
-      })
-    return groups
-
-  def _grouped(self, buffer, state, start, end, position, hops):
-    """EfficientLeaf's grouped filterbank at the new frames (see its call).
-
-    Returns the pooled energies [B, hops, C] and the groups' new caches.
-    """
-    layer = self.parts.grouped
-    window = self.parts.window
-    real, imag = layer.impulse_responses()
-    filters = tf.transpose(tf.concat([real, imag], axis=0))
-    windows = tf.transpose(impulse_responses.gaussian_lowpass(
-        layer.pooling_width, window)[0, :, :, 0])
-    centre = (window - 1) // 2
-    # The block correlation may read up to a stride past its last tap.
-    buffer = tf.pad(buffer, [[0, 0], [0, max(
-        group['stride'] for group in self._groups)]])
-    outputs, histories = [], {}
-    for index, group in enumerate(self._groups):
-      stride, steps, cached = group['stride'], group['steps'], group['cached']
-      taps = group['before'] + group['after'] + 1
-      count = (hops - 1) * steps + taps  # decimated samples the frames pool
-      tap = window // 2 - group['kernel_size'] // 2
-      indices = group['indices']
-      channels = indices + [layer.n_filters + i for i in indices]
-      group_filters = tf.gather(filters[tap:tap + group['kernel_size']],
-                                channels, axis=1)
-      # The buffer starts at the first frame's window start minus the
-      # filters' left half: decimated sample m reads from
-      # first + tap + stride * m. The first `cached` come from the state.
-      responses = grouped_filterbank.strided_correlation(
-          buffer, group['first'] + tap + stride * cached, group_filters,
-          stride, count - cached)
-      real_part, imag_part = tf.split(tf.square(responses), 2, axis=0)
-      energies = real_part + imag_part  # [channels, batch, new]
-      if cached:
-        key = f'group_energies_{index}'
-        energies = tf.concat(
-            [tf.transpose(state[key], (2, 0, 1)), energies], axis=2)
-        histories[key] = tf.transpose(energies[:, :, -cached:], (1, 2, 0))
-      # LEAF pools zeros outside the signal, not the filters' response.
-      positions = (start + self._conv_left + group['first'] +
-                   stride * tf.range(count))
-      inside = self._inside(positions, end, position)
-      energies *= tf.cast(inside, energies.dtype)
-      pooling_taps = tf.gather(
-          tf.gather(windows, indices),
-          centre + stride * np.arange(-group['before'], group['after'] + 1),
-          axis=1) * float(stride)
-      outputs.append(grouped_filterbank.strided_pooling(
-          energies, pooling_taps, steps, hops))
-    order = [i for group in self._groups for i in group['indices']]
-    outputs = tf.transpose(tf.concat(outputs, axis=0), (1, 2, 0))
-    if order != sorted(order):
-      outputs = tf.gather(outputs, np.argsort(order).astype(np.int32),
-                          axis=-1)
-    return outputs, histories
-
   def _mel(self, buffer, hops):
     parts = self.parts
     window, hop = parts.window, self.hop_samples
@@ -732,44 +630,6 @@ Args:
     stft = tf.signal.rfft(frames * hann, [parts.n_fft])
     power = tf.square(tf.abs(stft))
     return tf.matmul(power, tf.constant(parts.mel_matrix, power.dtype))
-
-  def _per_frame(self, energies):
-    layer = self.parts.compression
-    if isinstance(layer, logtbn.LogTBN):
-      return layer(energies, training=False)
-    return layer(energies)
-
-  def _pcen(self, energies, smoother, first_frame, hops):
-    """PCEN of frames first_frame + [0, hops), carrying its smoother."""
-    layer = self.parts.compression
-    parameters = layer.effective_parameters()
-    coeff = tf.cast(parameters['smooth'], energies.dtype)
-    # The offline smoother starts at frame 0's energies (m[-1] = x[0]).
-    # Frames before the stream are replaced by that start, a fixed point of
-    # the recurrence, so they change nothing.
-    is_zeroth = tf.cast(tf.equal(first_frame + tf.range(hops), 0),
-                        energies.dtype)[tf.newaxis, :, tf.newaxis]
-    # (A one-hot sum, not a gather: TFLite's gather with a computed scalar
-    # index went wrong here.)
-    has_zeroth = tf.reduce_max(is_zeroth)
-    frame_zero = tf.reduce_sum(energies * is_zeroth, axis=1)
-    initial = has_zeroth * frame_zero + (1. - has_zeroth) * smoother
-    before = (first_frame + tf.range(hops) < 0)[tf.newaxis, :, tf.newaxis]
-    inputs = tf.where(before, initial[:, tf.newaxis, :], energies)
-    if isinstance(hops, int) and hops <= 16:
-      smoothed, state = [], initial
-      for index in range(hops):
-        state = coeff * inputs[:, index] + (1. - coeff) * state
-        smoothed.append(state)
-      smoothed = tf.stack(smoothed, axis=1)
-    else:
-      smoothed = smoothing.exponential_smoothing(inputs, coeff, initial)
-    alpha, delta, root = (parameters['alpha'], parameters['delta'],
-                          parameters['root'])
-    one_over_root = 1. / root
-    frames = ((energies / (layer.floor + smoothed)**alpha + delta)**
-              one_over_root - delta**one_over_root)
-    return frames, smoothed[:, -1]
 
 
 class Streamer:
@@ -784,6 +644,16 @@ All the frames together equal frontend(clip padded with zeros to a whole
 number of hops) to float32 rounding (see the module docstring): exactly
 frontend(clip) when its length is a multiple of `hop_samples`, always for
 MelFilterbanks, and for any length when `total_samples` is given.
+
+A push of any length runs in steps of at most `PUSH_CHUNK_HOPS` hops, so
+its memory is bounded (a long push costs no more than the offline frontend
+on the same audio).
+
+Non-finite samples (NaN, inf) do not poison the stream: they are computed
+as zeros, and every frame whose window holds one comes out as NaN (the
+offline frontend marks the whole clip). Once such frames have passed, the
+stream's frames are finite again (a recurrent stage such as PCEN still
+remembers the zeros for a while, as it would remember silence).
 
 Args:
   frontend: a built `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf` or
@@ -818,10 +688,44 @@ Attributes:
     self._pending = None
     self._frames_out = 0
     self._finished = False
+    # Per stream of the batch: [first, last] stream frames that a
+    # non-finite sample reached, not yet returned.
+    self._invalid = None
 
   def _start(self, batch):
     self._state = self.stream.initial_state(batch)
     self._pending = np.zeros([batch, 0], np.float32)
+    self._invalid = [[] for _ in range(batch)]
+
+  def _mark_non_finite(self, samples):
+    """Zeros the non-finite samples; remembers the frames they reach."""
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+      return samples
+    hop = self.hop_samples
+    for row in np.flatnonzero(bad.any(axis=1)):
+      positions = self._pushed + np.flatnonzero(bad[row])
+      # Frame f reads samples f * hop - lookbehind ... f * hop + lookahead.
+      first = -(-(positions - self.stream.lookahead_samples) // hop)
+      last = (positions + self.stream.lookbehind_samples) // hop
+      # Both grow with the position: merge overlapping spans.
+      starts = np.concatenate([[0], np.flatnonzero(first[1:] >
+                                                   last[:-1] + 1) + 1])
+      ends = np.concatenate([starts[1:] - 1, [len(first) - 1]])
+      self._invalid[row] += [(int(first[a]), int(last[b]))
+                             for a, b in zip(starts, ends)]
+    return np.where(bad, 0., samples).astype(np.float32)
+
+  def _invalidate(self, frames, first_frame):
+    """Sets the frames a non-finite sample reached to NaN."""
+    last_frame = first_frame + frames.shape[1] - 1
+    for row, spans in enumerate(self._invalid):
+      for first, last in spans:
+        low, high = max(first, first_frame), min(last, last_frame)
+        if low <= high:
+          frames[row, low - first_frame:high - first_frame + 1] = np.nan
+      self._invalid[row] = [span for span in spans if span[1] > last_frame]
+    return frames
 
   def _run(self, samples, end=_POSITION_CAP):
     """Steps over whole hops; returns the frames of stream index >= 0."""
@@ -831,8 +735,10 @@ Attributes:
     hops = samples.shape[1] // self.hop_samples
     # The steps' first delay_frames outputs precede the stream.
     skip = max(self.stream.delay_frames - self._frames_out, 0)
+    first_frame = self._frames_out - self.stream.delay_frames + min(skip,
+                                                                     hops)
     self._frames_out += hops
-    return frames[:, min(skip, hops):]
+    return self._invalidate(frames[:, min(skip, hops):], first_frame)
 
   def push(self, samples):
     """Adds samples [batch, n]; returns the newly final frames [batch, k, C]."""
@@ -847,6 +753,9 @@ Attributes:
     if samples.ndim != 2:
       raise ValueError(f'{name} Streamer: samples must have shape [batch, n];'
                        f' got shape {samples.shape}.')
+    if samples.shape[0] < 1:
+      raise ValueError(f'{name} Streamer: samples must hold at least one '
+                       f'stream (batch size >= 1); got shape {samples.shape}.')
     if self._state is None:
       self._start(samples.shape[0])
     elif samples.shape[0] != self._pending.shape[0]:
@@ -858,24 +767,30 @@ Attributes:
       raise ValueError(
           f'{name} Streamer: total_samples={self.total_samples}, but '
           f'{self._pushed + samples.shape[1]} samples were pushed.')
+    samples = self._mark_non_finite(samples.astype(np.float32))
     self._pushed += samples.shape[1]
-    pending = np.concatenate([self._pending, samples.astype(np.float32)],
-                             axis=1)
+    pending = np.concatenate([self._pending, samples], axis=1)
     whole = pending.shape[1] // self.hop_samples * self.hop_samples
     self._pending = pending[:, whole:]
     if not whole:
       return np.zeros([pending.shape[0], 0, self.stream.channels], np.float32)
-    return self._run(pending[:, :whole])
+    # Bounded steps: memory does not grow with the length of one push.
+    chunk = PUSH_CHUNK_HOPS * self.hop_samples
+    return np.concatenate([self._run(pending[:, start:min(start + chunk,
+                                                          whole)])
+                           for start in range(0, whole, chunk)], axis=1)
 
   def flush(self):
     """Ends the stream; returns its remaining frames [batch, k, C]."""
     name = self.stream.name
     if self._finished:
       raise RuntimeError(f'{name} Streamer: flush called twice.')
-    self._finished = True
     if self._state is None:
+      # The stream stays open: a push, then a flush, work as usual.
       raise RuntimeError(f'{name} Streamer: flush before any push; push at '
-                         'least an empty [batch, 0] array to set the batch.')
+                         'least an empty [batch, 0] array to set the batch, '
+                         'then flush.')
+    self._finished = True
     if self.total_samples is not None and self._pushed != self.total_samples:
       raise ValueError(f'{name} Streamer: total_samples={self.total_samples}, '
                        f'but {self._pushed} samples were pushed.')

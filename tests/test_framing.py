@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import leaf_audio
 from leaf_audio import framing
 
 
@@ -101,3 +102,25 @@ def test_numpy_integer_lengths_are_accepted():
   got = framing.overlapping_frames(tf.range(10.), np.int64(4), np.int32(3))
   np.testing.assert_array_equal(got.numpy(),
                                 numpy_frames(np.arange(10.), 4, 3, False))
+
+
+@pytest.mark.parametrize('make', [
+    lambda: leaf_audio.Leaf(window_len=0.01),
+    lambda: leaf_audio.EfficientLeaf(window_len=0.05),
+    lambda: leaf_audio.SincNetPlus(window_len=0.01),
+    lambda: leaf_audio.GaussianLowpassPooling(kernel_size=1),
+    lambda: leaf_audio.GroupedGaborFilterbank(n_filters=4, window_size=1,
+                                              hop=1, num_groups=1),
+])
+def test_one_sample_windows_are_refused_instead_of_nan_features(make):
+  # A one-sample Gaussian pooling window is 0 / 0: every feature was NaN.
+  with pytest.raises(ValueError, match=r'at least 2'):
+    make()
+
+
+def test_the_shortest_window_gives_finite_features():
+  # window_len=0.0625 ms at 16 kHz: 2 samples, the minimum.
+  leaf = leaf_audio.Leaf(window_len=0.0625, window_stride=0.0625)
+  assert leaf.window_samples == 2
+  features = np.asarray(leaf(np.full((1, 64), 0.1, np.float32)))
+  assert np.all(np.isfinite(features))

@@ -79,11 +79,23 @@ def test_summary_reports_the_moves_and_the_constraints(moved_run, capsys):
   assert '1 pooling widths at their maximum (sigma 0.5) (channels 3)' in (
       summary)
   assert '1 PCEN alpha at 1 (clipped) (channels 7)' in summary
-  assert 'alpha 0.960-1.200' in summary
+  # The values the forward pass uses: alpha is clipped to 1.
+  assert 'alpha 0.960-1.000' in summary
+  # Every learned quantity against its initialisation, one number per stage.
+  assert re.search(r'\n  pooling moved ([\d.e-]+) \(pooling_width', summary)
+  assert '\n    pooling_width 11.8-14.7 ms (initially 11.8 ms)' in summary
+  moved = re.search(r'\n  compression moved ([\d.e-]+) \(alpha ([\d.e-]+)',
+                    summary)
+  # One channel of 40 moved: the median change is 0, the largest stage's
+  # drift too; the filterbank moved more (every centre frequency moved).
+  assert float(moved.group(2)) == 0
+  filterbank = re.search(r'\n  filterbank moved ([\d.e-]+)', summary)
+  assert float(filterbank.group(1)) > 0
   assert 'Leaf from' in summary and '280 trainable parameters' in summary
   names = sorted(path.name for path in paths)
   assert names == ['centre_frequencies.png', 'filter_responses.png',
-                   'pcen.png', 'pooling.png', 'representation.png']
+                   'parameters.png', 'pcen.png', 'pooling.png',
+                   'representation.png']
   for path in paths:
     assert path.parent == model_dir / 'inspect'
     assert path.read_bytes().startswith(b'\x89PNG') and (
@@ -126,6 +138,7 @@ def test_figures_of_missing_stages_are_skipped_with_the_reason(tmp_path):
   assert 'MelFilterbanks from' in summary and 'last.keras' in summary
   assert sorted(p.name for p in paths) == [
       'centre_frequencies.png', 'filter_responses.png', 'representation.png']
-  assert 'pooling.png (MelFilterbanks has no learnable lowpass pooling)' in (
-      summary)
+  assert ('pooling.png (MelFilterbanks has no learnable lowpass pooling: no '
+          'stage declares a pooling_width)') in summary
+  assert 'parameters.png (no stage declares learned parameters)' in summary
   assert 'pcen.png (MelFilterbanks has no PCEN)' in summary

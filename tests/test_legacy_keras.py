@@ -42,3 +42,19 @@ def test_saved_file_loads_and_gives_the_saved_outputs(name, saved_outputs):
   assert outputs.shape == saved_outputs[name].shape
   np.testing.assert_allclose(outputs, saved_outputs[name], rtol=0,
                              atol=TOLERANCES.get(name, 1e-5))
+
+
+# Written by make_stage_fixtures.py with the code of c432b2a, before the
+# stages declared their own contract (`leaf_audio.stages`).
+STAGE_NAMES = ['mel_filterbanks', 'composed_frontend', 'leaf_log_pcen']
+
+
+@pytest.mark.parametrize('name', STAGE_NAMES)
+def test_file_from_before_the_stage_interface_loads_and_matches(name):
+  with np.load(DATA / 'outputs_stages.npz') as data:
+    saved = {key: data[key] for key in data.files}
+  model = keras.saving.load_model(DATA / f'{name}.keras')
+  outputs = np.concatenate(
+      [np.asarray(model(clip[np.newaxis])) for clip in saved['input']])
+  assert outputs.shape == saved[name].shape
+  np.testing.assert_allclose(outputs, saved[name], rtol=0, atol=1e-5)

@@ -5,10 +5,13 @@ validation). `FrontendSummaries` writes into `<log_dir>` (training uses
 model_dir/tensorboard/frontend), at step = epoch:
   images      'filter_responses': initial vs learned responses on a Hz axis
               (`leaf_audio.plotting.plot_filter_responses`)
-  histograms  'filters/centre_hz', 'filters/bandwidth_hz', 'pooling/fwhm_ms',
-              'pcen/alpha', 'pcen/delta', 'pcen/root', 'pcen/smooth' where the
-              frontend has them, and 'weights/<path in the frontend>' (e.g.
-              'weights/PCEN/alpha') for every frontend weight
+  histograms  'filters/centre_hz', 'filters/bandwidth_hz', every parameter a
+              stage declares through `leaf_audio.stages` in physical units
+              ('pooling/pooling_width_ms', 'compression/alpha', ...; see
+              `parameter_histograms`), and 'weights/<path in the frontend>'
+              (e.g. 'weights/PCEN/alpha') for every frontend weight
+  scalars     'drift/<stage>' and 'drift/<stage>/<parameter>': how far each
+              moved from its initialisation (`drift_scalars`)
 
 The figure needs matplotlib (`pip install leaf-audio[plot]`); without it the
 histograms are still written and a single warning says why the image is not.
@@ -29,25 +32,40 @@ def _frontend_of(model):
 def parameter_histograms(frontend) -> dict:
   """Learned parameters in physical units: summary name -> float64 array.
 
-  Only what the frontend has: filter centres and bandwidths (Hz), pooling
-  widths (ms) and PCEN parameters.
+  'filters/centre_hz' and 'filters/bandwidth_hz' (declared by the
+  filterbank or measured from its taps), then every other parameter a stage
+  declares through `leaf_audio.stages` as '<stage>/<name>[_<unit>]', e.g.
+  'pooling/pooling_width_ms', 'compression/alpha' (any parameterisation),
+  'filterbank/pooling_width_ms' for a filterbank that pools itself.
   """
   values = {}
   try:
     summary = plotting.filterbank_summary(frontend)
     values['filters/centre_hz'] = summary.centre_hz
     values['filters/bandwidth_hz'] = summary.bandwidth_hz
-  except (ValueError, TypeError):
-    pass
-  try:
-    values['pooling/fwhm_ms'] = plotting.pooling_widths_ms(frontend)
-  except (ValueError, TypeError):
-    pass
-  try:
-    for name, parameter in plotting.pcen_parameters(frontend).items():
-      values[f'pcen/{name}'] = parameter
-  except (ValueError, TypeError):
-    pass
+  except ValueError:
+    pass  # no time-domain filters to measure
+  for stage, parameters in plotting.stage_parameters(frontend).items():
+    for name, parameter in parameters.items():
+      if stage == 'filterbank' and name in ('centre_frequency', 'bandwidth'):
+        continue  # filters/centre_hz, filters/bandwidth_hz
+      unit = f'_{parameter.unit.lower()}' if parameter.unit else ''
+      values[f'{stage}/{name}{unit}'] = parameter.values
+  return values
+
+
+def drift_scalars(frontend, initial) -> dict:
+  """How far each stage and parameter moved from `initial`: name -> float.
+
+  'drift/<stage>' (the stage's largest) and 'drift/<stage>/<parameter>'
+  (see `leaf_audio.plotting.parameter_drift`: a relative change, 0.1 is
+  about 10 %).
+  """
+  values = {}
+  for stage, moved in plotting.parameter_drift(frontend, initial).items():
+    values[f'drift/{stage}'] = moved['moved']
+    values.update({f'drift/{stage}/{name}': value
+                   for name, value in moved.items() if name != 'moved'})
   return values
 
 
@@ -86,6 +104,10 @@ class FrontendSummaries(keras.callbacks.Callback):
         tf.summary.histogram(f'weights/{name}', np.asarray(weight.value))
       for name, values in parameter_histograms(frontend).items():
         tf.summary.histogram(name, values)
+      if self._initial is None:
+        self._initial = plotting.initial_frontend(frontend)
+      for name, value in drift_scalars(frontend, self._initial).items():
+        tf.summary.scalar(name, value)
       if self.figures:
         self._write_figure(frontend)
     self._writer.flush()
