@@ -14,10 +14,10 @@ folder may be local, on gs:// or on any TF filesystem.
 
 Writing (`staged_export`): the SavedModel is written into a hidden staging
 folder inside the export folder, then MARKER_FILE (with the manifest) is
-written, then the folder is renamed to the next version number. Nothing is
-ever renamed over or into a folder that exists, and no folder is written
-in place: a reader sees a version only once it is whole (on object stores,
-where a rename copies, a version counts as whole once its marker is there
+written, then the folder is renamed to the next version number (on object
+stores, which cannot rename a folder at once, its files are copied there,
+the marker last). Nothing is ever renamed over or into a folder that
+exists: a reader takes a version only once it is whole (its marker is there
 and every file of its manifest exists).
 
 Reading (`saved_model_path`): the newest whole version; an export folder
@@ -86,6 +86,8 @@ def _read_json(path):
 
 
 def _write_json(path, content) -> None:
+  if _gfile.exists(path):
+    _gfile.remove(path)  # Some filesystems (ram://) append on 'w'.
   with _gfile.GFile(path, 'w') as file:
     file.write(json.dumps(content, indent=2, sort_keys=True))
 
@@ -296,11 +298,33 @@ def finish_staging(staging, export_dir) -> str:
     versions = _versions(export_dir)
     number = versions[-1][0] + 1 if versions else 1
     version = _join(export_dir, str(number))
+    if not _is_local(export_dir):
+      _copy_version(staging, version, manifest)
+      return version
     try:
       _gfile.rename(staging, version, overwrite=False)
       return version
-    except tf.errors.AlreadyExistsError:
+    except (tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError):
       continue  # Another export took the number.
+
+
+def _is_local(path) -> bool:
+  return '://' not in str(path) or str(path).startswith('file://')
+
+
+def _copy_version(staging, version, manifest) -> None:
+  """Object stores rename folders object by object (some not at all): the
+  version is copied file by file, its marker last, then the staging folder
+  is deleted. Readers take it once the marker is there."""
+  _gfile.makedirs(version)
+  for parent, folders, _ in _gfile.walk(staging):
+    for name in folders:
+      relative = posixpath.relpath(_join(parent, name), staging)
+      _gfile.makedirs(_join(version, relative))
+  for name in manifest + [MARKER_FILE]:
+    _gfile.makedirs(posixpath.dirname(_join(version, name)))
+    _gfile.copy(_join(staging, name), _join(version, name), overwrite=False)
+  _gfile.rmtree(staging)
 
 
 def remove_old_versions(export_dir, keep: int = KEPT_VERSIONS) -> list:
