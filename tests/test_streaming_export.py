@@ -342,3 +342,31 @@ def test_a_normalised_model_is_refused_by_name_and_exported_without_a_stream(
                      match='TimeDomainFilterbanks'):
     streaming_export.check_streamable(_tiny(
         frontend=leaf_audio.TimeDomainFilterbanks(n_filters=4)))
+
+
+@pytest.mark.slow
+def test_export_cli_refuses_a_streaming_tflite_of_a_normalised_model(
+    tmp_path):
+  model = _tiny(normalization=models.LoudnessNormalization()).classifier
+  model_dir = tmp_path / 'run'
+  model_dir.mkdir()
+  model.save(model_dir / 'best.keras')
+  (model_dir / 'run.json').write_text(json.dumps({
+      'window_samples': WINDOW, 'sample_rate': SAMPLE_RATE,
+      'multi_label': False, 'label_names': ['a', 'b', 'c']}))
+  path = tmp_path / 'streaming.tflite'
+  result = helpers.run_module('experiments.export', f'--model_dir={model_dir}',
+                              f'--streaming_tflite={path}', timeout=600)
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and 'LoudnessNormalization' in last
+  assert 'AudioClassifier.normalization = None' in last
+  assert not path.exists()
+  # The SavedModel itself serves, without the streaming signatures, and the
+  # export said why in one warning line.
+  loaded = tf.saved_model.load(
+      export_directory.saved_model_path(model_dir / 'export'))
+  assert 'serving_default' in loaded.signatures
+  assert 'stream_step' not in loaded.signatures
+  assert sum('no streaming signatures' in line
+             for line in result.stderr.splitlines()) == 1
