@@ -72,4 +72,13 @@ def configured(cls):
   return gin.get_configurable(cls)
 
 
+def is_bound(cls, parameter: str) -> bool:
+  """True when the gin configuration binds `parameter` of `cls` (unscoped)."""
+  try:
+    gin.query_parameter(f'{cls.__name__}.{parameter}')
+  except ValueError:
+    return False
+  return True
+
+
 _register_all()

@@ -573,6 +573,18 @@ class AudioClassifier(keras.Model):
     return cls(**config)
 
 
+def window_starts(samples, window: int):
+  """int32 [windows]: where `WindowedClassifier` cuts a clip of `samples`.
+
+  ceil(samples / window) windows of `window` samples: consecutive ones from
+  the start, the last one ending at the clip's end; one window (starting at
+  0, the clip zero-padded) when the clip is shorter than a window.
+  """
+  length = tf.maximum(samples, window)
+  return tf.minimum(
+      tf.range((length + window - 1) // window) * window, length - window)
+
+
 @register()
 class WindowedClassifier(keras.Model):
   """Scores clips of any length with a classifier trained on fixed windows.
@@ -646,9 +658,7 @@ class WindowedClassifier(keras.Model):
     window = self.window_samples
     samples = tf.shape(inputs)[1]
     padded = tf.pad(inputs, [[0, 0], [0, tf.maximum(window - samples, 0)]])
-    length = tf.maximum(samples, window)
-    starts = tf.minimum(
-        tf.range((length + window - 1) // window) * window, length - window)
+    starts = window_starts(samples, window)
     windows = tf.gather(  # [batch, windows, window_samples]
         padded, starts[:, tf.newaxis] + tf.range(window)[tf.newaxis], axis=1)
     batch_and_windows = tf.shape(windows)[:2]

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.data import wav
+from experiments.serving import export_directory
 
 _SAVED_MODEL = flags.DEFINE_string(
     'saved_model', None, 'Folder of an exported SavedModel.', required=True)
@@ -35,6 +36,8 @@ def load_saved_model(saved_model_dir):
       with the 'serving_default' and 'metadata' signatures.
   """
   try:
+    # An export folder's newest version; a plain SavedModel folder as is.
+    saved_model_dir = export_directory.saved_model_path(saved_model_dir)
     model = tf.saved_model.load(saved_model_dir)
   except (OSError, ValueError, tf.errors.OpError) as error:
     first_line = (str(error).strip().splitlines() or [''])[0]
@@ -59,6 +62,8 @@ def predict_files(saved_model_dir, paths, top_k=3):
   model = load_saved_model(saved_model_dir)
   metadata = model.signatures['metadata']()
   sample_rate = int(metadata['sample_rate'])
+  # In metadata() in every version (serving_default no longer repeats them).
+  names = [name.decode() for name in metadata['label_names'].numpy()]
   serve = model.signatures['serving_default']
   for path in paths:
     try:
@@ -80,7 +85,6 @@ def predict_files(saved_model_dir, paths, top_k=3):
           f'{path!r} was not classified: the waveform has non-finite samples '
           'or gave non-finite scores'), note
       continue
-    names = [name.decode() for name in outputs['label_names'].numpy()]
     order = np.argsort(-probabilities)[:top_k]
     yield path, [(names[i], float(probabilities[i])) for i in order], note
 

@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.data import wav
+from experiments.serving import export_directory
+from experiments.serving import streaming_signatures as streaming_export
 
 _SAVED_MODEL = flags.DEFINE_string(
     'saved_model', None, 'Folder of an exported SavedModel.', required=True)
@@ -27,7 +29,8 @@ def stream_file(saved_model_dir, path):
 
   Row i holds the probabilities after hop i (of the window ending then).
   """
-  model = tf.saved_model.load(str(saved_model_dir))
+  model = tf.saved_model.load(
+      export_directory.saved_model_path(saved_model_dir))
   if 'stream_step' not in model.signatures:
     raise ValueError(f'{saved_model_dir} has no stream_step signature (its '
                      'frontend does not stream, or it predates streaming).')
@@ -46,7 +49,7 @@ def stream_file(saved_model_dir, path):
   for start in range(0, len(audio) - hop + 1, hop):
     outputs = step(samples=tf.constant(audio[np.newaxis, start:start + hop]),
                    **state)
-    state = {name: outputs[name] for name in state}
+    state = streaming_export.next_state(outputs)
     rows.append(outputs['probabilities'].numpy()[0])
   times = (np.arange(len(rows)) + 1) * hop / sample_rate
   return times, np.array(rows).reshape(-1, len(names)), names, (

@@ -46,3 +46,30 @@ def test_the_train_cli_prints_one_line_for_a_missing_include(tmp_path):
       'no file (looked in the current directory and the repository root '
       f'{str(helpers.REPO_ROOT)!r}).')
   assert not (tmp_path / 'run').exists()
+
+
+def _configured_classifier():
+  """The classifier as training builds it, from the parsed configuration."""
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  return configurables.configured(models.AudioClassifier)(
+      frontend=leaf_audio.MelFilterbanks(), encoder=None, num_outputs=2,
+      **training._default_normalization())  # pylint: disable=protected-access
+
+
+def test_a_gin_bound_normalization_takes_effect_and_unbound_runs_record_the_same():
+  gin.clear_config()
+  try:
+    gin.parse_config('AudioClassifier.normalization = None')
+    assert _configured_classifier().normalization is None
+    gin.clear_config()
+    gin.parse_config('LoudnessNormalization.target_db = 10.0')
+    normalization = _configured_classifier().normalization
+    assert normalization.target_db == 10.0
+    # Unbound, training passes the configured layer as earlier versions did:
+    # a run's recorded bindings (run.json) do not change, so it resumes.
+    operative = gin.operative_config_str()
+    assert 'LoudnessNormalization.target_db = 10.0' in operative
+    assert 'AudioClassifier.normalization' not in operative
+  finally:
+    gin.clear_config()

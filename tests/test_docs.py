@@ -240,7 +240,7 @@ def test_tutorial_runs_end_to_end(tmp_path, tiny_tfds, monkeypatch):
   runner = run_page('tutorial.md', tmp_path, tiny_tfds, monkeypatch)
   run = tmp_path / 'runs' / 'tutorial'
   for name in ('best.keras', 'config.gin', 'run.json', 'test_metrics.json',
-               'export/saved_model.pb', 'inspect/summary.txt'):
+               'export/1/saved_model.pb', 'inspect/summary.txt'):
     assert (run / name).exists(), name
   for name in ('filter_responses', 'centre_frequencies', 'pooling', 'pcen',
                'representation'):

@@ -70,15 +70,16 @@ def test_saved_model_matches_evaluation_in_a_tensorflow_only_process(
     trained_run, tmp_path):
   for length in LENGTHS:
     np.save(tmp_path / f'x{length}.npy', waveforms(length))
+  version = export_directory.saved_model_path(trained_run / 'export')
   script = textwrap.dedent(f"""
       import sys, pathlib, numpy as np, tensorflow as tf
       root = pathlib.Path({str(tmp_path)!r})
-      model = tf.saved_model.load({str(trained_run / 'export')!r})
+      model = tf.saved_model.load({version!r})
       serve = model.signatures['serving_default']
       for path in sorted(root.glob('x*.npy')):
         out = serve(waveform=tf.constant(np.load(path)))
         np.save(root / ('p' + path.name[1:]), out['probabilities'].numpy())
-      names = [n.decode() for n in out['label_names'].numpy()]
+      names = [n.decode() for n in model.signatures['metadata']()['label_names'].numpy()]
       assert not [m for m in sys.modules if m.startswith(('leaf_audio', 'experiments'))], 'imported the project'
       print(','.join(names))
       """)
@@ -102,7 +103,9 @@ def test_saved_model_cli_runs_the_serving_signature(trained_run, tmp_path):
   assert cli, 'saved_model_cli ships with TensorFlow'
   np.save(tmp_path / 'x.npy', waveforms(16000, batch=1))
   completed = subprocess.run([
-      cli, 'run', '--dir', str(trained_run / 'export'), '--tag_set', 'serve',
+      cli, 'run', '--dir',
+      export_directory.saved_model_path(trained_run / 'export'),
+      '--tag_set', 'serve',
       '--signature_def', 'serving_default', '--inputs',
       f'waveform={tmp_path / "x.npy"}'
   ], capture_output=True, text=True, timeout=300)
@@ -111,8 +114,12 @@ def test_saved_model_cli_runs_the_serving_signature(trained_run, tmp_path):
   assert 'top_label' in completed.stdout
 
 
+def load_export(export_dir):
+  return tf.saved_model.load(export_directory.saved_model_path(export_dir))
+
+
 def test_wav_signature_serves_real_wav_files(trained_run, tmp_path):
-  model = tf.saved_model.load(str(trained_run / 'export'))
+  model = load_export(trained_run / 'export')
   rng = np.random.default_rng(3)
   clips = [helpers.tone(300., 0.7, rng), helpers.tone(3000., 1.3, rng)]
   contents = []
@@ -178,7 +185,7 @@ def test_predict_names_each_damaged_file_and_classifies_the_rest(
 
 def test_predict_names_a_damaged_saved_model(trained_run, tmp_path):
   shutil.copytree(trained_run / 'export', tmp_path / 'export')
-  pb = tmp_path / 'export' / 'saved_model.pb'
+  pb = tmp_path / 'export' / '1' / 'saved_model.pb'
   pb.write_bytes(pb.read_bytes()[:1000])
   wav.write_wav(tmp_path / 'a.wav', np.zeros(1600), 16000)
   result = helpers.run_module(
@@ -186,13 +193,13 @@ def test_predict_names_a_damaged_saved_model(trained_run, tmp_path):
       str(tmp_path / 'a.wav'))
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1].startswith(
-      f"error: could not load the SavedModel in '{tmp_path / 'export'}'")
+      f"error: could not load the SavedModel in '{tmp_path / 'export' / '1'}'")
   assert 'Traceback' not in result.stderr
 
 
 def test_non_finite_clips_are_marked_invalid_and_leave_the_batch_alone(
     trained_run):
-  model = tf.saved_model.load(str(trained_run / 'export'))
+  model = load_export(trained_run / 'export')
   serve = model.signatures['serving_default']
   x = waveforms(12000, batch=4)
   x[1, 500] = np.nan
@@ -246,28 +253,60 @@ def test_export_refuses_user_folders_and_the_run_and_leaves_them_intact(
   assert snapshot(tmp_path) == before
 
 
-def test_export_replaces_its_own_export_cleans_stale_staging_and_is_readable(
+def test_export_adds_a_version_cleans_stale_staging_and_is_readable(
     trained_run, tmp_path):
   run = tmp_path / 'run'
   shutil.copytree(trained_run, run)
   export = run / 'export'
   assert export_directory.is_export(export)
+  assert sorted(os.listdir(export)) == ['1']
+  # A user's files inside the export's subfolders are never deleted.
+  (export / '1' / 'assets' / 'mine.csv').write_text('keep me')
   # A staging folder of an export killed mid-way (its process is gone).
-  stale = run / '.export-staging-dead'
-  shutil.copytree(export, stale)
-  marker = json.loads((stale / export_directory.MARKER_FILE).read_text())
-  (stale / export_directory.MARKER_FILE).write_text(
-      json.dumps(dict(marker, pid=2**22 + 7)))
-  old_pb = (export / 'saved_model.pb').stat().st_mtime_ns
-  result = helpers.run_module('experiments.export', f'--model_dir={run}')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert (export / 'saved_model.pb').stat().st_mtime_ns != old_pb
-  assert not [p.name for p in run.iterdir() if p.name.startswith('.export')]
+  stale = export_directory.new_staging(str(export), {})
+  marker = pathlib.Path(stale) / export_directory.STAGING_MARKER
+  marker.write_text(json.dumps(dict(json.loads(marker.read_text()),
+                                    pid=2**22 + 7)))
+  for _ in range(2):
+    result = helpers.run_module('experiments.export', f'--model_dir={run}')
+    assert result.returncode == 0, result.stderr[-3000:]
+  # Versions 2 and 3 are kept; 1 too, since it holds a file of the user's.
+  assert sorted(os.listdir(export)) == ['1', '2', '3']
+  assert (export / '1' / 'assets' / 'mine.csv').read_text() == 'keep me'
+  assert 'assets/mine.csv' in result.stderr
+  assert export_directory.saved_model_path(export) == str(export / '3')
+  x = waveforms(8000)
+  np.testing.assert_allclose(
+      load_export(export).signatures['serving_default'](
+          waveform=x)['probabilities'],
+      evaluation_probabilities(trained_run, x), atol=1e-5)
   umask = os.umask(0)
   os.umask(umask)
-  for path in [export, *export.rglob('*')]:
+  for path in [export / '3', *(export / '3').rglob('*')]:
     expected = (0o777 if path.is_dir() else 0o666) & ~umask
     assert path.stat().st_mode & 0o777 == expected, path
+
+
+def test_every_batch_signature_returns_batched_outputs(trained_run):
+  model = load_export(trained_run / 'export')
+  batched = []
+  for name, signature in model.signatures.items():
+    specs = signature.structured_input_signature[1]
+    if not specs or any(spec.shape.rank == 0 or spec.shape[0] is not None
+                        for spec in specs.values()):
+      continue  # No batch axis: metadata, the fixed-shape tflite, streams.
+    batched.append(name)
+    for batch in (2, 0):
+      inputs = {}
+      for key, spec in specs.items():
+        if spec.dtype == tf.string:
+          inputs[key] = tf.constant([tf.audio.encode_wav(
+              tf.zeros([1600, 1]), 16000).numpy()] * batch, tf.string)
+        else:
+          inputs[key] = tf.zeros([batch, 1600], spec.dtype)
+      for key, value in signature(**inputs).items():
+        assert value.shape[0] == batch, (name, key, value.shape)
+  assert sorted(batched) == ['serve_wav', 'serving_default']
 
 
 def test_a_damaged_checkpoint_is_named(trained_run, tmp_path):
@@ -288,7 +327,7 @@ def test_export_binary_rewrites_the_saved_model(trained_run, tmp_path):
                               f'--model_dir={trained_run}',
                               f'--export_dir={tmp_path / "again"}')
   assert result.returncode == 0, result.stderr[-3000:]
-  again = tf.saved_model.load(str(tmp_path / 'again'))
+  again = load_export(tmp_path / 'again')
   x = waveforms(8000)
   np.testing.assert_allclose(
       again.signatures['serving_default'](waveform=x)['probabilities'],
@@ -300,7 +339,8 @@ def test_export_binary_rewrites_the_saved_model(trained_run, tmp_path):
 
 def test_tflite_signature_converts_and_matches_the_keras_model(trained_run):
   converter = tf.lite.TFLiteConverter.from_saved_model(
-      str(trained_run / 'export'), signature_keys=['tflite'])
+      export_directory.saved_model_path(trained_run / 'export'),
+      signature_keys=['tflite'])
   interpreter = tf.lite.Interpreter(model_content=converter.convert())
   runner = interpreter.get_signature_runner('tflite')
   x = waveforms(16000, batch=1)

@@ -212,7 +212,7 @@ def test_two_local_workers_train_one_model(tmp_path, tone_folder):
   assert not list(worker_tmp(model_dir).glob('leaf-audio-*'))
   # The export serves.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  served = tf.saved_model.load(str(model_dir / 'export')).signatures[
+  served = tf.saved_model.load(str(model_dir / 'export' / '1')).signatures[
       'serving_default'](waveform=tf.zeros([1, 8000]))
   np.testing.assert_allclose(served['probabilities'].numpy().sum(), 1.,
                              atol=1e-5)

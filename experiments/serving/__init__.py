@@ -2,6 +2,8 @@
 
   signatures.py            the SavedModel's serving signatures (serving_default,
                            serve_wav, metadata, tflite)
-  streaming_signatures.py  the streaming signatures and the streaming TFLite model
-  export_directory.py      where an export may be written, staged and swapped in
+  streaming_signatures.py  the stream_step contract, its signatures and the
+                           streaming TFLite model
+  export_directory.py      the export folder: numbered versions, staged,
+                           added and read through tf.io.gfile
 """

@@ -343,8 +343,7 @@ def train(model_dir: str,
           frontend=frontend_layer,
           encoder=encoder() if encoder is not None else None,
           num_outputs=num_classes,
-          normalization=configurables.configured(
-              models.LoudnessNormalization)())
+          **_default_normalization())
       model.build((None, window_samples))
       if frontend_learning_rate_multiplier == 1:
         optimizer = keras.optimizers.Adam(learning_rate)
@@ -492,6 +491,20 @@ def train(model_dir: str,
     keras.mixed_precision.set_global_policy(previous_policy)
     if temporary_dir is not None:
       shutil.rmtree(temporary_dir, ignore_errors=True)
+
+
+def _default_normalization() -> dict:
+  """AudioClassifier's normalization argument unless gin binds it.
+
+  A binding (`AudioClassifier.normalization = None`, or another layer) is
+  left to gin; without one the configured LoudnessNormalization is passed
+  explicitly, as runs of earlier versions did, so that their recorded
+  bindings (run.json) stay the same and they resume.
+  """
+  if configurables.is_bound(models.AudioClassifier, 'normalization'):
+    return {}
+  return {'normalization': configurables.configured(
+      models.LoudnessNormalization)()}
 
 
 def weights_fingerprint(model) -> str:
