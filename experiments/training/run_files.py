@@ -3,35 +3,32 @@ corrupt them.
 
 Every file is first written next to its destination and then renamed over it
 (an atomic step on POSIX file systems), so after a SIGKILL each file holds
-either its previous or its new content.
+either its previous or its new content. Paths may be on any TensorFlow file
+system (experiments/storage.py): on object stores each file is written as a
+whole object.
 """
 
 import csv
 import io
 import json
-import os
-import pathlib
 
 import keras
 
+from experiments import errors
+from experiments import storage
 from experiments.training import model_files
 
 RUN_FILE = 'run.json'
 
 
 def write_text_atomically(path, text: str) -> None:
-  path = pathlib.Path(path)
-  temporary = path.with_name(f'.{path.name}.tmp')
-  temporary.write_text(text)
-  os.replace(temporary, path)
+  storage.write_atomically(path, text)
 
 
 def save_model_atomically(model, path) -> None:
-  """model.save(path) through a temporary .keras file and a rename."""
-  path = pathlib.Path(path)
-  temporary = path.with_name(f'.tmp-{path.name}')
-  model.save(temporary)
-  os.replace(temporary, path)
+  """model.save(path) through a temporary .keras file and a rename (a local
+  temporary file and a copy when path is on another file system)."""
+  storage.save_keras_model(model, path)
 
 
 def read_json_state(path) -> dict:
@@ -41,9 +38,8 @@ def read_json_state(path) -> dict:
     RunFileError: the file is not a JSON object (e.g. truncated); the message
       names it.
   """
-  path = pathlib.Path(path)
   try:
-    state = json.loads(path.read_text())
+    state = json.loads(storage.read_text(path))
   except ValueError as error:
     state = error
   if not isinstance(state, dict):
@@ -54,7 +50,7 @@ def read_json_state(path) -> dict:
   return state
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(errors.RunFolderError):
   """model_dir holds a run that this configuration must not continue."""
 
 
@@ -89,11 +85,11 @@ def check_run_identity(model_dir, identity: dict) -> bool:
     RunMismatchError: model_dir/run.json describes another run; the message
       names every differing key or binding.
   """
-  path = pathlib.Path(model_dir) / RUN_FILE
-  if not path.exists():
+  path = storage.join(model_dir, RUN_FILE)
+  if not storage.exists(path):
     return False
   try:
-    previous = json.loads(path.read_text())
+    previous = json.loads(storage.read_text(path))
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
     raise RunMismatchError(
         f'{path} is not valid JSON ({error}); the run cannot be identified. '
@@ -111,36 +107,34 @@ def check_or_write_run_identity(model_dir, identity: dict) -> None:
   """check_run_identity, then writes run.json when there was none."""
   if not check_run_identity(model_dir, identity):
     write_text_atomically(
-        pathlib.Path(model_dir) / RUN_FILE,
+        storage.join(model_dir, RUN_FILE),
         json.dumps(identity, indent=2, sort_keys=True))
 
 
-class RunFileError(ValueError):
+class RunFileError(errors.DamagedFileError):
   """A file of the run in model_dir is damaged; the message names it."""
 
 
 def check_keras_file(path) -> None:
   """Raises RunFileError if `path` exists but is not a complete .keras file
   (e.g. truncated by a full disk or a copy cut short)."""
-  path = pathlib.Path(path)
-  if not path.exists():
+  if not storage.exists(path):
     return
   try:
     model_files.check_keras_archive(path)
   except model_files.DamagedModelFileError as error:
     raise RunFileError(
-        f'{error} Delete it and its {path.name}.json to let training write '
+        f'{error} Delete it and its {storage.basename(path)}.json to let training write '
         'it again at the next epoch (best.keras then only considers the '
         'epochs still to come).') from error
 
 
 def read_metrics_rows(path) -> list:
   """The rows of a metrics.csv as dicts (values as strings); [] if none."""
-  path = pathlib.Path(path)
-  if not path.exists():
+  if not storage.exists(path):
     return []
-  with path.open(newline='') as file:
-    return list(csv.DictReader(file))
+  return list(csv.DictReader(io.StringIO(storage.read_text(path),
+                                         newline='')))
 
 
 def write_metrics_row(path, epoch: int, logs: dict) -> None:
@@ -176,12 +170,12 @@ class KerasFileCheckpoint(keras.callbacks.Callback):
 
   def __init__(self, path, monitor=None):
     super().__init__()
-    self.path = pathlib.Path(path)
+    self.path = storage.expand(path)
     self.monitor = monitor
-    self.state_path = self.path.with_name(self.path.name + '.json')
+    self.state_path = self.path + '.json'
 
   def _best_so_far(self):
-    if self.monitor is None or not self.state_path.exists():
+    if self.monitor is None or not storage.exists(self.state_path):
       return None
     return read_json_state(self.state_path).get(self.monitor)
 
