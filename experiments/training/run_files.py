@@ -11,6 +11,8 @@ whole object.
 import csv
 import io
 import json
+import os
+import shutil
 
 import keras
 
@@ -19,6 +21,61 @@ from experiments import storage
 from experiments.training import model_files
 
 RUN_FILE = 'run.json'
+_MIN_FREE_BYTES = 64 * 2**20
+
+
+class RunDirectoryError(errors.RunFolderError):
+  """model_dir cannot hold the run (not writable, no space, user files)."""
+
+
+def check_model_dir_writable(model_dir) -> None:
+  """Raises RunDirectoryError early, without writing anything, when a local
+  model_dir (or the folder it would be created in) is not writable or nearly
+  full. URLs (gs://...) are not checked: their access and space are known only
+  when a write is tried."""
+  if storage.is_url(model_dir):
+    return
+  existing = os.fspath(model_dir)
+  while not os.path.exists(existing):
+    if os.path.dirname(existing) == existing:
+      break
+    existing = os.path.dirname(existing)
+  if os.path.exists(existing) and not os.path.isdir(existing):
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: {existing} is a file, not a folder.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: {existing} is not writable by this user; '
+        'choose another --model_dir or fix its permissions.')
+  free = shutil.disk_usage(existing).free
+  if free < _MIN_FREE_BYTES:
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: only {free / 2**20:.1f} MiB free on its '
+        f'file system (at least {_MIN_FREE_BYTES // 2**20} MiB needed for '
+        'checkpoints and models); free some space or choose another '
+        '--model_dir.')
+
+
+def check_model_dir_is_new(model_dir) -> None:
+  """Raises RunDirectoryError if model_dir holds files but no run.json.
+
+  A new run writes config.gin, metrics.csv, best.keras, checkpoints/ and
+  more into model_dir; in a folder of the user's (`--model_dir=.`, a parent
+  of runs) they would replace the user's files of those names. A new run
+  therefore starts only in a missing or empty folder (what a kill right
+  after creating it leaves counts as empty).
+  """
+  if not storage.is_dir(model_dir):
+    return
+  leftovers = {f'.{RUN_FILE}.tmp'}
+  entries = [name for name in storage.listdir(model_dir)
+             if name not in leftovers]
+  if entries:
+    shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
+    raise RunDirectoryError(
+        f'--model_dir {model_dir} holds files but no {RUN_FILE} '
+        f'({shown}): it is not a run of this package, and a new run would '
+        'write over files of the same names. Use a new or empty folder.')
 
 
 def write_text_atomically(path, text: str) -> None:
@@ -54,29 +111,58 @@ class RunMismatchError(errors.RunFolderError):
   """model_dir holds a run that this configuration must not continue."""
 
 
-def _differences(previous: dict, identity: dict, prefix='') -> list:
+def _differences(previous: dict, identity: dict, defaults=frozenset(),
+                 prefix='') -> list:
   """'key: old there, new now' for every key that differs (nested dicts are
-  compared key by key, so a changed binding is named by itself)."""
+  compared key by key, so a changed binding is named by itself). A binding
+  in `defaults` (its value now is today's default, not set by the user) is
+  followed by how to pin the run's value."""
   differences = []
   for key in sorted(set(previous) | set(identity)):
     old, new = previous.get(key), identity.get(key)
     if isinstance(old, dict) and isinstance(new, dict):
-      differences += _differences(old, new, prefix=f'{prefix}{key}: ')
+      differences += _differences(old, new, defaults, prefix=f'{prefix}{key}: ')
     elif old != new:
-      if prefix:  # Bindings are stored as their gin text: show it as is.
-        differences.append(f'{prefix}{key}: {old} there, {new} now')
-      else:
-        differences.append(f'{prefix}{key}: {old!r} there, {new!r} now')
+      if not prefix:
+        differences.append(f'{key}: {old!r} there, {new!r} now')
+        continue
+      # Bindings are stored as their gin text: show it as is.
+      difference = f'{prefix}{key}: {old} there, {new} now'
+      if key in defaults and old is not None:
+        difference += (
+            f' (the default of {key} changed since this run was made; to '
+            f"continue it, pin the old value: --gin_bindings='{key} = {old}')")
+      differences.append(difference)
   return differences
 
 
-def check_run_identity(model_dir, identity: dict) -> bool:
+def _new_parameters(previous: dict, identity: dict, defaults) -> list:
+  """Bindings this version records at their default that the run's run.json
+  (written by an earlier version) does not have: parameters added since."""
+  old = previous.get('bindings', {})
+  new = identity.get('bindings', {})
+  if not isinstance(old, dict) or not isinstance(new, dict):
+    return []
+  return sorted(key for key in new if key not in old and key in defaults)
+
+
+def check_run_identity(model_dir, identity: dict,
+                       defaults=frozenset()) -> bool:
   """Refuses to reuse a model_dir that holds a different run; writes nothing.
 
   `identity` says what a run is: frontend, encoder, dataset, classes, sample
   rate, and under 'bindings' every gin parameter that shapes the model and
-  the data (see training.RESUMABLE_BINDINGS for those that may change, such
+  the data (see job.RESUMABLE_BINDINGS for those that may change, such
   as the number of epochs, so a finished run can be continued).
+
+  Args:
+    model_dir: the run folder (any TensorFlow file system).
+    identity: this run's identity.
+    defaults: the keys of identity['bindings'] whose value is today's
+      default (the user did not set them). A binding that differs only there
+      is named with the default that changed and how to pin the run's value;
+      a binding that an earlier version did not record (a parameter added
+      since) is accepted when it is at its default.
 
   Returns:
     True when model_dir holds this run already, False when it holds none.
@@ -94,7 +180,12 @@ def check_run_identity(model_dir, identity: dict) -> bool:
     raise RunMismatchError(
         f'{path} is not valid JSON ({error}); the run cannot be identified. '
         'Use a new --model_dir.') from error
-  differences = _differences(previous, identity)
+  added = _new_parameters(previous, identity, defaults)
+  if added:
+    previous = dict(previous, bindings=dict(
+        previous['bindings'], **{key: identity['bindings'][key]
+                                 for key in added}))
+  differences = _differences(previous, identity, frozenset(defaults))
   if differences:
     raise RunMismatchError(
         f'--model_dir {model_dir} holds a different run, so it is left '
@@ -103,9 +194,10 @@ def check_run_identity(model_dir, identity: dict) -> bool:
   return True
 
 
-def check_or_write_run_identity(model_dir, identity: dict) -> None:
+def check_or_write_run_identity(model_dir, identity: dict,
+                                defaults=frozenset()) -> None:
   """check_run_identity, then writes run.json when there was none."""
-  if not check_run_identity(model_dir, identity):
+  if not check_run_identity(model_dir, identity, defaults):
     write_text_atomically(
         storage.join(model_dir, RUN_FILE),
         json.dumps(identity, indent=2, sort_keys=True))
