@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import configurables
+from experiments import console
 from experiments import errors
 from experiments import gin_files
 from experiments import models
@@ -82,6 +83,8 @@ RESUMABLE_BINDINGS = (
 FRONTEND_CLASSES = ('Leaf', 'EfficientLeaf', 'MelFilterbanks', 'SincNet',
                     'SincNetPlus', 'TimeDomainFilterbanks')
 CHECKPOINT_DIR = 'checkpoints'
+# The full log of the binary's runs in this folder (experiments/console.py).
+LOG_FILE = 'train.log'
 
 
 # The gin name stays `experiments.training.train`, as run folders record it.
@@ -402,6 +405,7 @@ def open_run_folder(settings, data) -> None:
   storage.makedirs(settings.model_dir)
   run_files.check_or_write_run_identity(settings.model_dir, identity,
                                         defaults)
+  console.keep_log_in(settings.path(LOG_FILE))
   run_files.write_text_atomically(settings.path('config.gin'),
                                   gin.operative_config_str())
   _report_unused_bindings(identity['frontend'])
@@ -503,8 +507,6 @@ def _train_one_epoch(settings, data, state, step_function, epoch,
   checkpoints every settings.checkpoint_steps); returns its training logs."""
   if first_step == 0:
     state.totals.reset()
-  if settings.verbosity:
-    print(f'Epoch {epoch + 1}/{settings.num_epochs}', flush=True)
   first_batch = epoch * data.steps + first_step
   batches = settings.strategy.distribute_datasets_from_function(
       lambda context: data.training_stream(settings, first_batch, context))
@@ -514,8 +516,12 @@ def _train_one_epoch(settings, data, state, step_function, epoch,
         and done < data.steps):
       state.save(epoch, done)
 
-  return loop.run_epoch(step_function, iter(batches), first_step, data.steps,
-                        state.totals, settings.verbosity, save_mid_epoch)
+  with console.terminal():
+    if settings.verbosity:
+      print(f'Epoch {epoch + 1}/{settings.num_epochs}', flush=True)
+    return loop.run_epoch(step_function, iter(batches), first_step,
+                          data.steps, state.totals, settings.verbosity,
+                          save_mid_epoch)
 
 
 def _end_epoch(settings, callbacks, epoch, logs) -> None:
@@ -525,8 +531,11 @@ def _end_epoch(settings, callbacks, epoch, logs) -> None:
   for callback in callbacks[1:]:
     callback.on_epoch_end(epoch, logs)
   if settings.verbosity:
-    print(' - '.join(f'{k}: {v:.4f}' for k, v in sorted(logs.items())),
-          flush=True)
+    with console.terminal():
+      print(' - '.join(f'{k}: {v:.4f}' for k, v in sorted(logs.items())),
+            flush=True)
+  logging.info('Epoch %d: %s', epoch + 1, logs)
+  console.save_log()
 
 
 def weights_fingerprint(model) -> str:
