@@ -97,8 +97,20 @@ def read_text(path) -> str:
   return read_bytes(path).decode('utf-8')
 
 
+def _remove_if_present(path) -> None:
+  # TensorFlow's ram:// file system appends to an existing file opened with
+  # 'wb' (and gfile.copy appends to an existing destination, TF 2.21); a
+  # file removed first is written afresh everywhere.
+  if gfile.exists(path):
+    gfile.remove(path)
+
+
 def write_bytes(path, data: bytes) -> None:
-  with gfile.GFile(os.fspath(path), 'wb') as file:
+  """Replaces the file at `path` with `data` (not atomically; see
+  write_atomically)."""
+  path = os.fspath(path)
+  _remove_if_present(path)
+  with gfile.GFile(path, 'wb') as file:
     file.write(data)
 
 
@@ -120,6 +132,7 @@ def copy_atomically(local_file, path) -> None:
   """Copies a local file to `path` (any file system) through a hidden file
   beside it and a rename."""
   temporary = _hidden_sibling(path, 'tmp')
+  _remove_if_present(temporary)
   gfile.copy(os.fspath(local_file), temporary, overwrite=True)
   gfile.rename(temporary, os.fspath(path), overwrite=True)
 

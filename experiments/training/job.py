@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 from typing import Callable, Optional
 
@@ -398,8 +399,16 @@ def open_run_folder(settings, data) -> None:
     return
   if settings.export:
     # A user folder at model_dir/export is refused now, not after training.
-    export_directory.check_destination(settings.path('export'),
-                                       settings.model_dir)
+    destination = export_directory.check_destination(settings.path('export'),
+                                                     settings.model_dir)
+    if (storage.is_url(settings.model_dir) and destination is not None and
+        not storage.is_url(os.fspath(destination))):
+      # The export folder's module folded the URL into a local path.
+      raise errors.ConfigurationError(
+          f'train.export: this version writes exports only to local folders, '
+          f'and --model_dir {settings.model_dir} is a URL; set train.export '
+          '= False and export the run with python -m experiments.export '
+          '--model_dir=... --export_dir=<a local folder> after copying it.')
   if not resumed:
     run_files.check_model_dir_is_new(settings.model_dir)
   storage.makedirs(settings.model_dir)
