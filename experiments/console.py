@@ -13,11 +13,12 @@ flag, `-v N`) shows everything as before, on stderr.
     console.keep_log_in('gs://bucket/run/train.log')
     with console.terminal():            # Keras' progress bar
       ...
-    console.stop()
+    console.stop()                      # streams back as they were
 
-One process has at most one Console (it owns the process's stdout and
-stderr); `active()` returns it, or None when no binary started one (tests,
-notebooks), in which case `terminal()` and `save_log()` do nothing.
+One process has at most one Console at a time (it owns the process's stdout
+and stderr); `active()` returns it, or None when no binary started one
+(library use, notebooks), in which case `terminal()` and `save_log()` do
+nothing.
 """
 
 import contextlib
@@ -86,6 +87,7 @@ class Console:
     self._handlers = []
     self._saved_fd = None
     self.out, self.err = sys.stdout, sys.stderr
+    self._stderr_before = sys.stderr
     if quiet:
       # C++ code (TensorFlow, absl) writes to file descriptor 2 directly:
       # point it at the log, and keep the terminal for Python's own writes.
@@ -169,9 +171,8 @@ class Console:
     storage.write_atomically(self._destination, self._previous + text)
 
   def stop(self) -> None:
-    """Saves the log and gives Python's streams back to the terminal (so an
-    unexpected error's traceback is seen). File descriptor 2 stays on the
-    log: TensorFlow may still print while the process ends."""
+    """Saves the log, gives the process's streams back to the terminal (an
+    unexpected error's traceback is then seen) and ends this Console."""
     try:
       self.save_log()
     finally:
@@ -181,7 +182,15 @@ class Console:
       if self.quiet:
         from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
         absl_logging.get_absl_handler().python_handler.stream = self.err
-      sys.stdout, sys.stderr = self.out, self.err
+        self.err.flush()
+        os.dup2(self._saved_fd, 2)
+        self.err.close()  # Closes the duplicate of the terminal's stderr.
+      sys.stdout, sys.stderr = self.out, self._stderr_before
+      self._log.close()
+      if self._destination is not None:
+        os.remove(self.log_path)
+      if self in _active:
+        _active.remove(self)
 
 
 @contextlib.contextmanager
@@ -194,6 +203,13 @@ def terminal():
     return
   with console.on_terminal():
     yield
+
+
+def stop_active() -> None:
+  """Stops the process's Console, if one was started and not stopped."""
+  console = active()
+  if console is not None:
+    console.stop()
 
 
 def save_log() -> None:

@@ -134,4 +134,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  try:
+    app.run(main)
+  finally:  # Also when flags do not parse.
+    console_lib.stop_active()
