@@ -2,7 +2,8 @@
 
 `pip install .` brings only what the layers need (TensorFlow, Keras, numpy);
 `pip install '.[experiments]'` adds what training needs (gin, absl, TFDS,
-scipy, TensorBoard) and `'.[test]'` adds pytest and matplotlib on top.
+scipy, TensorBoard, matplotlib for the figures) and `'.[test]'` adds pytest
+on top.
 
 TensorFlow comes as the `tensorflow` package by default. On a machine without
 a GPU, `LEAF_AUDIO_TENSORFLOW=tensorflow-cpu pip install -e .` installs the
@@ -30,6 +31,8 @@ EXPERIMENTS_REQUIREMENTS = [
     # declare it for Python >= 3.9 (tensorflow/datasets#11212).
     'importlib_resources',
     'scipy>=1.9',  # WAV reading and resampling in experiments/.
+    # Filter-response figures in TensorBoard and experiments.inspect.
+    'matplotlib>=3.5',
 ]
 
 setuptools.setup(
@@ -48,8 +51,7 @@ setuptools.setup(
     extras_require={
         'experiments': EXPERIMENTS_REQUIREMENTS,
         'plot': ['matplotlib>=3.5'],
-        # matplotlib: the plotting, inspector and docs tests draw figures.
-        'test': EXPERIMENTS_REQUIREMENTS + ['pytest>=7', 'matplotlib>=3.5'],
+        'test': EXPERIMENTS_REQUIREMENTS + ['pytest>=7'],
     },
     license='Apache 2.0',
 )

@@ -10,7 +10,8 @@ end, so this is for re-exporting, e.g. another checkpoint.
 
 --export_dir must be new, empty or a previous export (see
 experiments/serving/export_directory.py); anything else is refused and left intact.
-Errors print one `error: ...` line and exit with status 1.
+Errors print one `error: ...` line and exit with the status of their kind
+(experiments/errors.py; 1 for others).
 """
 
 import json
@@ -19,6 +20,8 @@ import sys
 
 from absl import app
 from absl import flags
+
+from experiments import errors
 
 _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
                                  required=True)
@@ -74,7 +77,7 @@ def main(argv):
     path = export_run(_MODEL_DIR.value, _CHECKPOINT.value, _EXPORT_DIR.value)
   except (ValueError, OSError) as error:
     # ExportDirectoryError and DamagedModelFileError are ValueErrors.
-    sys.exit(f'error: {error}')
+    errors.report_and_exit(error)
   print(f'SavedModel written to {path}')
   if _STREAMING_TFLITE.value:
     from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
@@ -82,7 +85,7 @@ def main(argv):
       tflite = streaming_export.write_streaming_tflite(path,
                                                        _STREAMING_TFLITE.value)
     except ValueError as error:
-      raise SystemExit(f'error: {error}') from None
+      errors.report_and_exit(error)
     print(f'Streaming TFLite model written to {tflite}')
 
 

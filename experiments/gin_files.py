@@ -17,12 +17,14 @@ from typing import Sequence
 
 import gin
 
+from experiments import errors
+
 # `include 'gin_configs/common.gin'` in a .gin file works from any directory.
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 GIN_CONFIG_DIR = REPO_ROOT / 'gin_configs'
 
 
-class GinConfigError(ValueError):
+class GinConfigError(errors.ConfigurationError):
   """A gin file or binding that cannot be applied; the message says why."""
 
 

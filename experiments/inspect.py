@@ -23,6 +23,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import errors
+
 _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
                                  required=True)
 _WAV = flags.DEFINE_string(
@@ -275,7 +277,7 @@ def main(argv):
   try:
     summary, _ = inspect_run(_MODEL_DIR.value, _WAV.value, _CHECKPOINT.value)
   except (FileNotFoundError, ImportError, ValueError) as error:
-    raise SystemExit(f'error: {error}') from None
+    errors.report_and_exit(error)
   print(summary)
 
 

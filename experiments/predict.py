@@ -16,6 +16,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from experiments import errors
 from experiments.data import wav
 from experiments.serving import export_directory
 
@@ -104,7 +105,7 @@ def main(argv):
       ranked = ', '.join(f'{label} ({p:.3f})' for label, p in top)
       print(f'{path}: {ranked}' + (f'  [{note}]' if note else ''))
   except (ValueError, OSError) as error:
-    sys.exit(f'error: {error}')
+    errors.report_and_exit(error)
   if failures:
     sys.exit(f'error: {failures} of {len(paths)} files were not classified.')
 

@@ -14,6 +14,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from experiments import errors
 from experiments.data import wav
 from experiments.serving import export_directory
 from experiments.serving import streaming_signatures as streaming_export
@@ -63,7 +64,7 @@ def main(argv):
     times, probabilities, names, warmup = stream_file(_SAVED_MODEL.value,
                                                       argv[1])
   except (ValueError, OSError) as error:
-    raise SystemExit(f'error: {error}') from None
+    errors.report_and_exit(error)
   if not len(times):  # pylint: disable=g-explicit-length-test
     raise SystemExit(f'error: {argv[1]} is shorter than one hop.')
   period = max(int(round(_EVERY_MS.value / 1000 / (times[0] or 1))), 1)

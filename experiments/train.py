@@ -14,21 +14,32 @@ finished run exactly from its last checkpoint (more epochs continue it); a
 model_dir that holds a different run is refused. On several machines every
 worker runs the same command with --strategy=multi_worker and its own
 TF_CONFIG (docs/distributed.md).
+
+The console shows Keras' progress bar and a short summary; TensorFlow's and
+absl's log lines go to model_dir/train.log unless --verbosity (-v) is given.
+Errors are one `error: ...` line with the exit status of their kind
+(experiments/errors.py).
 """
 
 import json
-import pathlib
 import sys
 
+from experiments import console as console_lib
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: what it prints then goes to the log.
+  console_lib.Console.start(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
 
-from experiments.training import run_files as checkpoints
-from experiments import gin_files as configuration
+from experiments import errors
+from experiments import gin_files
+from experiments import storage
 from experiments.training import distribution
-from experiments.serving import export_directory
-from experiments.training import model_files
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
     'gin_config', [], 'A .gin file; repeat to compose (later files win).')
@@ -36,7 +47,8 @@ _GIN_BINDINGS = flags.DEFINE_multi_string(
     'gin_bindings', [], "A gin binding such as 'train.num_epochs = 5'; "
     'applied after the files.')
 _MODEL_DIR = flags.DEFINE_string(
-    'model_dir', None, 'Folder of the run: checkpoints, logs, export.',
+    'model_dir', None, 'Folder of the run: checkpoints, logs, export. A local '
+    'path or a URL of any TensorFlow file system (gs://bucket/run).',
     required=True)
 _STRATEGY = flags.DEFINE_enum(
     'strategy', 'default', list(distribution.STRATEGIES),
@@ -49,57 +61,80 @@ _LOGICAL_CPUS = flags.DEFINE_integer(
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
 
 
-def _one_line(error) -> str:
-  # gin appends "In call to configurable 'train' (...)" on its own line.
-  return str(error).split('\n  In call to configurable')[0].strip()
+def run(model_dir: str) -> dict:
+  """Parses the gin files and bindings of the flags and trains.
+
+  Returns:
+    The chosen model's test metrics ({} on non-chief workers).
+  """
+  if _LOGICAL_CPUS.value:
+    distribution.split_cpu(_LOGICAL_CPUS.value)
+  # The strategy comes before any other TensorFlow op of the process.
+  strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
+  # Registers leaf_audio and the models with gin, then parses the configs.
+  from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments.training import job  # pylint: disable=g-import-not-at-top
+  gin_files.parse(_GIN_CONFIG.value, _GIN_BINDINGS.value)
+  logging.info('Strategy %s with %d replica(s).', _STRATEGY.value,
+               strategy.num_replicas_in_sync)
+  return job.train(model_dir=model_dir, strategy=strategy)
+
+
+def summary(model_dir: str, metrics: dict) -> str:
+  """The end of a run in a few lines: the chosen epoch, test scores of the
+  chosen and the last model, where the export is and what to try next."""
+  report = json.loads(storage.read_text(
+      storage.join(model_dir, 'test_metrics.json')))
+  key = 'accuracy' if 'accuracy' in metrics else 'map'
+  name = 'accuracy' if key == 'accuracy' else 'mAP'
+  lines = [
+      f'Chosen epoch: {report["chosen_epoch"]} of {report["last_epoch"]} '
+      f'({report["selection"]}).',
+      f'Test {name}: {metrics[key]:.1%} chosen model, '
+      f'{report["last"][key]:.1%} last epoch (test_metrics.json).',
+  ]
+  export = storage.join(model_dir, 'export')
+  if storage.exists(export):
+    lines += [f'Export: {export}',
+              'Next: python -m experiments.predict '
+              f'--saved_model={export} FILE.wav']
+  lines.append(f'Run folder: {model_dir} (log: train.log; TensorBoard: '
+               f'tensorboard --logdir={storage.join(model_dir, "tensorboard")})')
+  return '\n'.join(lines)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _LOGICAL_CPUS.value:
-    distribution.split_cpu(_LOGICAL_CPUS.value)
+  console = console_lib.active()
+  model_dir = storage.expand(_MODEL_DIR.value)
   try:
-    # The strategy comes before any other TensorFlow op of the process.
-    strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
-  except ValueError as error:
-    sys.exit(f'error: {error}')
-  # Registers leaf_audio and the models with gin, then parses the configs.
-  from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
-  from experiments.training import job as training  # pylint: disable=g-import-not-at-top
-  try:
-    configuration.parse(_GIN_CONFIG.value, _GIN_BINDINGS.value)
-  except ValueError as error:  # Includes GinConfigError.
-    sys.exit(f'error: {error}')
-  logging.info('Strategy %s with %d replica(s).', _STRATEGY.value,
-               strategy.num_replicas_in_sync)
-  try:
-    metrics = training.train(model_dir=_MODEL_DIR.value, strategy=strategy)
+    if console is not None:
+      console.hide_library_output()
+    try:
+      metrics = run(model_dir)
+    finally:
+      if console is not None:
+        console.stop()
   except KeyboardInterrupt:
-    sys.exit(f'interrupted: rerun the same command to resume {_MODEL_DIR.value} '
-             'from its last checkpoint.')
-  except (checkpoints.RunMismatchError, checkpoints.RunFileError,
-          training.RunDirectoryError, export_directory.ExportDirectoryError,
-          model_files.DamagedModelFileError) as error:
-    sys.exit(f'error: {_one_line(error)}')
-  except ValueError as error:
-    if 'train.' not in str(error) and 'load_dataset' not in str(error):
-      raise
-    sys.exit(f'error: {_one_line(error)}')
-  except OSError as error:
-    sys.exit(f'error: cannot write the run in {_MODEL_DIR.value}: '
-             f'{error.strerror or error} ({error.filename or ""}); the last '
-             'checkpoint is intact, rerun the same command once this is '
-             'fixed.')
+    print(f'interrupted: rerun the same command to resume {model_dir} from '
+          'its last checkpoint.', file=sys.stderr)
+    raise SystemExit(errors.INTERRUPTED) from None
+  except Exception as error:  # pylint: disable=broad-except
+    if errors.is_reported(error):
+      errors.report_and_exit(error)
+    if isinstance(error, OSError):
+      errors.report_and_exit(errors.StorageError(
+          f'cannot read or write the run in {model_dir}: '
+          f'{errors.one_line(error)}; the last checkpoint is intact, rerun '
+          'the same command once this is fixed.'))
+    raise
   if metrics:
-    report = json.loads(
-        (pathlib.Path(_MODEL_DIR.value) / 'test_metrics.json').read_text())
-    print(f'Chosen epoch: {report["chosen_epoch"]} of {report["last_epoch"]} '
-          f'({report["selection"]})')
-    print(f'Test metrics (chosen model): {metrics}')
-    print(f'Test metrics (last model): {report["last"]}')
-    print(f'Model directory: {_MODEL_DIR.value}')
+    print(summary(model_dir, metrics), flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  try:
+    app.run(main)
+  finally:  # Also when flags do not parse.
+    console_lib.stop_active()

@@ -275,7 +275,7 @@ def test_a_read_only_model_dir_is_refused_early(tmp_path, tone_folder,
         False if pathlib.Path(path) == locked else access(path, mode,
                                                           **kwargs)))
   try:
-    with pytest.raises(training.RunDirectoryError, match='not writable'):
+    with pytest.raises(checkpoints.RunDirectoryError, match='not writable'):
       train_in_process(locked / 'run', MEL, tiny(tone_folder, data_dir))
   finally:
     locked.chmod(0o700)
@@ -283,8 +283,8 @@ def test_a_read_only_model_dir_is_refused_early(tmp_path, tone_folder,
 
 def test_a_nearly_full_file_system_is_refused_early(
     tmp_path, tone_folder, data_dir, monkeypatch):
-  monkeypatch.setattr(training, '_MIN_FREE_BYTES', 2**62)
-  with pytest.raises(training.RunDirectoryError, match='MiB free'):
+  monkeypatch.setattr(checkpoints, '_MIN_FREE_BYTES', 2**62)
+  with pytest.raises(checkpoints.RunDirectoryError, match='MiB free'):
     train_in_process(tmp_path / 'run', MEL, tiny(tone_folder, data_dir))
   assert not (tmp_path / 'run').exists()
 
@@ -403,7 +403,7 @@ def test_a_folder_of_user_files_is_not_taken_as_a_new_run(
   (folder / 'metrics.csv').write_text('my,own\n1,2\n')
   before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
             for path in folder.iterdir()}
-  with pytest.raises(training.RunDirectoryError,
+  with pytest.raises(checkpoints.RunDirectoryError,
                      match=r'holds files but no run.json \(metrics.csv\)'):
     train_in_process(folder, MEL, tiny(tone_folder, data_dir))
   assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns)

@@ -59,6 +59,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from experiments import storage
 from experiments.data import audio_feature
 from experiments.data import wav
 
@@ -99,7 +100,9 @@ def scan_folder(root):
   """Finds the labelled .wav files under `root`; see the module docstring.
 
   Args:
-    root: str or os.PathLike, the dataset folder.
+    root: str or os.PathLike, the dataset folder: a local path (`~`
+      expanded, symbolic links resolved) or a URL of any TensorFlow file
+      system (gs://bucket/data).
 
   Returns:
     A FolderLayout.
@@ -110,11 +113,12 @@ def scan_folder(root):
       not in train, or the files leave the train split empty.
   """
   root_arg = os.fspath(root)
-  root = os.path.realpath(root_arg)
-  if not os.path.exists(root):
+  root = (storage.expand(root_arg) if storage.is_url(root_arg) else
+          os.path.realpath(os.path.expanduser(root_arg)))
+  if not storage.exists(root):
     raise ValueError(f'WavFolder: the folder {root_arg!r} does not exist '
                      f'(resolved to {root!r}).')
-  if not os.path.isdir(root):
+  if not storage.is_dir(root):
     raise ValueError(f'WavFolder: {root_arg!r} is a file; expected a folder '
                      'holding one subfolder of .wav files per label.')
   skipped = []
@@ -169,7 +173,7 @@ def _scan_split_folders(root, folders, skipped):
       raise ValueError(
           f'WavFolder: after carving {missing} from the '
           f'{sum(map(len, carved.values()))} files '
-          f'of {os.path.join(root, "train")!r} by hash, none is left to '
+          f'of {storage.join(root, "train")!r} by hash, none is left to '
           'train on; add train files or give validation and test folders.')
   return label_names, files
 
@@ -195,11 +199,11 @@ def _scan_and_hash_split(root, folders, skipped):
 def _visible_subfolders(root, relative, skipped):
   """Sorted subfolder names of root/relative; hidden entries go to skipped."""
   folders = []
-  for name in sorted(os.listdir(os.path.join(root, relative))):
+  for name in storage.listdir(storage.join(root, relative)):
     path = os.path.join(relative, name)
     if name.startswith('.'):
       skipped.append(path)
-    elif os.path.isdir(os.path.join(root, path)):
+    elif storage.is_dir(storage.join(root, path)):
       folders.append(name)
     else:
       skipped.append(path)
@@ -208,7 +212,7 @@ def _visible_subfolders(root, relative, skipped):
 
 def _scan_labels(root, relative, label_folders, skipped):
   """{label: sorted relative .wav paths} for label_folders in root/relative."""
-  where = os.path.join(root, relative)
+  where = storage.join(root, relative)
   if not label_folders:
     raise ValueError(
         f'WavFolder: no label folders in {where!r}; expected one subfolder '
@@ -216,16 +220,16 @@ def _scan_labels(root, relative, label_folders, skipped):
   labels = {}
   for label in label_folders:
     paths = []
-    for name in sorted(os.listdir(os.path.join(where, label))):
+    for name in storage.listdir(storage.join(where, label)):
       path = os.path.join(relative, label, name)
       if (name.lower().endswith(WAV_EXTENSION) and not name.startswith('.') and
-          os.path.isfile(os.path.join(root, path))):
+          storage.is_file(storage.join(root, path))):
         paths.append(path)
       else:
         skipped.append(path)
     if not paths:
       raise ValueError(
-          f'WavFolder: label folder {label!r} ({os.path.join(where, label)!r}) '
+          f'WavFolder: label folder {label!r} ({storage.join(where, label)!r}) '
           'holds no .wav files.')
     labels[label] = paths
   return labels
@@ -247,6 +251,18 @@ def hash_split(relative_path):
   raise AssertionError('HASH_SPLIT_PERCENT must sum to 100.')
 
 
+def _size_and_mtime_ns(path):
+  """(bytes, modification time in ns) of a file. Local files use os.stat,
+  whose times have the file system's resolution (tf.io.gfile's local stat
+  rounds them to seconds); other file systems use tf.io.gfile (ram:// reports
+  0 as the time)."""
+  if not storage.is_url(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+  stat = storage.gfile.stat(path)
+  return stat.length, stat.mtime_nsec
+
+
 def fingerprint(layout, damaged_files='refuse'):
   """12 hex digits hashing every read file's relative path, size and mtime
   (and the damaged-file policy when it is not the default)."""
@@ -255,15 +271,15 @@ def fingerprint(layout, damaged_files='refuse'):
     digest.update(f'damaged_files={damaged_files}\n'.encode('utf-8'))
   for split in sorted(layout.files):
     for path, _ in layout.files[split]:
-      stat = os.stat(os.path.join(layout.root, path))
-      digest.update(f'{split}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'
+      size, mtime_ns = _size_and_mtime_ns(storage.join(layout.root, path))
+      digest.update(f'{split}\0{path}\0{size}\0{mtime_ns}\n'
                     .encode('utf-8'))
   return digest.hexdigest()[:12]
 
 
 def cache_prefix(root, sample_rate):
   """The config name without its fingerprint: one per folder and rate."""
-  slug = re.sub(r'[^A-Za-z0-9_]+', '_', os.path.basename(root)).strip('_')
+  slug = re.sub(r'[^A-Za-z0-9_]+', '_', storage.basename(root)).strip('_')
   root_hash = hashlib.sha256(root.encode('utf-8')).hexdigest()[:8]
   return f'{slug[:40] or "root"}-{root_hash}-{sample_rate}hz-'
 
@@ -358,7 +374,7 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
     for relative_path, label in files:
       try:
         samples, source_rate = wav.read_wav(
-            os.path.join(self._layout.root, relative_path))
+            storage.join(self._layout.root, relative_path))
       except ValueError as error:
         if self.builder_config.damaged_files == 'refuse':
           raise ValueError(

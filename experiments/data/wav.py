@@ -6,10 +6,13 @@
   to_mono     [samples, channels] -> [samples], the mean over channels
   resample    polyphase resampling between integer rates (Hz)
 
-Only numpy and scipy: the builders in this package call these while they
-prepare a dataset, long before TensorFlow sees the audio.
+numpy and scipy do the work: the builders in this package call these while
+they prepare a dataset, long before TensorFlow sees the audio. Files are read
+and written as bytes through tf.io.gfile (experiments/storage.py), so paths
+may be on any TensorFlow file system (gs://, ram://).
 """
 
+import io
 import math
 import numbers
 import os
@@ -19,6 +22,8 @@ import warnings
 import numpy as np
 import scipy.io.wavfile
 import scipy.signal
+
+from experiments import storage
 
 # Full scale of each integer PCM type as scipy returns it. scipy left-justifies
 # every integer depth into the smallest type that holds it (24-bit PCM comes
@@ -39,7 +44,7 @@ def read_wav(path):
   32768); float WAV is returned as stored, which is nominally [-1, 1].
 
   Args:
-    path: str or os.PathLike, the .wav file.
+    path: str or os.PathLike, the .wav file (any TensorFlow file system).
 
   Returns:
     (samples, sample_rate): float32 [samples, channels] (mono files have one
@@ -52,19 +57,20 @@ def read_wav(path):
       samples, or holds non-finite (NaN or inf) float samples.
   """
   path = os.fspath(path)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise ValueError(f'read_wav: no file at {path!r}.')
-  if not os.path.isfile(path):
+  if storage.is_dir(path):
     raise ValueError(f'read_wav: {path!r} is not a regular file.')
-  if os.path.getsize(path) == 0:
+  contents = storage.read_bytes(path)
+  if not contents:
     raise ValueError(f'read_wav: {path!r} is empty (0 bytes), not a WAV file.')
-  _check_not_truncated(path)
+  _check_not_truncated(contents, path)
   try:
     with warnings.catch_warnings():
       # Unknown chunks (LIST, cue, ...) are harmless and common in the wild;
       # truncation, which scipy also only warns about, was checked above.
       warnings.simplefilter('ignore', scipy.io.wavfile.WavFileWarning)
-      sample_rate, data = scipy.io.wavfile.read(path)
+      sample_rate, data = scipy.io.wavfile.read(io.BytesIO(contents))
   except Exception as error:  # pylint: disable=broad-except
     # scipy reports a bad file as ValueError, EOFError, struct.error or
     # IndexError depending on where the header breaks; all mean "not readable".
@@ -83,15 +89,15 @@ def read_wav(path):
   return samples, int(sample_rate)
 
 
-def _check_not_truncated(path):
+def _check_not_truncated(contents: bytes, path):
   """Raises a ValueError when the data chunk is longer than the file.
 
   Walks the RIFF chunks to the 'data' chunk and compares the size its
   header declares with the bytes that follow it. Files that are not plain
   RIFF/RIFX (e.g. RF64, whose sizes live elsewhere) are left to scipy.
   """
-  file_size = os.path.getsize(path)
-  with open(path, 'rb') as f:
+  file_size = len(contents)
+  with io.BytesIO(contents) as f:
     header = f.read(12)
     if len(header) < 12 or header[8:12] != b'WAVE':
       return
@@ -137,7 +143,8 @@ def write_wav(path, samples, sample_rate):
   reading the file back with `read_wav` returns the samples to within 1/32768.
 
   Args:
-    path: str or os.PathLike, the file to write (overwritten).
+    path: str or os.PathLike, the file to write (overwritten; any
+      TensorFlow file system).
     samples: float array [samples] (mono) or [samples, channels].
     sample_rate: int, Hz.
   """
@@ -149,7 +156,9 @@ def write_wav(path, samples, sample_rate):
   if samples.ndim not in (1, 2):
     raise ValueError('write_wav: samples must have shape [samples] or '
                      f'[samples, channels]; got shape {samples.shape}.')
-  scipy.io.wavfile.write(os.fspath(path), sample_rate, to_int16(samples))
+  encoded = io.BytesIO()
+  scipy.io.wavfile.write(encoded, sample_rate, to_int16(samples))
+  storage.write_bytes(path, encoded.getvalue())
 
 
 def to_int16(samples):

@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from experiments import errors
+
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 
 
@@ -33,10 +35,10 @@ def _tf_config() -> dict:
   try:
     config = json.loads(text)
   except json.JSONDecodeError as error:
-    raise ValueError(f'TF_CONFIG is not valid JSON ({error}); got '
+    raise errors.ConfigurationError(f'TF_CONFIG is not valid JSON ({error}); got '
                      f'{text[:200]!r}.') from error
   if not isinstance(config, dict):
-    raise ValueError(f'TF_CONFIG must be a JSON object; got {text[:200]!r}.')
+    raise errors.ConfigurationError(f'TF_CONFIG must be a JSON object; got {text[:200]!r}.')
   return config
 
 
@@ -45,7 +47,7 @@ def _check_multi_worker_config() -> None:
   cluster = config.get('cluster', {})
   task = config.get('task', {})
   if not cluster or not task:
-    raise ValueError(
+    raise errors.ConfigurationError(
         '--strategy=multi_worker needs TF_CONFIG with a "cluster" (e.g. '
         '{"worker": ["host1:port", "host2:port"]}) and this process\'s '
         '"task" ({"type": "worker", "index": i}); see docs/distributed.md. '
@@ -53,7 +55,7 @@ def _check_multi_worker_config() -> None:
   task_type, index = task.get('type'), task.get('index')
   if task_type not in cluster or not isinstance(index, int) or not (
       0 <= index < len(cluster[task_type])):
-    raise ValueError(
+    raise errors.ConfigurationError(
         f'TF_CONFIG task {task!r} is not in its cluster {cluster!r}: type '
         'must be one of the cluster\'s keys and index a position in its list.')
 
@@ -67,7 +69,7 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
   name or grpc:// address; '' for the local TPU).
 
   Raises:
-    ValueError: unknown name, a missing or inconsistent TF_CONFIG, or no TPU
+    errors.ConfigurationError (a ValueError): unknown name, a missing or inconsistent TF_CONFIG, or no TPU
       reachable.
   """
   if name == 'default':
@@ -87,12 +89,12 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
       tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
       first_line = str(error).strip().splitlines()[0] if str(error) else ''
-      raise ValueError(
+      raise errors.ConfigurationError(
           f'--strategy=tpu: no TPU reachable with --tpu={tpu!r} ({first_line}). '
           'On a Cloud TPU VM pass --tpu=local; otherwise the TPU name '
           'or its grpc://host:8470 address.') from error
     return tf.distribute.TPUStrategy(resolver)
-  raise ValueError(f'--strategy must be one of {", ".join(STRATEGIES)}; got '
+  raise errors.ConfigurationError(f'--strategy must be one of {", ".join(STRATEGIES)}; got '
                    f'{name!r}.')
 
 

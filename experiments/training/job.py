@@ -35,12 +35,11 @@ batches (experiments/training/precise_batch_norm.py), so that inference-mode mod
 use statistics of their own weights.
 """
 
+import contextlib
+import dataclasses
 import hashlib
 import json
-import numbers
 import os
-import pathlib
-import shutil
 import tempfile
 from typing import Callable, Optional
 
@@ -50,20 +49,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments.training import run_files as checkpoints
 from experiments import configurables
-from experiments import gin_files as configuration
+from experiments import console
+from experiments import errors
+from experiments import gin_files
+from experiments import models
+from experiments import storage
+from experiments.data import pipeline
+from experiments.serving import export_directory
+from experiments.serving import signatures
 from experiments.training import distribution
 from experiments.training import evaluation
-from experiments.serving import export_directory
 from experiments.training import loop
 from experiments.training import model_files
-from experiments import models
 from experiments.training import optimizers
 from experiments.training import precise_batch_norm
-from experiments.serving import signatures as serving
+from experiments.training import run_files
+from experiments.training import settings as settings_lib
 from experiments.training import tensorboard_figures
-from experiments.data import pipeline
 
 # Bindings a rerun of the same model_dir may change: how long to train, how
 # much to print, where prepared data is kept, whether to export.
@@ -81,131 +84,8 @@ RESUMABLE_BINDINGS = (
 FRONTEND_CLASSES = ('Leaf', 'EfficientLeaf', 'MelFilterbanks', 'SincNet',
                     'SincNetPlus', 'TimeDomainFilterbanks')
 CHECKPOINT_DIR = 'checkpoints'
-_MIN_FREE_BYTES = 64 * 2**20
-
-
-class RunDirectoryError(ValueError):
-  """model_dir cannot hold the run (not writable, no space)."""
-
-
-def _name_of(factory) -> Optional[str]:
-  if factory is None:
-    return None
-  return getattr(factory, '__name__', type(factory).__name__)
-
-
-def _check_positive_int(name, value, allow_none=False):
-  if allow_none and value is None:
-    return None
-  if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or
-      value <= 0):
-    expected = 'a positive integer' + (' or None' if allow_none else '')
-    raise ValueError(f'train.{name} must be {expected}; got {value!r}.')
-  return int(value)
-
-
-def _check_non_negative_int(name, value):
-  if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or
-      value < 0):
-    raise ValueError(f'train.{name} must be an integer >= 0; got {value!r}.')
-  return int(value)
-
-
-def _check_positive_number(name, value):
-  if (isinstance(value, bool) or not isinstance(value, numbers.Real) or
-      not value > 0 or value == float('inf')):
-    raise ValueError(f'train.{name} must be a positive number; got '
-                     f'{value!r}.')
-  return float(value)
-
-
-def _verbosity(verbose) -> int:
-  if verbose == 'auto':
-    return 1
-  if verbose in (0, 1, 2) and not isinstance(verbose, bool):
-    return int(verbose)
-  raise ValueError(f"train.verbose must be 'auto', 0, 1 or 2; got "
-                   f'{verbose!r}.')
-
-
-def check_model_dir_writable(model_dir: pathlib.Path) -> None:
-  """Raises RunDirectoryError early, without writing anything, when model_dir
-  (or the folder it would be created in) is not writable or nearly full."""
-  existing = model_dir
-  while not existing.exists():
-    if existing.parent == existing:
-      break
-    existing = existing.parent
-  if existing.exists() and not existing.is_dir():
-    raise RunDirectoryError(
-        f'--model_dir {model_dir}: {existing} is a file, not a folder.')
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise RunDirectoryError(
-        f'--model_dir {model_dir}: {existing} is not writable by this user; '
-        'choose another --model_dir or fix its permissions.')
-  free = shutil.disk_usage(existing).free
-  if free < _MIN_FREE_BYTES:
-    raise RunDirectoryError(
-        f'--model_dir {model_dir}: only {free / 2**20:.1f} MiB free on its '
-        f'file system (at least {_MIN_FREE_BYTES // 2**20} MiB needed for '
-        'checkpoints and models); free some space or choose another '
-        '--model_dir.')
-
-
-def check_model_dir_is_new(model_dir: pathlib.Path) -> None:
-  """Raises RunDirectoryError if model_dir holds files but no run.json.
-
-  A new run writes config.gin, metrics.csv, best.keras, checkpoints/ and
-  more into model_dir; in a folder of the user's (`--model_dir=.`, a parent
-  of runs) they would replace the user's files of those names. A new run
-  therefore starts only in a missing or empty folder (what a kill right
-  after creating it leaves counts as empty).
-  """
-  if not model_dir.is_dir():
-    return
-  leftovers = {f'.{checkpoints.RUN_FILE}.tmp'}
-  entries = sorted(entry.name for entry in model_dir.iterdir()
-                   if entry.name not in leftovers)
-  if entries:
-    shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
-    raise RunDirectoryError(
-        f'--model_dir {model_dir} holds files but no {checkpoints.RUN_FILE} '
-        f'({shown}): it is not a run of this package, and a new run would '
-        'write over files of the same names. Use a new or empty folder.')
-
-
-def _operative_bindings() -> dict:
-  """Every gin parameter the run used so far, 'configurable.param' -> repr,
-  minus RESUMABLE_BINDINGS."""
-  bindings = {}
-  for (scope, selector), parameters in (
-      gin.config._OPERATIVE_CONFIG.items()):  # pylint: disable=protected-access
-    name = selector.rsplit('.', 1)[-1]
-    if selector.startswith('leaf_audio.'):
-      name = selector
-    for parameter, value in parameters.items():
-      key = '/'.join(filter(None, [scope, f'{name}.{parameter}']))
-      if key in RESUMABLE_BINDINGS:
-        continue
-      bindings[key] = (str(value) if isinstance(
-          value, gin.config.ConfigurableReference) else repr(value))
-  return bindings
-
-
-def _report_unused_bindings(frontend_name: Optional[str]) -> None:
-  other_frontends = []
-  for binding in configuration.unused_bindings():
-    parts = binding.split('.')
-    if (len(parts) >= 2 and parts[-2] in FRONTEND_CLASSES and
-        parts[-2] != frontend_name):
-      other_frontends.append(binding)
-      continue
-    logging.warning('gin binding %s was not used by this run: is it a '
-                    'parameter of something the run does not build?',
-                    binding)
-  if other_frontends:
-    logging.info('Bindings of frontends this run does not build (from '
-                 'composed frontend files): %s', ', '.join(other_frontends))
+# The full log of the binary's runs in this folder (experiments/console.py).
+LOG_FILE = 'train.log'
 
 
 # The gin name stays `experiments.training.train`, as run folders record it.
@@ -231,7 +111,9 @@ def train(model_dir: str,
   """Trains a frontend + encoder classifier, tests it and exports it.
 
   Args:
-    model_dir: folder of the run (created; see the module docstring).
+    model_dir: folder of the run (created; see the module docstring): a local
+      path (`~` is expanded) or a URL of any TensorFlow file system
+      (gs://bucket/run).
     strategy: a tf.distribute strategy; None for the default one.
     frontend: a factory of the frontend layer, e.g. `@leaf_audio.Leaf` in gin;
       its sample rate must be the data's.
@@ -269,228 +151,399 @@ def train(model_dir: str,
     at the top level of test_metrics.json; {} on non-chief workers.
 
   Raises:
-    ValueError: a bad argument (named, e.g. train.num_epochs), raised before
-      anything is written.
-    RunDirectoryError: model_dir not writable or nearly full (before
-      anything is built).
-    checkpoints.RunMismatchError: model_dir holds a different run.
-    checkpoints.RunFileError: best.keras or last.keras of a resumed run is
+    errors.ConfigurationError: a bad argument (named, e.g. train.num_epochs),
+      or a frontend or encoder that cannot be built; raised before anything
+      is written.
+    errors.DataError: the dataset cannot be loaded.
+    run_files.RunDirectoryError: model_dir not writable, nearly full or
+      holding user files (before anything is written).
+    run_files.RunMismatchError: model_dir holds a different run.
+    run_files.RunFileError: best.keras or last.keras of a resumed run is
       damaged.
   """
-  batch_size = _check_positive_int('batch_size', batch_size)
-  num_epochs = _check_positive_int('num_epochs', num_epochs)
-  steps_per_epoch = _check_positive_int('steps_per_epoch', steps_per_epoch,
-                                        allow_none=True)
-  learning_rate = _check_positive_number('learning_rate', learning_rate)
-  if (isinstance(frontend_learning_rate_multiplier, bool) or
-      not isinstance(frontend_learning_rate_multiplier, numbers.Real) or
-      not frontend_learning_rate_multiplier >= 0):
-    raise ValueError(
-        'train.frontend_learning_rate_multiplier must be a number >= 0; got '
-        f'{frontend_learning_rate_multiplier!r}.')
-  window_seconds = _check_positive_number('window_seconds', window_seconds)
-  shuffle_buffer = _check_non_negative_int('shuffle_buffer', shuffle_buffer)
-  precise_batch_norm_batches = _check_non_negative_int(
-      'precise_batch_norm_batches', precise_batch_norm_batches)
-  checkpoint_steps = _check_positive_int('checkpoint_steps', checkpoint_steps,
-                                         allow_none=True)
-  if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-    raise ValueError(f'train.seed must be an integer; got {seed!r}.')
-  for name, value in (('mixed_precision', mixed_precision),
-                      ('export', export)):
-    if not isinstance(value, bool):
-      raise ValueError(f'train.{name} must be True or False; got {value!r}.')
-  verbosity = _verbosity(verbose)
-  strategy = strategy or tf.distribute.get_strategy()
-  replicas = strategy.num_replicas_in_sync
-  if batch_size % replicas:
-    raise ValueError(
-        f'train.batch_size must be a multiple of the {replicas} replicas of '
-        f'the strategy (each replica gets an equal share); got {batch_size}.')
-  model_dir = pathlib.Path(model_dir)
-  chief = distribution.is_chief(strategy)
-  if chief:
-    check_model_dir_writable(model_dir)
+  settings = settings_lib.Settings.checked(
+      model_dir=model_dir, strategy=strategy, frontend=frontend,
+      encoder=encoder, batch_size=batch_size, learning_rate=learning_rate,
+      frontend_learning_rate_multiplier=frontend_learning_rate_multiplier,
+      num_epochs=num_epochs, steps_per_epoch=steps_per_epoch,
+      window_seconds=window_seconds, shuffle_buffer=shuffle_buffer,
+      seed=seed, mixed_precision=mixed_precision,
+      precise_batch_norm_batches=precise_batch_norm_batches,
+      checkpoint_steps=checkpoint_steps, export=export, verbose=verbose)
+  if settings.chief:
+    run_files.check_model_dir_writable(settings.model_dir)
+  data = load_data(settings)
+  with _precision_policy(settings), _checkpoint_folder(settings) as folder:
+    keras.utils.set_random_seed(settings.seed)
+    model, optimizer = build_model(settings, data)
+    open_run_folder(settings, data)
+    state = restore_state(settings, model, optimizer, folder)
+    train_epochs(settings, data, model, optimizer, state)
+    # Every worker of a cluster logs this; equal lines mean equal models.
+    logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
+    if not settings.chief:
+      return {}
+    return test_and_export(settings, data)
 
-  splits, info = pipeline.load_dataset()
-  window_samples = int(round(window_seconds * info.sample_rate))
-  num_train = pipeline.count_examples(splits['train'])
-  if num_train < batch_size and steps_per_epoch is None:
-    raise ValueError(
-        f'train.batch_size = {batch_size} is larger than the {num_train} '
-        'training examples; set train.steps_per_epoch (the data repeats) '
-        'or a smaller batch.')
-  steps = steps_per_epoch or num_train // batch_size
 
-  previous_policy = keras.mixed_precision.global_policy()
-  if mixed_precision:
-    keras.mixed_precision.set_global_policy('mixed_float16')
-  temporary_dir = None
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The run's data: splits, what they are, and the epoch's geometry.
+
+  Attributes:
+    splits: dict 'train'/'eval'/'test' -> tf.data.Dataset (pipeline).
+    info: pipeline's DatasetInfo (name, label_names, sample_rate, ...).
+    window_samples: training crop and evaluation window, samples.
+    num_train: training examples.
+    steps: optimizer steps per epoch.
+  """
+  splits: dict
+  info: object
+  window_samples: int
+  num_train: int
+  steps: int
+
+  def training_stream(self, settings, first_batch, input_context=None):
+    """The training batches from global batch `first_batch` on."""
+    return pipeline.training_stream(
+        self.splits['train'], settings.batch_size,
+        crop_samples=self.window_samples,
+        shuffle_buffer=settings.shuffle_buffer, seed=settings.seed,
+        first_batch=first_batch, num_examples=self.num_train,
+        input_context=input_context)
+
+
+def load_data(settings) -> Data:
+  """The dataset of `load_dataset` (gin), counted and checked against the
+  batch size.
+
+  Raises:
+    errors.DataError: the dataset cannot be loaded (unknown name, a missing
+      or empty folder, a damaged file, a bad load_dataset binding).
+  """
   try:
-    keras.utils.set_random_seed(int(seed))
-    num_classes = len(info.label_names)
-    with strategy.scope():
-      frontend_layer = frontend()
-      if getattr(frontend_layer, 'sample_rate', info.sample_rate) != (
-          info.sample_rate):
-        raise ValueError(
-            f'The frontend runs at sample_rate={frontend_layer.sample_rate} '
-            f'Hz but {info.name} is at {info.sample_rate} Hz; set the '
-            'frontend\'s sample_rate (gin macro SAMPLE_RATE) to match.')
+    splits, info = pipeline.load_dataset()
+  except ValueError as error:
+    if isinstance(error, errors.LeafAudioError):
+      raise
+    raise errors.DataError(errors.one_line(error)) from error
+  window_samples = int(round(settings.window_seconds * info.sample_rate))
+  num_train = pipeline.count_examples(splits['train'])
+  if num_train < settings.batch_size and settings.steps_per_epoch is None:
+    raise errors.ConfigurationError(
+        f'train.batch_size = {settings.batch_size} is larger than the '
+        f'{num_train} training examples; set train.steps_per_epoch (the data '
+        'repeats) or a smaller batch.')
+  return Data(splits=splits, info=info, window_samples=window_samples,
+              num_train=num_train,
+              steps=settings.steps_per_epoch or num_train // settings.batch_size)
+
+
+@contextlib.contextmanager
+def _precision_policy(settings):
+  """mixed_float16 inside when asked; the previous policy back after."""
+  previous_policy = keras.mixed_precision.global_policy()
+  if settings.mixed_precision:
+    keras.mixed_precision.set_global_policy('mixed_float16')
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+
+
+@contextlib.contextmanager
+def _checkpoint_folder(settings):
+  """Where this process writes checkpoints: model_dir/checkpoints on the
+  chief; on other workers (saving is collective, only the chief's counts) a
+  temporary folder, one fixed name per worker and run so that a rerun after
+  a kill replaces what the killed worker left, removed at the end."""
+  if settings.chief:
+    yield settings.path(CHECKPOINT_DIR)
+    return
+  run_hash = hashlib.sha256(settings.model_dir.encode()).hexdigest()[:12]
+  worker = distribution.worker_name(settings.strategy)
+  folder = storage.join(tempfile.gettempdir(),
+                        f'leaf-audio-{worker}-{run_hash}')
+  storage.remove_tree(folder)
+  storage.makedirs(folder)
+  try:
+    yield folder
+  finally:
+    storage.remove_tree(folder)
+
+
+def build_model(settings, data):
+  """The AudioClassifier and its optimizer, built under the strategy.
+
+  Raises:
+    errors.ConfigurationError: the frontend or encoder cannot be built from
+      its bindings (e.g. Leaf.n_filters = 0), or runs at another sample rate
+      than the data.
+  """
+  info = data.info
+  with settings.strategy.scope():
+    try:
+      frontend_layer = settings.frontend()
+      encoder_layer = (settings.encoder() if settings.encoder is not None
+                       else None)
+    except (ValueError, TypeError) as error:
+      raise errors.from_configurable(error, 'building the model') from error
+    if getattr(frontend_layer, 'sample_rate', info.sample_rate) != (
+        info.sample_rate):
+      raise errors.ConfigurationError(
+          f'The frontend runs at sample_rate={frontend_layer.sample_rate} '
+          f'Hz but {info.name} is at {info.sample_rate} Hz; set the '
+          'frontend\'s sample_rate (gin macro SAMPLE_RATE) to match.')
+    try:
       # Through gin, so that AudioClassifier.* and LoudnessNormalization.*
       # bindings (pooling, dropout, target level) apply.
       model = configurables.configured(models.AudioClassifier)(
           frontend=frontend_layer,
-          encoder=encoder() if encoder is not None else None,
-          num_outputs=num_classes,
+          encoder=encoder_layer,
+          num_outputs=len(info.label_names),
           **_default_normalization())
-      model.build((None, window_samples))
-      if frontend_learning_rate_multiplier == 1:
-        optimizer = keras.optimizers.Adam(learning_rate)
-      else:
-        optimizer = optimizers.GroupScaledAdam(
-            learning_rate, frontend_layer.trainable_variables,
-            frontend_learning_rate_multiplier)
-      if mixed_precision:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-      optimizer.build(model.trainable_variables)
+      model.build((None, data.window_samples))
+    except (ValueError, TypeError) as error:
+      raise errors.from_configurable(error, 'building the model') from error
+    optimizer = _build_optimizer(settings, model, frontend_layer)
+  return model, optimizer
 
-    identity = {
-        'frontend': _name_of(frontend),
-        'encoder': _name_of(encoder),
-        'dataset': info.name,
-        'label_names': list(info.label_names),
-        'sample_rate': info.sample_rate,
-        'window_samples': window_samples,
-        'multi_label': info.multi_label,
-        'bindings': _operative_bindings(),
-    }
-    # Only now that the run is known to be buildable, and to be this
-    # model_dir's run, does model_dir change (on the chief only).
-    resumed = checkpoints.check_run_identity(model_dir, identity)
-    if resumed:
-      for name in ('best.keras', 'last.keras'):
-        checkpoints.check_keras_file(model_dir / name)
-    if chief and export:
-      # A user folder at model_dir/export is refused now, not after training.
-      export_directory.check_destination(model_dir / 'export', model_dir)
-    if chief and not resumed:
-      check_model_dir_is_new(model_dir)
-    if chief:
-      model_dir.mkdir(parents=True, exist_ok=True)
-      checkpoints.check_or_write_run_identity(model_dir, identity)
-      checkpoints.write_text_atomically(model_dir / 'config.gin',
-                                        gin.operative_config_str())
-      _report_unused_bindings(identity['frontend'])
 
-    totals = loop.EpochTotals()
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # Every model variable by position: Keras 3 models do not expose all of
-    # theirs (BatchNorm statistics, dropout seed states) to tf.train tracking
-    # through their attributes.
-    checkpoint = tf.train.Checkpoint(
-        model_variables=list(model.variables), optimizer=optimizer,
-        epoch=epoch_counter,
-        step=step_counter, loss_sum=totals.loss_sum,
-        examples=totals.examples, correct=totals.correct)
-    chief_checkpoints = model_dir / CHECKPOINT_DIR
-    if chief:
-      write_dir = chief_checkpoints
-    else:
-      # Saving is collective: every worker saves, only the chief's counts.
-      # One fixed folder per worker and run, so that a rerun after a kill
-      # replaces what the killed worker left.
-      run_hash = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()
-      temporary_dir = pathlib.Path(tempfile.gettempdir()) / (
-          f'leaf-audio-{distribution.worker_name(strategy)}-{run_hash[:12]}')
-      shutil.rmtree(temporary_dir, ignore_errors=True)
-      temporary_dir.mkdir(parents=True)
-      write_dir = temporary_dir
-    manager = tf.train.CheckpointManager(checkpoint, str(write_dir),
-                                         max_to_keep=2)
-    latest = tf.train.latest_checkpoint(str(chief_checkpoints))
-    if latest:
-      checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info('Resuming from %s: epoch %d, step %d.', latest,
-                   int(epoch_counter.numpy()), int(step_counter.numpy()))
+def _build_optimizer(settings, model, frontend_layer):
+  """Adam (per-group learning rates when the frontend's differ), with loss
+  scaling under mixed precision; built on the model's variables."""
+  if settings.frontend_learning_rate_multiplier == 1:
+    optimizer = keras.optimizers.Adam(settings.learning_rate)
+  else:
+    optimizer = optimizers.GroupScaledAdam(
+        settings.learning_rate, frontend_layer.trainable_variables,
+        settings.frontend_learning_rate_multiplier)
+  if settings.mixed_precision:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  optimizer.build(model.trainable_variables)
+  return optimizer
 
-    monitor = 'val_map' if info.multi_label else 'val_accuracy'
-    callbacks = []
-    if chief:
-      callbacks = [
-          evaluation.ClipEvaluation(
-              pipeline.eval_clips(splits['eval']), num_classes,
-              info.multi_label, window_samples),
-          checkpoints.KerasFileCheckpoint(model_dir / 'best.keras',
-                                          monitor=monitor),
-          checkpoints.KerasFileCheckpoint(model_dir / 'last.keras'),
-          tensorboard_figures.EpochScalars(model_dir / 'tensorboard'),
-          tensorboard_figures.FrontendSummaries(
-              model_dir / 'tensorboard' / 'frontend'),
-      ]
-      for callback in callbacks:
-        callback.set_model(model)
 
-    def stream(first_batch, input_context=None):
-      return pipeline.training_stream(
-          splits['train'], batch_size, crop_samples=window_samples,
-          shuffle_buffer=shuffle_buffer, seed=int(seed),
-          first_batch=first_batch, num_examples=num_train,
-          input_context=input_context)
+def _name_of(factory) -> Optional[str]:
+  if factory is None:
+    return None
+  return getattr(factory, '__name__', type(factory).__name__)
 
-    step_function = loop.TrainStep(strategy, model, optimizer,
-                                   info.multi_label, batch_size)
-    start_epoch = int(epoch_counter.numpy())
-    start_step = int(step_counter.numpy())
-    for epoch in range(start_epoch, num_epochs):
-      first_step = start_step if epoch == start_epoch else 0
-      if first_step == 0:
-        totals.reset()
-      if verbosity:
-        print(f'Epoch {epoch + 1}/{num_epochs}', flush=True)
-      first_batch = epoch * steps + first_step
-      data = strategy.distribute_datasets_from_function(
-          lambda context, first_batch=first_batch: stream(first_batch,
-                                                          context))
 
-      def save_mid_epoch(done, epoch=epoch):
-        if checkpoint_steps and done % checkpoint_steps == 0 and done < steps:
-          epoch_counter.assign(epoch)
-          step_counter.assign(done)
-          manager.save()
+def _operative_bindings():
+  """(bindings, defaults): every gin parameter the run used so far,
+  'configurable.param' -> its gin text, minus RESUMABLE_BINDINGS; and the
+  keys whose value is the code's default (not bound by the user)."""
+  bindings, defaults = {}, set()
+  bound = gin.config._CONFIG  # pylint: disable=protected-access
+  for (scope, selector), parameters in (
+      gin.config._OPERATIVE_CONFIG.items()):  # pylint: disable=protected-access
+    name = selector.rsplit('.', 1)[-1]
+    if selector.startswith('leaf_audio.'):
+      name = selector
+    for parameter, value in parameters.items():
+      key = '/'.join(filter(None, [scope, f'{name}.{parameter}']))
+      if key in RESUMABLE_BINDINGS:
+        continue
+      bindings[key] = (str(value) if isinstance(
+          value, gin.config.ConfigurableReference) else repr(value))
+      if parameter not in bound.get((scope, selector), {}):
+        defaults.add(key)
+  return bindings, defaults
 
-      logs = loop.run_epoch(step_function, iter(data), first_step, steps,
-                            totals, verbosity, save_mid_epoch)
-      if precise_batch_norm_batches:
-        precise_batch_norm.recompute_batch_norm(
-            model, stream(epoch * steps).take(precise_batch_norm_batches))
-      if chief:
-        callbacks[0].on_epoch_end(epoch, logs)  # Adds val_* to logs.
-        checkpoints.write_metrics_row(model_dir / 'metrics.csv', epoch, logs)
-        for callback in callbacks[1:]:
-          callback.on_epoch_end(epoch, logs)
-        if verbosity:
-          print(' - '.join(f'{k}: {v:.4f}' for k, v in sorted(logs.items())),
-                flush=True)
-      # The checkpoint comes last: a kill before it redoes this epoch, whose
-      # batches are the same, and rewrites its metrics row.
-      epoch_counter.assign(epoch + 1)
-      step_counter.assign(0)
-      manager.save()
-    for callback in callbacks:
-      callback.on_train_end()
-    # Every worker of a cluster logs this; equal lines mean equal models.
-    logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
 
-    if not chief:
-      return {}
-    return _test_and_export(model_dir, splits, info, window_samples, monitor,
-                            export)
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
-    if temporary_dir is not None:
-      shutil.rmtree(temporary_dir, ignore_errors=True)
+def _report_unused_bindings(frontend_name: Optional[str]) -> None:
+  other_frontends = []
+  for binding in gin_files.unused_bindings():
+    parts = binding.split('.')
+    if (len(parts) >= 2 and parts[-2] in FRONTEND_CLASSES and
+        parts[-2] != frontend_name):
+      other_frontends.append(binding)
+      continue
+    logging.warning('gin binding %s was not used by this run: is it a '
+                    'parameter of something the run does not build?',
+                    binding)
+  if other_frontends:
+    logging.info('Bindings of frontends this run does not build (from '
+                 'composed frontend files): %s', ', '.join(other_frontends))
+
+
+def open_run_folder(settings, data) -> None:
+  """Checks that model_dir may hold this run, then (chief) writes run.json
+  and config.gin. Only now that the run is known to be buildable, and to be
+  this model_dir's run, does model_dir change.
+
+  Raises:
+    run_files.RunMismatchError, run_files.RunFileError,
+    run_files.RunDirectoryError, export_directory.ExportDirectoryError.
+  """
+  info = data.info
+  bindings, defaults = _operative_bindings()
+  identity = {
+      'frontend': _name_of(settings.frontend),
+      'encoder': _name_of(settings.encoder),
+      'dataset': info.name,
+      'label_names': list(info.label_names),
+      'sample_rate': info.sample_rate,
+      'window_samples': data.window_samples,
+      'multi_label': info.multi_label,
+      'bindings': bindings,
+  }
+  resumed = run_files.check_run_identity(settings.model_dir, identity,
+                                         defaults)
+  if resumed:
+    for name in ('best.keras', 'last.keras'):
+      run_files.check_keras_file(settings.path(name))
+  if not settings.chief:
+    return
+  if settings.export:
+    # A user folder at model_dir/export is refused now, not after training.
+    destination = export_directory.check_destination(settings.path('export'),
+                                                     settings.model_dir)
+    if (storage.is_url(settings.model_dir) and destination is not None and
+        not storage.is_url(os.fspath(destination))):
+      # The export folder's module folded the URL into a local path.
+      raise errors.ConfigurationError(
+          f'train.export: this version writes exports only to local folders, '
+          f'and --model_dir {settings.model_dir} is a URL; set train.export '
+          '= False and export the run with python -m experiments.export '
+          '--model_dir=... --export_dir=<a local folder> after copying it.')
+  if not resumed:
+    run_files.check_model_dir_is_new(settings.model_dir)
+  storage.makedirs(settings.model_dir)
+  run_files.check_or_write_run_identity(settings.model_dir, identity,
+                                        defaults)
+  console.keep_log_in(settings.path(LOG_FILE))
+  run_files.write_text_atomically(settings.path('config.gin'),
+                                  gin.operative_config_str())
+  _report_unused_bindings(identity['frontend'])
+
+
+@dataclasses.dataclass
+class TrainingState:
+  """What a checkpoint holds beside the model, and where it goes.
+
+  Attributes:
+    epoch, step: int64 tf.Variables, the position of the next step.
+    totals: the epoch's running statistics (loop.EpochTotals).
+    manager: the tf.train.CheckpointManager writing this process's folder.
+  """
+  epoch: tf.Variable
+  step: tf.Variable
+  totals: loop.EpochTotals
+  manager: tf.train.CheckpointManager
+
+  def save(self, epoch, step):
+    self.epoch.assign(epoch)
+    self.step.assign(step)
+    self.manager.save()
+
+
+def restore_state(settings, model, optimizer, folder) -> TrainingState:
+  """The checkpoint of model, optimizer and position, restored from the
+  chief's last checkpoint when there is one."""
+  totals = loop.EpochTotals()
+  epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  # Every model variable by position: Keras 3 models do not expose all of
+  # theirs (BatchNorm statistics, dropout seed states) to tf.train tracking
+  # through their attributes.
+  checkpoint = tf.train.Checkpoint(
+      model_variables=list(model.variables), optimizer=optimizer,
+      epoch=epoch, step=step, loss_sum=totals.loss_sum,
+      examples=totals.examples, correct=totals.correct)
+  manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
+  latest = tf.train.latest_checkpoint(settings.path(CHECKPOINT_DIR))
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resuming from %s: epoch %d, step %d.', latest,
+                 int(epoch.numpy()), int(step.numpy()))
+  return TrainingState(epoch=epoch, step=step, totals=totals, manager=manager)
+
+
+def _epoch_callbacks(settings, data, model) -> list:
+  """The chief's per-epoch work after training: full-clip evaluation first
+  (it adds val_* to the logs), then best/last.keras and TensorBoard."""
+  if not settings.chief:
+    return []
+  info = data.info
+  monitor = _monitor(info)
+  callbacks = [
+      evaluation.ClipEvaluation(
+          pipeline.eval_clips(data.splits['eval']), len(info.label_names),
+          info.multi_label, data.window_samples),
+      run_files.KerasFileCheckpoint(settings.path('best.keras'),
+                                    monitor=monitor),
+      run_files.KerasFileCheckpoint(settings.path('last.keras')),
+      tensorboard_figures.EpochScalars(settings.path('tensorboard')),
+      tensorboard_figures.FrontendSummaries(
+          settings.path('tensorboard', 'frontend')),
+  ]
+  for callback in callbacks:
+    callback.set_model(model)
+  return callbacks
+
+
+def train_epochs(settings, data, model, optimizer, state) -> None:
+  """Epochs from the restored position to settings.num_epochs: train,
+  recompute BatchNorm statistics, evaluate, write metrics and models, and
+  checkpoint."""
+  callbacks = _epoch_callbacks(settings, data, model)
+  step_function = loop.TrainStep(settings.strategy, model, optimizer,
+                                 data.info.multi_label, settings.batch_size)
+  start_epoch, start_step = int(state.epoch.numpy()), int(state.step.numpy())
+  for epoch in range(start_epoch, settings.num_epochs):
+    first_step = start_step if epoch == start_epoch else 0
+    logs = _train_one_epoch(settings, data, state, step_function, epoch,
+                            first_step)
+    if settings.precise_batch_norm_batches:
+      precise_batch_norm.recompute_batch_norm(
+          model, data.training_stream(settings, epoch * data.steps).take(
+              settings.precise_batch_norm_batches))
+    if callbacks:
+      _end_epoch(settings, callbacks, epoch, logs)
+    # The checkpoint comes last: a kill before it redoes this epoch, whose
+    # batches are the same, and rewrites its metrics row.
+    state.save(epoch + 1, 0)
+  for callback in callbacks:
+    callback.on_train_end()
+
+
+def _train_one_epoch(settings, data, state, step_function, epoch,
+                     first_step) -> dict:
+  """The optimizer steps of one epoch from `first_step` on (with mid-epoch
+  checkpoints every settings.checkpoint_steps); returns its training logs."""
+  if first_step == 0:
+    state.totals.reset()
+  first_batch = epoch * data.steps + first_step
+  batches = settings.strategy.distribute_datasets_from_function(
+      lambda context: data.training_stream(settings, first_batch, context))
+
+  def save_mid_epoch(done):
+    if (settings.checkpoint_steps and done % settings.checkpoint_steps == 0
+        and done < data.steps):
+      state.save(epoch, done)
+
+  with console.terminal():
+    if settings.verbosity:
+      print(f'Epoch {epoch + 1}/{settings.num_epochs}', flush=True)
+    return loop.run_epoch(step_function, iter(batches), first_step,
+                          data.steps, state.totals, settings.verbosity,
+                          save_mid_epoch)
+
+
+def _end_epoch(settings, callbacks, epoch, logs) -> None:
+  """Evaluation, metrics.csv, best/last.keras and TensorBoard of an epoch."""
+  callbacks[0].on_epoch_end(epoch, logs)  # Adds val_* to logs.
+  run_files.write_metrics_row(settings.path('metrics.csv'), epoch, logs)
+  for callback in callbacks[1:]:
+    callback.on_epoch_end(epoch, logs)
+  if settings.verbosity:
+    with console.terminal():
+      print(' - '.join(f'{k}: {v:.4f}' for k, v in sorted(logs.items())),
+            flush=True)
+  logging.info('Epoch %d: %s', epoch + 1, logs)
+  console.save_log()
 
 
 def _default_normalization() -> dict:
@@ -516,19 +569,28 @@ def weights_fingerprint(model) -> str:
   return digest.hexdigest()[:16]
 
 
-def _test_and_export(model_dir, splits, info, window_samples, monitor,
-                     export) -> dict:
-  """Tests best.keras and last.keras on full clips; exports best.keras."""
-  num_classes = len(info.label_names)
+def _monitor(info) -> str:
+  return 'val_map' if info.multi_label else 'val_accuracy'
+
+
+def test_and_export(settings, data) -> dict:
+  """Tests best.keras and last.keras on full clips, writes
+  test_metrics.json, and exports best.keras (when settings.export).
+
+  Returns:
+    The chosen model's test metrics.
+  """
+  info = data.info
   results = {}
   for name in ('best', 'last'):
-    model = model_files.load_keras_file(model_dir / f'{name}.keras')
-    windowed = models.WindowedClassifier(model, window_samples)
+    model = model_files.load_keras_file(settings.path(f'{name}.keras'))
+    windowed = models.WindowedClassifier(model, data.window_samples)
     results[name] = (windowed, evaluation.evaluate_clips(
-        windowed, pipeline.eval_clips(splits['test']),
-        evaluation.clip_metrics(num_classes, info.multi_label)))
-  best_state = checkpoints.read_json_state(model_dir / 'best.keras.json')
-  last_state = checkpoints.read_json_state(model_dir / 'last.keras.json')
+        windowed, pipeline.eval_clips(data.splits['test']),
+        evaluation.clip_metrics(len(info.label_names), info.multi_label)))
+  best_state = run_files.read_json_state(settings.path('best.keras.json'))
+  last_state = run_files.read_json_state(settings.path('last.keras.json'))
+  monitor = _monitor(info)
   test_metrics = dict(results['best'][1])
   test_metrics.update({
       'last': results['last'][1],
@@ -539,18 +601,18 @@ def _test_and_export(model_dir, splits, info, window_samples, monitor,
                     f"{info.num_examples.get('eval', '?')} clips)"),
       'splits': dict(info.split_names),
   })
-  checkpoints.write_text_atomically(
-      model_dir / 'test_metrics.json',
+  run_files.write_text_atomically(
+      settings.path('test_metrics.json'),
       json.dumps(test_metrics, indent=2, sort_keys=True))
   logging.info(
       'Chosen epoch %d of %d (highest %s = %.4f on the eval split). Test '
       'metrics (full clips): chosen %s; last epoch %s', best_state['epoch'],
       last_state['epoch'], monitor, best_state[monitor], results['best'][1],
       results['last'][1])
-  if export:
-    path = serving.export_saved_model(
+  if settings.export:
+    path = signatures.export_saved_model(
         results['best'][0], info.label_names, info.sample_rate,
-        window_samples, info.multi_label, model_dir / 'export',
-        model_dir=model_dir)
+        data.window_samples, info.multi_label, settings.path('export'),
+        model_dir=settings.model_dir)
     logging.info('Serving SavedModel written to %s', path)
   return results['best'][1]

@@ -6,13 +6,15 @@ names the file and says it is damaged instead.
 """
 
 import os
-import pathlib
 import zipfile
 
 import keras
 
+from experiments import errors
+from experiments import storage
 
-class DamagedModelFileError(ValueError):
+
+class DamagedModelFileError(errors.DamagedFileError):
   """A .keras file that exists but cannot be read."""
 
 
@@ -22,12 +24,13 @@ def check_keras_archive(path) -> None:
   Complete: a zip file whose members pass their CRC and that holds Keras'
   config.json; what a truncated file (a full disk, an interrupted copy) is not.
   """
-  path = pathlib.Path(path)
-  damaged = (f'{path} is damaged ({os.path.getsize(path)} bytes): it is not '
+  path = os.fspath(path)
+  data = storage.bytes_io(path)
+  damaged = (f'{path} is damaged ({len(data.getvalue())} bytes): it is not '
              'a complete .keras file, e.g. truncated by a full disk or an '
              'interrupted copy')
   try:
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(data) as archive:
       bad_member = archive.testzip()
       names = set(archive.namelist())
   except (zipfile.BadZipFile, OSError, EOFError) as error:
@@ -42,7 +45,8 @@ def load_keras_file(path, **load_options):
   """keras.saving.load_model(path), with clear errors.
 
   Args:
-    path: str or os.PathLike, a .keras file written by model.save.
+    path: str or os.PathLike, a .keras file written by model.save, on any
+      TensorFlow file system (gs://...).
     **load_options: passed to keras.saving.load_model (e.g. compile=False).
 
   Returns:
@@ -54,8 +58,8 @@ def load_keras_file(path, **load_options):
       truncated by a full disk or a copy cut short), or Keras cannot build
       the model it describes; the message names the file.
   """
-  path = pathlib.Path(path)
-  if not path.is_file():
+  path = os.fspath(path)
+  if not storage.is_file(path):
     raise FileNotFoundError(f'{path} not found (no such file).')
   try:
     check_keras_archive(path)
@@ -63,7 +67,8 @@ def load_keras_file(path, **load_options):
     raise DamagedModelFileError(
         f'{error} Use another checkpoint (last.keras), or retrain.') from error
   try:
-    return keras.saving.load_model(path, **load_options)
+    with storage.LocalCopy(path) as local:
+      return keras.saving.load_model(local, **load_options)
   except Exception as error:  # pylint: disable=broad-except
     raise DamagedModelFileError(
         f'{path} could not be loaded as a Keras model: '

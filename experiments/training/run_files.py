@@ -3,35 +3,89 @@ corrupt them.
 
 Every file is first written next to its destination and then renamed over it
 (an atomic step on POSIX file systems), so after a SIGKILL each file holds
-either its previous or its new content.
+either its previous or its new content. Paths may be on any TensorFlow file
+system (experiments/storage.py): on object stores each file is written as a
+whole object.
 """
 
 import csv
 import io
 import json
 import os
-import pathlib
+import shutil
 
 import keras
 
+from experiments import errors
+from experiments import storage
 from experiments.training import model_files
 
 RUN_FILE = 'run.json'
+_MIN_FREE_BYTES = 64 * 2**20
+
+
+class RunDirectoryError(errors.RunFolderError):
+  """model_dir cannot hold the run (not writable, no space, user files)."""
+
+
+def check_model_dir_writable(model_dir) -> None:
+  """Raises RunDirectoryError early, without writing anything, when a local
+  model_dir (or the folder it would be created in) is not writable or nearly
+  full. URLs (gs://...) are not checked: their access and space are known only
+  when a write is tried."""
+  if storage.is_url(model_dir):
+    return
+  existing = os.fspath(model_dir)
+  while not os.path.exists(existing):
+    if os.path.dirname(existing) == existing:
+      break
+    existing = os.path.dirname(existing)
+  if os.path.exists(existing) and not os.path.isdir(existing):
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: {existing} is a file, not a folder.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: {existing} is not writable by this user; '
+        'choose another --model_dir or fix its permissions.')
+  free = shutil.disk_usage(existing).free
+  if free < _MIN_FREE_BYTES:
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: only {free / 2**20:.1f} MiB free on its '
+        f'file system (at least {_MIN_FREE_BYTES // 2**20} MiB needed for '
+        'checkpoints and models); free some space or choose another '
+        '--model_dir.')
+
+
+def check_model_dir_is_new(model_dir) -> None:
+  """Raises RunDirectoryError if model_dir holds files but no run.json.
+
+  A new run writes config.gin, metrics.csv, best.keras, checkpoints/ and
+  more into model_dir; in a folder of the user's (`--model_dir=.`, a parent
+  of runs) they would replace the user's files of those names. A new run
+  therefore starts only in a missing or empty folder (what a kill right
+  after creating it leaves counts as empty).
+  """
+  if not storage.is_dir(model_dir):
+    return
+  leftovers = {f'.{RUN_FILE}.tmp'}
+  entries = [name for name in storage.listdir(model_dir)
+             if name not in leftovers]
+  if entries:
+    shown = ', '.join(entries[:5]) + (', ...' if len(entries) > 5 else '')
+    raise RunDirectoryError(
+        f'--model_dir {model_dir} holds files but no {RUN_FILE} '
+        f'({shown}): it is not a run of this package, and a new run would '
+        'write over files of the same names. Use a new or empty folder.')
 
 
 def write_text_atomically(path, text: str) -> None:
-  path = pathlib.Path(path)
-  temporary = path.with_name(f'.{path.name}.tmp')
-  temporary.write_text(text)
-  os.replace(temporary, path)
+  storage.write_atomically(path, text)
 
 
 def save_model_atomically(model, path) -> None:
-  """model.save(path) through a temporary .keras file and a rename."""
-  path = pathlib.Path(path)
-  temporary = path.with_name(f'.tmp-{path.name}')
-  model.save(temporary)
-  os.replace(temporary, path)
+  """model.save(path) through a temporary .keras file and a rename (a local
+  temporary file and a copy when path is on another file system)."""
+  storage.save_keras_model(model, path)
 
 
 def read_json_state(path) -> dict:
@@ -41,9 +95,8 @@ def read_json_state(path) -> dict:
     RunFileError: the file is not a JSON object (e.g. truncated); the message
       names it.
   """
-  path = pathlib.Path(path)
   try:
-    state = json.loads(path.read_text())
+    state = json.loads(storage.read_text(path))
   except ValueError as error:
     state = error
   if not isinstance(state, dict):
@@ -54,33 +107,62 @@ def read_json_state(path) -> dict:
   return state
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(errors.RunFolderError):
   """model_dir holds a run that this configuration must not continue."""
 
 
-def _differences(previous: dict, identity: dict, prefix='') -> list:
+def _differences(previous: dict, identity: dict, defaults=frozenset(),
+                 prefix='') -> list:
   """'key: old there, new now' for every key that differs (nested dicts are
-  compared key by key, so a changed binding is named by itself)."""
+  compared key by key, so a changed binding is named by itself). A binding
+  in `defaults` (its value now is today's default, not set by the user) is
+  followed by how to pin the run's value."""
   differences = []
   for key in sorted(set(previous) | set(identity)):
     old, new = previous.get(key), identity.get(key)
     if isinstance(old, dict) and isinstance(new, dict):
-      differences += _differences(old, new, prefix=f'{prefix}{key}: ')
+      differences += _differences(old, new, defaults, prefix=f'{prefix}{key}: ')
     elif old != new:
-      if prefix:  # Bindings are stored as their gin text: show it as is.
-        differences.append(f'{prefix}{key}: {old} there, {new} now')
-      else:
-        differences.append(f'{prefix}{key}: {old!r} there, {new!r} now')
+      if not prefix:
+        differences.append(f'{key}: {old!r} there, {new!r} now')
+        continue
+      # Bindings are stored as their gin text: show it as is.
+      difference = f'{prefix}{key}: {old} there, {new} now'
+      if key in defaults and old is not None:
+        difference += (
+            f' (the default of {key} changed since this run was made; to '
+            f"continue it, pin the old value: --gin_bindings='{key} = {old}')")
+      differences.append(difference)
   return differences
 
 
-def check_run_identity(model_dir, identity: dict) -> bool:
+def _new_parameters(previous: dict, identity: dict, defaults) -> list:
+  """Bindings this version records at their default that the run's run.json
+  (written by an earlier version) does not have: parameters added since."""
+  old = previous.get('bindings', {})
+  new = identity.get('bindings', {})
+  if not isinstance(old, dict) or not isinstance(new, dict):
+    return []
+  return sorted(key for key in new if key not in old and key in defaults)
+
+
+def check_run_identity(model_dir, identity: dict,
+                       defaults=frozenset()) -> bool:
   """Refuses to reuse a model_dir that holds a different run; writes nothing.
 
   `identity` says what a run is: frontend, encoder, dataset, classes, sample
   rate, and under 'bindings' every gin parameter that shapes the model and
-  the data (see training.RESUMABLE_BINDINGS for those that may change, such
+  the data (see job.RESUMABLE_BINDINGS for those that may change, such
   as the number of epochs, so a finished run can be continued).
+
+  Args:
+    model_dir: the run folder (any TensorFlow file system).
+    identity: this run's identity.
+    defaults: the keys of identity['bindings'] whose value is today's
+      default (the user did not set them). A binding that differs only there
+      is named with the default that changed and how to pin the run's value;
+      a binding that an earlier version did not record (a parameter added
+      since) is accepted when it is at its default.
 
   Returns:
     True when model_dir holds this run already, False when it holds none.
@@ -89,16 +171,21 @@ def check_run_identity(model_dir, identity: dict) -> bool:
     RunMismatchError: model_dir/run.json describes another run; the message
       names every differing key or binding.
   """
-  path = pathlib.Path(model_dir) / RUN_FILE
-  if not path.exists():
+  path = storage.join(model_dir, RUN_FILE)
+  if not storage.exists(path):
     return False
   try:
-    previous = json.loads(path.read_text())
+    previous = json.loads(storage.read_text(path))
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
     raise RunMismatchError(
         f'{path} is not valid JSON ({error}); the run cannot be identified. '
         'Use a new --model_dir.') from error
-  differences = _differences(previous, identity)
+  added = _new_parameters(previous, identity, defaults)
+  if added:
+    previous = dict(previous, bindings=dict(
+        previous['bindings'], **{key: identity['bindings'][key]
+                                 for key in added}))
+  differences = _differences(previous, identity, frozenset(defaults))
   if differences:
     raise RunMismatchError(
         f'--model_dir {model_dir} holds a different run, so it is left '
@@ -107,40 +194,39 @@ def check_run_identity(model_dir, identity: dict) -> bool:
   return True
 
 
-def check_or_write_run_identity(model_dir, identity: dict) -> None:
+def check_or_write_run_identity(model_dir, identity: dict,
+                                defaults=frozenset()) -> None:
   """check_run_identity, then writes run.json when there was none."""
-  if not check_run_identity(model_dir, identity):
+  if not check_run_identity(model_dir, identity, defaults):
     write_text_atomically(
-        pathlib.Path(model_dir) / RUN_FILE,
+        storage.join(model_dir, RUN_FILE),
         json.dumps(identity, indent=2, sort_keys=True))
 
 
-class RunFileError(ValueError):
+class RunFileError(errors.DamagedFileError):
   """A file of the run in model_dir is damaged; the message names it."""
 
 
 def check_keras_file(path) -> None:
   """Raises RunFileError if `path` exists but is not a complete .keras file
   (e.g. truncated by a full disk or a copy cut short)."""
-  path = pathlib.Path(path)
-  if not path.exists():
+  if not storage.exists(path):
     return
   try:
     model_files.check_keras_archive(path)
   except model_files.DamagedModelFileError as error:
     raise RunFileError(
-        f'{error} Delete it and its {path.name}.json to let training write '
+        f'{error} Delete it and its {storage.basename(path)}.json to let training write '
         'it again at the next epoch (best.keras then only considers the '
         'epochs still to come).') from error
 
 
 def read_metrics_rows(path) -> list:
   """The rows of a metrics.csv as dicts (values as strings); [] if none."""
-  path = pathlib.Path(path)
-  if not path.exists():
+  if not storage.exists(path):
     return []
-  with path.open(newline='') as file:
-    return list(csv.DictReader(file))
+  return list(csv.DictReader(io.StringIO(storage.read_text(path),
+                                         newline='')))
 
 
 def write_metrics_row(path, epoch: int, logs: dict) -> None:
@@ -176,12 +262,12 @@ class KerasFileCheckpoint(keras.callbacks.Callback):
 
   def __init__(self, path, monitor=None):
     super().__init__()
-    self.path = pathlib.Path(path)
+    self.path = storage.expand(path)
     self.monitor = monitor
-    self.state_path = self.path.with_name(self.path.name + '.json')
+    self.state_path = self.path + '.json'
 
   def _best_so_far(self):
-    if self.monitor is None or not self.state_path.exists():
+    if self.monitor is None or not storage.exists(self.state_path):
       return None
     return read_json_state(self.state_path).get(self.monitor)
 

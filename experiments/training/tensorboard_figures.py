@@ -13,8 +13,9 @@ model_dir/tensorboard/frontend), at step = epoch:
   scalars     'drift/<stage>' and 'drift/<stage>/<parameter>': how far each
               moved from its initialisation (`drift_scalars`)
 
-The figure needs matplotlib (`pip install leaf-audio[plot]`); without it the
-histograms are still written and a single warning says why the image is not.
+The figure needs matplotlib, which the `experiments` extra installs; without
+it the histograms are still written and one line of the run's log (not the
+console) says why the image is not.
 """
 
 from absl import logging
@@ -118,7 +119,7 @@ class FrontendSummaries(keras.callbacks.Callback):
         self._initial = plotting.initial_frontend(frontend)
       figure = plotting.plot_filter_responses(frontend, self._initial)
     except ImportError as error:
-      logging.warning('No filter-response images in TensorBoard: %s', error)
+      logging.info('No filter-response images in TensorBoard: %s', error)
       self.figures = False
       return
     except (ValueError, TypeError) as error:
