@@ -399,8 +399,7 @@ class Frontend(keras.layers.Layer):
     return config
 
 
-@serialization.register()
-class Leaf(Frontend):
+class _FilterbankPreset(Frontend):
   """LEAF, a learnable audio frontend (Zeghidour et al., ICLR 2021).
 
   waveform -> [pre-emphasis] -> complex Gabor filterbank (`GaborConv1D`) ->
@@ -621,7 +620,20 @@ class Leaf(Frontend):
 
 
 @serialization.register()
-class TimeDomainFilterbanks(Leaf):
+class Leaf(_FilterbankPreset):
+  __doc__ = _FilterbankPreset.__doc__
+
+
+_FilterbankPreset.__doc__ = """What `Leaf`, `TimeDomainFilterbanks`, `SincNet` and `SincNetPlus` share.
+
+Their constructor (the arguments of `Leaf`) builds a `Frontend` from its
+stage classes and `DEFAULTS`; each preset is a sibling subclass with its
+own `DEFAULTS`, not a subclass of another preset.
+"""
+
+
+@serialization.register()
+class TimeDomainFilterbanks(_FilterbankPreset):
   """Time-Domain filterbanks (Zeghidour et al., ICASSP 2018, Section 2).
 
   A plain `keras.layers.Conv1D` initialised with Gabor filters that match mel
@@ -656,7 +668,7 @@ class TimeDomainFilterbanks(Leaf):
 
 
 @serialization.register()
-class SincNet(Leaf):
+class SincNet(_FilterbankPreset):
   """SincNet (Ravanelli & Bengio, SLT 2018, Section 2).
 
   Sinc band-pass filters (`SincConv1D`, lower edge and band width learnable,
@@ -691,7 +703,7 @@ class SincNet(Leaf):
 
 
 @serialization.register()
-class SincNetPlus(SincNet):
+class SincNetPlus(_FilterbankPreset):
   """SincNet+: SincNet with LEAF's Gaussian pooling and a fixed PCEN.
 
   Sinc band-pass filters, LeakyReLU(0.2), Gaussian lowpass pooling per channel

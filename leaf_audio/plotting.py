@@ -555,7 +555,7 @@ def plot_centre_frequencies(frontend, initial=None):
   start = filterbank_summary(initial)
   figure = _figure(figsize=(7, 5.5), layout='constrained')
   ax = figure.subplots()
-  mel_centres, mel_widths = mel_curve(frontend.n_filters,
+  mel_centres, mel_widths = mel_curve(_channels(frontend),
                                       frontend.sample_rate,
                                       *_mel_range(frontend))
   ax.plot(mel_centres, mel_widths, color='black', linewidth=1, label='mel')

@@ -1,21 +1,22 @@
 """Hop-by-hop frontends: the frames of a clip computed as its samples arrive.
 
-  frontend_parts      what streaming reads of a frontend; its stages come
-                      through one adapter, `_stages` (public stage
-                      attributes when the frontend has them)
+  frontend_parts      what streaming reads of a frontend, through its stages'
+                      interface (`leaf_audio.stages`) only
   StreamingFrontend   the pure form: (state, samples) -> (state, frames), with
                       the state a dict of fixed-shape tensors (tf.function,
                       SavedModel and TFLite friendly)
   Streamer            a Python object over it: push(samples) any number of
                       samples at a time, flush() at the end
 
-Streamed: `Leaf`, `SincNet`, `SincNetPlus` ('same' pooling, no mean_var_norm),
-`EfficientLeaf` ('same' pooling; compression 'pcen', 'log_pcen' or LogTBN
-without its median) and `MelFilterbanks`. Refused with a reason:
-`TimeDomainFilterbanks` ('valid' pooling: its frame count is not
-ceil(samples / hop)), per-clip normalisation (mean_var_norm, LogTBN's median
-over time), and compression layers the streamer cannot tell per-frame from
-recurrent (Lambda).
+This module keeps the stream's bookkeeping (alignment, positions, state
+layout, export); what a stage computes is the stage's: its `stream_kind()`
+('filter', 'sum_pooling', 'max_pooling', 'pointwise', 'stateful' with its own
+state and step, or 'pools_itself'), its filters and windows, or a refusal
+with the reason. Streamed: `Leaf`, `SincNet`, `SincNetPlus`, `EfficientLeaf`
+with PCEN or LogTBN(median=None), `MelFilterbanks` and compositions of such
+stages. Refused: 'valid' pooling (`TimeDomainFilterbanks`: its frame count
+is not ceil(samples / hop)), per-clip normalisation (mean_var_norm, LogTBN's
+median over time), and layers that do not say how they stream (Lambda).
 
 Exactness. TF's 'same' padding of a strided pooling puts
 ((frames - 1) * hop + window - samples) // 2 zeros before the first frame,
@@ -59,7 +60,7 @@ _POSITION_CAP = 2**30
 
 # Streamer.push steps over at most this many hops at a time, so that its
 # memory stays bounded whatever the length of one push.
-PUSH_CHUNK_HOPS = 256
+PUSH_CHUNK_HOPS = 64
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ import tensorflow as tf
 import leaf_audio
 from conftest import REPO_ROOT
 from experiments import models
+from experiments.training import job  # pylint: disable=unused-import  (gin: train)
 from experiments.training import tensorboard_figures
 from leaf_audio import efficient_leaf
 from leaf_audio import plotting
@@ -220,7 +221,8 @@ def test_configuration_works_everywhere(name, tmp_path):
                 loss=keras.losses.SparseCategoricalCrossentropy(
                     from_logits=True))
   log_dir = tmp_path / 'tensorboard'
-  model.fit(clip, np.array([0, 1]), batch_size=2, epochs=2, verbose=0,
+  # Two steps (a batch of one clip each), one epoch end: figures, histograms.
+  model.fit(clip, np.array([0, 1]), batch_size=1, epochs=1, verbose=0,
             callbacks=[tensorboard_figures.FrontendSummaries(log_dir)])
   tags = set()
   for path in log_dir.glob('events*'):
@@ -274,6 +276,12 @@ def test_every_frontend_tells_its_geometry_in_samples():
     assert (frontend.sample_rate, frontend.hop_samples,
             frontend.window_samples) == (16000, hop, window), cls
     assert (frontend.stride, frontend.window_size) == (hop, window), cls
+  # Presets are Frontends, siblings rather than subclasses of Leaf.
+  for cls in expected:
+    if cls is not leaf_audio.MelFilterbanks:
+      assert issubclass(cls, leaf_audio.Frontend), cls
+      assert cls is leaf_audio.Leaf or not issubclass(cls, leaf_audio.Leaf)
+  assert not isinstance(leaf_audio.SincNetPlus(), leaf_audio.SincNet)
   at_22k = leaf_audio.Leaf(sample_rate=22050)
   assert (at_22k.hop_samples, at_22k.window_samples) == (220, 552)
 

@@ -1,0 +1,89 @@
+"""Two versions of leaf_audio side by side: frontend cost ratios to mel.
+
+  python benchmarks/frontend_versions.py --code before=/path/to/old --code after=.
+  python benchmarks/frontend_versions.py --rounds 5 --frontends Leaf EfficientLeaf
+
+Rounds are interleaved: each round runs every version once, each in a fresh
+process whose `leaf_audio` comes from that version's folder, timing the
+harness of `benchmarks/frontends.py` (this checkout's, so only the package
+differs) for one round after `--warmup` untimed ones: forward and
+(`--train_step`) a whole AudioClassifier training step, for each frontend
+and MelFilterbanks. A round's ratio is frontend time / mel time measured in
+the same process seconds apart; the table shows each version's median
+ratio over rounds and the change of that median from the first version.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_ROUND = r'''
+import argparse, json, sys
+sys.path.insert(1, sys.argv[1])
+import frontends
+args = argparse.Namespace(
+    batch=int(sys.argv[2]), seconds=float(sys.argv[3]), rounds=1,
+    warmup=int(sys.argv[4]), min_ms=50., train_step=sys.argv[5] == 'true',
+    frontends=['MelFilterbanks'] + sys.argv[6:])
+times = frontends.measure_times(args)
+print(json.dumps({f'{name}|{job}': values[0]
+                  for (name, job), values in times.items()}))
+'''
+
+
+def one_round(path, args):
+  env = dict(os.environ, PYTHONPATH=os.path.abspath(path),
+             TF_CPP_MIN_LOG_LEVEL='3')
+  result = subprocess.run(
+      [sys.executable, '-c', _ROUND, HERE, str(args.batch), str(args.seconds),
+       str(args.warmup), args.train_step, *args.frontends],
+      env=env, capture_output=True, text=True, check=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--code', action='append', required=True,
+                      help='name=path of a folder holding leaf_audio')
+  parser.add_argument('--rounds', type=int, default=5)
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--batch', type=int, default=8)
+  parser.add_argument('--seconds', type=float, default=1.0)
+  parser.add_argument('--train_step', default='true',
+                      choices=('true', 'false'))
+  parser.add_argument('--frontends', nargs='+',
+                      default=['Leaf', 'EfficientLeaf'])
+  args = parser.parse_args()
+  codes = [item.split('=', 1) for item in args.code]
+  jobs = ['forward'] + ['train_step'] * (args.train_step == 'true')
+  ratios = {(version, name, job): [] for version, _ in codes
+            for name in args.frontends for job in jobs}
+  for index in range(args.rounds):
+    for version, path in codes:
+      times = one_round(path, args)
+      for name in args.frontends:
+        for job in jobs:
+          ratios[(version, name, job)].append(
+              times[f'{name}|{job}'] / times[f'MelFilterbanks|{job}'])
+    print(f'round {index + 1}/{args.rounds} done', file=sys.stderr,
+          flush=True)
+  print(f'batch {args.batch} x {args.seconds:g} s, {args.rounds} interleaved '
+        'rounds, median over rounds of (frontend / mel) in one process')
+  print('| frontend | job | ' + ' | '.join(v for v, _ in codes) +
+        f' | change from {codes[0][0]} |')
+  print('|---|---|' + '---|' * len(codes) + '---|')
+  for name in args.frontends:
+    for job in jobs:
+      medians = [statistics.median(ratios[(version, name, job)])
+                 for version, _ in codes]
+      print(f'| {name} | {job} | ' + ' | '.join(f'{m:.2f}x' for m in medians)
+            + f' | {100 * (medians[-1] / medians[0] - 1):+.1f}% |')
+
+
+if __name__ == '__main__':
+  main()
