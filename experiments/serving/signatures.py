@@ -243,8 +243,10 @@ def _wav_windows(contents, header, window_samples):
     offsets = header['data_offset'] + tf.cast(starts, tf.int64) * frame_bytes
     available = header['frames'] * frame_bytes - (offsets -
                                                   header['data_offset'])
+    # One scalar string, a vector of offsets: substr broadcasts without
+    # copying the file once per window.
     pieces = tf.strings.substr(
-        tf.fill(tf.shape(starts), contents), offsets,
+        contents, offsets,
         tf.minimum(available, tf.cast(window_bytes, tf.int64)))
     # Zeros past the end of a clip shorter than a window, as training pads.
     pcm = tf.io.decode_raw(pieces, tf.int16, fixed_length=window_bytes)
