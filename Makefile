@@ -37,7 +37,6 @@ test-fast: $(VENV)/.installed-test
 
 train: $(VENV)/.installed-experiments
 	$(BIN)/python -m experiments.train $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(RUN_DIR)
-	@echo "SavedModel: $(RUN_DIR)/export (try: $(BIN)/python -m experiments.predict --saved_model=$(RUN_DIR)/export FILE.wav)"
 
 # Two workers on this machine (localhost ports 12345 and 12346), one model:
 # the multi-worker set-up of docs/distributed.md, on the embedded dataset.

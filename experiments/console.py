@@ -187,8 +187,7 @@ class Console:
         self.err.close()  # Closes the duplicate of the terminal's stderr.
       sys.stdout, sys.stderr = self.out, self._stderr_before
       self._log.close()
-      if self._destination is not None:
-        os.remove(self.log_path)
+      os.remove(self.log_path)
       if self in _active:
         _active.remove(self)
 

@@ -113,7 +113,8 @@ def one_line(error: BaseException) -> str:
   """The error's message without gin's note, on one line."""
   text = str(error).split(_GIN_NOTE, 1)[0].strip()
   if isinstance(error, OSError) and not isinstance(error, StorageError):
-    text = f'{error.strerror or text} ({error.filename or ""})'
+    where = f' ({error.filename})' if error.filename else ''
+    text = f'{error.strerror or text}{where}'
   return ' '.join(text.split())
 
 

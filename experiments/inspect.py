@@ -13,9 +13,12 @@ at a constraint) and writes into model_dir/inspect/:
   pcen.png                 PCEN parameters (frontends with PCEN)
   representation.png       --wav through the frontend next to its log mel
                            spectrogram (without --wav: a built-in chirp)
-Needs matplotlib: pip install leaf-audio[plot].
+Needs matplotlib (the `experiments` extra brings it). --model_dir may be on
+any TensorFlow file system (gs://...).
 """
 
+import io
+import os
 import pathlib
 from typing import Optional
 
@@ -40,13 +43,14 @@ def load_frontend(model_dir, checkpoint: Optional[str] = None):
   """(frontend layer, model file) of a run's saved model."""
   # Imported here so that `--help` stays fast; models registers the classes
   # that .keras files name.
+  from experiments import storage  # pylint: disable=g-import-not-at-top
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
-  model_dir = pathlib.Path(model_dir)
+  model_dir = os.fspath(model_dir)
   names = [checkpoint] if checkpoint else ['best.keras', 'last.keras']
   for name in names:
-    path = model_dir / name
-    if path.exists():
+    path = storage.join(model_dir, name)
+    if storage.exists(path):
       model = model_files.load_keras_file(path, compile=False)
       frontend = getattr(model, 'frontend', None)
       if frontend is None:
@@ -55,7 +59,7 @@ def load_frontend(model_dir, checkpoint: Optional[str] = None):
                          'experiments.train.')
       return frontend, path
   raise FileNotFoundError(
-      f'{" or ".join(str(model_dir / n) for n in names)} not found: '
+      f'{" or ".join(storage.join(model_dir, n) for n in names)} not found: '
       '--model_dir must be the folder of a training run (python -m '
       'experiments.train --model_dir=...).')
 
@@ -226,20 +230,27 @@ def _read_clip(path, sample_rate):
 
 
 def inspect_run(model_dir, wav_path=None, checkpoint=None):
-  """Writes the figures and summary of a run; returns (summary, paths)."""
+  """Writes the figures and summary of a run; returns (summary, paths).
+
+  model_dir may be on any TensorFlow file system (gs://...); the paths of
+  the figures are pathlib.Paths for a local model_dir, URLs otherwise.
+  """
   from leaf_audio import plotting  # pylint: disable=g-import-not-at-top
+  from experiments import storage  # pylint: disable=g-import-not-at-top
   frontend, model_file = load_frontend(model_dir, checkpoint)
   initial = plotting.initial_frontend(frontend)
-  output = pathlib.Path(model_dir) / OUTPUT_FOLDER
-  output.mkdir(parents=True, exist_ok=True)
+  output = storage.join(model_dir, OUTPUT_FOLDER)
+  storage.makedirs(output)
   summary = summarize(frontend, initial, source=str(model_file))
   paths, skipped = [], []
 
   def save(name, draw, *args):
     figure = draw(frontend, *args)
-    path = output / f'{name}.png'
-    figure.savefig(path, dpi=100)
-    paths.append(path)
+    path = storage.join(output, f'{name}.png')
+    png = io.BytesIO()
+    figure.savefig(png, format='png', dpi=100)
+    storage.write_bytes(path, png.getvalue())
+    paths.append(path if storage.is_url(path) else pathlib.Path(path))
 
   save('filter_responses', plotting.plot_filter_responses, initial)
   save('centre_frequencies', plotting.plot_centre_frequencies, initial)
@@ -267,7 +278,8 @@ def inspect_run(model_dir, wav_path=None, checkpoint=None):
   summary += '\nFigures: ' + ', '.join(str(p) for p in paths)
   if skipped:
     summary += '\nNot drawn: ' + '; '.join(skipped)
-  (output / 'summary.txt').write_text(summary + '\n')
+  storage.write_bytes(storage.join(output, 'summary.txt'),
+                      (summary + '\n').encode('utf-8'))
   return summary, paths
 
 

@@ -22,6 +22,7 @@ Errors are one `error: ...` line with the exit status of their kind
 """
 
 import json
+import os
 import sys
 
 from experiments import console as console_lib
@@ -80,6 +81,13 @@ def run(model_dir: str) -> dict:
   return job.train(model_dir=model_dir, strategy=strategy)
 
 
+def _python() -> str:
+  """How to call this Python: `.venv/bin/python` when it lives under the
+  current folder (make's virtualenv), else `python`."""
+  relative = os.path.relpath(sys.executable)
+  return 'python' if relative.startswith('..') else relative
+
+
 def summary(model_dir: str, metrics: dict) -> str:
   """The end of a run in a few lines: the chosen epoch, test scores of the
   chosen and the last model, where the export is and what to try next."""
@@ -96,7 +104,7 @@ def summary(model_dir: str, metrics: dict) -> str:
   export = storage.join(model_dir, 'export')
   if storage.exists(export):
     lines += [f'Export: {export}',
-              'Next: python -m experiments.predict '
+              f'Next: {_python()} -m experiments.predict '
               f'--saved_model={export} FILE.wav']
   lines.append(f'Run folder: {model_dir} (log: train.log; TensorBoard: '
                f'tensorboard --logdir={storage.join(model_dir, "tensorboard")})')

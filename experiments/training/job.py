@@ -1,9 +1,22 @@
-"""The training job: data -> AudioClassifier -> custom loop -> test -> export.
+"""The training job: `train()` and its phases.
 
 Everything here is set from .gin files (see gin_configs/); `train.py` only
-parses flags and gin, and calls `train`. The loop (experiments/training/loop.py) is
-the same for every tf.distribute strategy: one device, mirrored, multi-worker
-and TPU.
+parses flags and gin, and calls `train`, which reads as its phases:
+
+  Settings.checked        the arguments, checked (settings.py)
+  load_data               the dataset of `load_dataset` and the epoch geometry
+  build_model             AudioClassifier + optimizer under the strategy
+  open_run_folder         refuse another run's folder; write run.json
+  restore_state           the checkpoint, restored when there is one
+  train_epochs            per epoch: train (loop.py), precise BatchNorm,
+                          evaluate, metrics.csv, best/last.keras, TensorBoard,
+                          checkpoint
+  test_and_export         test best/last.keras; export best.keras
+
+The loop (experiments/training/loop.py) is the same for every tf.distribute
+strategy: one device, mirrored, multi-worker and TPU. model_dir may be on any
+TensorFlow file system (gs://...): every file goes through tf.io.gfile
+(experiments/storage.py).
 
 What a run leaves in model_dir (written by the chief only in a multi-worker
 cluster; the other workers keep their checkpoints in temporary folders that
@@ -13,6 +26,8 @@ are removed at the end):
                     that differs in any of them is refused before anything
                     is written (RESUMABLE_BINDINGS may change)
   config.gin        the operative gin configuration
+  train.log         the log of the binary's runs in this folder, TensorFlow's
+                    and absl's lines included (experiments/console.py)
   checkpoints/      tf.train.Checkpoint of model, optimizer, epoch, step and
                     the epoch's running statistics: a killed run resumes
                     exactly where its last checkpoint was (the input
@@ -27,12 +42,13 @@ are removed at the end):
   test_metrics.json full-clip test metrics of best.keras (top level) and of
                     last.keras ('last'), the chosen epoch and how it was
                     chosen
-  export/           the serving SavedModel of best.keras (see serving.py)
+  export/           the serving SavedModel of best.keras
+                    (experiments/serving/signatures.py)
 
 Before evaluation and before best/last.keras are written, the BatchNorm
 moving statistics are recomputed over `precise_batch_norm_batches` training
-batches (experiments/training/precise_batch_norm.py), so that inference-mode models
-use statistics of their own weights.
+batches (experiments/training/precise_batch_norm.py), so that inference-mode
+models use statistics of their own weights.
 """
 
 import contextlib
