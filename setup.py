@@ -2,7 +2,9 @@
 
 `pip install .` brings only what the layers need (TensorFlow, Keras, numpy);
 `pip install '.[experiments]'` adds what training needs (gin, absl, TFDS,
-scipy, TensorBoard) and `'.[test]'` adds pytest and matplotlib on top.
+scipy, TensorBoard), `'.[deploy]'` the exporters and runtimes of the
+`.tflite` and `.onnx` files (tf2onnx, onnx, LiteRT, onnxruntime), and
+`'.[test]'` both, with pytest and matplotlib on top.
 
 TensorFlow comes as the `tensorflow` package by default. On a machine without
 a GPU, `LEAF_AUDIO_TENSORFLOW=tensorflow-cpu pip install -e .` installs the
@@ -31,6 +33,14 @@ EXPERIMENTS_REQUIREMENTS = [
     'importlib_resources',
     'scipy>=1.9',  # WAV reading and resampling in experiments/.
 ]
+# What `experiments.export --tflite/--onnx/...` and the runtime runners
+# (experiments/serving/runtimes.py) import: converters and the two runtimes.
+DEPLOY_REQUIREMENTS = [
+    'tf2onnx>=1.16',
+    'onnx>=1.15',
+    'ai-edge-litert>=1.2',
+    'onnxruntime>=1.17',
+]
 
 setuptools.setup(
     name='leaf-audio',
@@ -47,9 +57,12 @@ setuptools.setup(
     install_requires=BASE_REQUIREMENTS,
     extras_require={
         'experiments': EXPERIMENTS_REQUIREMENTS,
+        'deploy': DEPLOY_REQUIREMENTS,
         'plot': ['matplotlib>=3.5'],
-        # matplotlib: the plotting, inspector and docs tests draw figures.
-        'test': EXPERIMENTS_REQUIREMENTS + ['pytest>=7', 'matplotlib>=3.5'],
+        # matplotlib: the plotting, inspector and docs tests draw figures;
+        # deploy: every runtime is tested.
+        'test': (EXPERIMENTS_REQUIREMENTS + DEPLOY_REQUIREMENTS +
+                 ['pytest>=7', 'matplotlib>=3.5']),
     },
     license='Apache 2.0',
 )
