@@ -199,9 +199,8 @@ def _with_tflite_metadata(content: bytes, marker: dict) -> bytes:
 # ---------------------------------------------------------------- signatures
 
 
-def _export_marker(saved_model_dir, kind: str, **extra) -> dict:
-  model = tf.saved_model.load(str(saved_model_dir))
-  metadata = model.signatures['metadata']()
+def _export_marker(loaded, saved_model_dir, kind: str, **extra) -> dict:
+  metadata = loaded.signatures['metadata']()
   marker = {
       'producer': PRODUCER,
       'kind': kind,
@@ -221,10 +220,9 @@ def _export_marker(saved_model_dir, kind: str, **extra) -> dict:
   return marker
 
 
-def _offline_module(saved_model_dir):
+def _offline_module(loaded, saved_model_dir):
   """A tf.Module whose 'serving_default' is the export's 'tflite' signature
   ([batch, samples] -> probabilities, valid)."""
-  loaded = tf.saved_model.load(str(saved_model_dir))
   if 'tflite' not in loaded.signatures:
     raise ValueError(f'{saved_model_dir} has no tflite signature; re-export '
                      'it with python -m experiments.export.')
@@ -249,9 +247,8 @@ def _offline_module(saved_model_dir):
   return module, classify
 
 
-def stream_state_names(saved_model_dir):
+def stream_state_names(loaded, saved_model_dir):
   """The 'stream_step' signature's state keys, in the order of state_in_<i>."""
-  loaded = tf.saved_model.load(str(saved_model_dir))
   if 'stream_step' not in loaded.signatures:
     raise ValueError(
         f'{saved_model_dir} has no stream_step signature: its frontend does '
@@ -261,11 +258,10 @@ def stream_state_names(saved_model_dir):
   return sorted(name for name in inputs if name != 'samples')
 
 
-def _streaming_module(saved_model_dir):
+def _streaming_module(loaded, saved_model_dir):
   """A tf.Module whose 'stream_step' renames the export's stream_step to
   samples, state_in_<i> -> probabilities, valid, state_out_<i>."""
-  names = stream_state_names(saved_model_dir)
-  loaded = tf.saved_model.load(str(saved_model_dir))
+  names = stream_state_names(loaded, saved_model_dir)
   signature = loaded.signatures['stream_step']
   inputs = signature.structured_input_signature[1]
   specs = [tf.TensorSpec(inputs['samples'].shape, tf.float32, name='samples')]
@@ -380,15 +376,24 @@ def _check_converted(content: bytes, fmt: str):
 
 def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples):
   path = check_destination(path, flag, fmt)
+  try:
+    loaded = tf.saved_model.load(str(saved_model_dir))
+  except (OSError, ValueError, tf.errors.OpError) as error:
+    raise ValueError(f'--{flag}: could not load the SavedModel in '
+                     f'{str(saved_model_dir)!r}: {type(error).__name__}'
+                     ) from error
   if streaming:
-    module, function, hop, names = _streaming_module(saved_model_dir)
+    module, function, hop, names = _streaming_module(loaded, saved_model_dir)
+    exported = loaded.signatures['metadata']()
+    if 'lookahead_samples' in exported:  # the stream_step contract's own
+      lookahead_samples = int(exported['lookahead_samples'])
     marker = _export_marker(
-        saved_model_dir, 'streaming', hop_samples=hop,
+        loaded, saved_model_dir, 'streaming', hop_samples=hop,
         lookahead_samples=int(lookahead_samples or 0), state_names=names)
     key = 'stream_step'
   else:
-    module, function = _offline_module(saved_model_dir)
-    marker = _export_marker(saved_model_dir, 'offline')
+    module, function = _offline_module(loaded, saved_model_dir)
+    marker = _export_marker(loaded, saved_model_dir, 'offline')
     key = 'serving_default'
   if fmt == 'tflite':
     try:

@@ -1,0 +1,154 @@
+"""One exported classifier in TensorFlow, LiteRT and onnxruntime: time per
+1 s clip offline, and per 10 ms hop streamed.
+
+  python benchmarks/runtimes.py
+  python benchmarks/runtimes.py --rounds 7 --calls 20 --threads 1 2
+
+The model is the README's main recipe (default.gin: `Leaf()` with 40
+filters, `ConvNet((16, 32, 64))`, mean pooling, 10 classes, loudness
+normalisation), untrained: the cost does not depend on the weights. It is
+exported once with `experiments.export.export_run` (SavedModel, --tflite,
+--onnx, --streaming_tflite, --streaming_onnx) into a temporary folder; then,
+for each thread count, a fresh process (TensorFlow's thread pools are fixed
+per process) opens the three runtimes with `runtimes.open_runtime(path,
+num_threads)` and times them in interleaved rounds:
+
+  offline   `classify` on one 1 s clip (batch 1): the SavedModel's
+            serving_default (FFT method where it applies), the .tflite in
+            LiteRT and the .onnx in onnxruntime (direct method); ms per clip
+  stream    `stream` over 1 s of audio (100 hops of 160 samples, the
+            classifier on its 1 s window after every hop, k = 1): per hop, in
+            microseconds and as a fraction of the hop's 10 ms (real time)
+
+Each cell is the median over rounds of the mean time per call. Python's
+call overhead of each runtime is included (it is what a Python client pays).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FILES = {'tflite': 'offline.tflite', 'onnx': 'offline.onnx',
+         'streaming_tflite': 'streaming.tflite',
+         'streaming_onnx': 'streaming.onnx'}
+HOP_SECONDS = 0.01
+
+
+def export(folder):
+  import keras  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  from experiments import export as export_cli  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = models.AudioClassifier(
+      leaf_audio.Leaf(), models.ConvNet((16, 32, 64), dropout=0.0),
+      num_outputs=10, pooling='mean')
+  model.build((None, 16000))
+  run = os.path.join(folder, 'run')
+  os.makedirs(run)
+  model.save(os.path.join(run, 'best.keras'))
+  with open(os.path.join(run, 'run.json'), 'w') as file:
+    json.dump({'window_samples': 16000, 'sample_rate': 16000,
+               'multi_label': False,
+               'label_names': [f'class_{i}' for i in range(10)]}, file)
+  return export_cli.export_run(
+      run, **{flag: os.path.join(folder, name) for flag, name in FILES.items()})
+
+
+def measure(folder, threads, rounds, calls):
+  """Runs in its own process: {(mode, runtime): median seconds per call}."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(threads)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  from experiments.serving import runtimes  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  clip = (0.1 * rng.standard_normal((1, 16000))).astype(np.float32)
+  audio = clip[0]
+  paths = {
+      ('offline', 'TF'): os.path.join(folder, 'run', 'export'),
+      ('offline', 'LiteRT'): os.path.join(folder, FILES['tflite']),
+      ('offline', 'onnxruntime'): os.path.join(folder, FILES['onnx']),
+      ('stream', 'TF'): os.path.join(folder, 'run', 'export'),
+      ('stream', 'LiteRT'): os.path.join(folder, FILES['streaming_tflite']),
+      ('stream', 'onnxruntime'): os.path.join(folder,
+                                              FILES['streaming_onnx']),
+  }
+  jobs = {}
+  for (mode, name), path in paths.items():
+    runtime = runtimes.open_runtime(path, threads)
+    if mode == 'offline':
+      def job(runtime=runtime):
+        start = time.perf_counter()
+        for _ in range(calls):
+          runtime.classify(clip)
+        return (time.perf_counter() - start) / calls
+    else:
+      def job(runtime=runtime):
+        start = time.perf_counter()
+        rows, _ = runtime.stream(audio)
+        return (time.perf_counter() - start) / len(rows)
+    job()  # warm-up (tracing, allocation)
+    jobs[(mode, name)] = job
+  times = {key: [] for key in jobs}
+  for _ in range(rounds):
+    for key, job in jobs.items():
+      times[key].append(job())
+  return {f'{mode}|{name}': statistics.median(values)
+          for (mode, name), values in times.items()}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--rounds', type=int, default=5)
+  parser.add_argument('--calls', type=int, default=10,
+                      help='offline calls per round and runtime')
+  parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+  parser.add_argument('--measure', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.measure:
+    print(json.dumps(measure(args.measure, args.threads[0], args.rounds,
+                             args.calls)))
+    return
+  with tempfile.TemporaryDirectory() as folder:
+    export(folder)
+    results = {}
+    for threads in args.threads:
+      output = subprocess.run(
+          [sys.executable, __file__, '--measure', folder, '--threads',
+           str(threads), '--rounds', str(args.rounds), '--calls',
+           str(args.calls)], check=True, capture_output=True, text=True)
+      results[threads] = json.loads(output.stdout.strip().splitlines()[-1])
+  print(f'main recipe model (Leaf 40 filters, ConvNet 16-32-64), batch 1; '
+        f'median of {args.rounds} interleaved rounds\n')
+  header = ''.join(f'{f"{t} thread" + ("s" if t > 1 else ""):>14}'
+                   for t in args.threads)
+  print(f'{"offline, ms per 1 s clip":<32}{header}')
+  for name in ('TF', 'LiteRT', 'onnxruntime'):
+    cells = ''.join(f'{results[t][f"offline|{name}"] * 1e3:>14.1f}'
+                    for t in args.threads)
+    print(f'{name:<32}{cells}')
+  for name in ('LiteRT', 'onnxruntime'):
+    cells = ''.join(
+        f'{results[t][f"offline|{name}"] / results[t]["offline|TF"]:>13.1f}x'
+        for t in args.threads)
+    print(f'{name + " / TF":<32}{cells}')
+  print(f'\n{"stream k=1, us per 10 ms hop":<32}{header}')
+  for name in ('TF', 'LiteRT', 'onnxruntime'):
+    cells = ''.join(
+        f'{results[t][f"stream|{name}"] * 1e6:>8.0f} ({results[t][f"stream|{name}"] / HOP_SECONDS:>4.0%})'
+        for t in args.threads)
+    print(f'{name:<32}{cells}')
+
+
+if __name__ == '__main__':
+  main()
