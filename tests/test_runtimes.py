@@ -57,6 +57,12 @@ def exported(tmp_path_factory):
       model_dir, **{flag: root / name for flag, name in FILES.items()})
 
 
+@pytest.fixture(scope='module')
+def opened(exported):
+  """{key of `exported`: its runtime}, each opened once."""
+  return {key: runtimes.open_runtime(path) for key, path in exported.items()}
+
+
 def _clips(seconds, seed=0):
   """Synthetic clips of `seconds`, one per level in LEVELS, and a NaN one."""
   rng = np.random.default_rng(seed)
@@ -71,26 +77,28 @@ def _clips(seconds, seed=0):
   return np.array(clips, np.float32)
 
 
-def _serving_default(saved_model_dir, clips):
-  loaded = tf.saved_model.load(str(saved_model_dir))
-  outputs = loaded.signatures['serving_default'](waveform=tf.constant(clips))
+def _serving_default(saved_model, clips):
+  """The export's serving_default, called directly."""
+  if not isinstance(saved_model, runtimes.SavedModelRuntime):
+    saved_model = runtimes.SavedModelRuntime(saved_model)
+  outputs = saved_model.signatures['serving_default'](
+      waveform=tf.constant(clips))
   return outputs['probabilities'].numpy(), outputs['valid'].numpy()
 
 
 @pytest.mark.parametrize('seconds', [0.5, 1.0, 1.8])
-def test_offline_runtimes_give_serving_defaults_answer(exported, seconds):
+def test_offline_runtimes_give_serving_defaults_answer(opened, seconds):
   clips = _clips(seconds)
-  want, want_valid = _serving_default(exported['saved_model'], clips)
+  want, want_valid = _serving_default(opened['saved_model'], clips)
   assert want_valid.tolist() == [True] * len(LEVELS) + [False]
   assert np.isnan(want[-1]).all()
   # The probabilities depend on the clip, so the comparison has teeth.
   assert np.ptp(want[:-1], axis=0).max() > 1e-3
-  for path in (exported['saved_model'], exported['tflite'], exported['onnx']):
-    runtime = runtimes.open_runtime(path)
-    got, valid = runtime.classify(clips)
-    assert valid.tolist() == want_valid.tolist(), path
-    np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-3, err_msg=path)
-    assert np.isnan(got[-1]).all(), path
+  for key in ('saved_model', 'tflite', 'onnx'):
+    got, valid = opened[key].classify(clips)
+    assert valid.tolist() == want_valid.tolist(), key
+    np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-3, err_msg=key)
+    assert np.isnan(got[-1]).all(), key
 
 
 def test_the_tflite_runs_two_threads_alike(exported):
@@ -100,10 +108,10 @@ def test_the_tflite_runs_two_threads_alike(exported):
   np.testing.assert_allclose(one, two, atol=1e-5)
 
 
-def test_streamed_runtimes_agree_and_end_at_the_offline_answer(exported):
+def test_streamed_runtimes_agree_and_end_at_the_offline_answer(opened):
   clips = _clips(1.0)[:len(LEVELS)]
-  offline, _ = _serving_default(exported['saved_model'], clips)
-  streams = [runtimes.open_runtime(exported[key])
+  offline, _ = _serving_default(opened['saved_model'], clips)
+  streams = [opened[key]
              for key in ('saved_model', 'streaming_tflite', 'streaming_onnx')]
   lookahead = streams[1].metadata['lookahead_samples']
   assert lookahead == streams[2].metadata['lookahead_samples'] > 0
@@ -148,15 +156,14 @@ def test_files_describe_themselves_with_distinct_onnx_names(exported):
           if item.domain in ('', 'ai.onnx')] == [converters.ONNX_OPSET]
 
 
-def test_a_runtime_refuses_the_other_kind_of_file(exported):
+def test_a_runtime_refuses_the_other_kind_of_file(opened):
   with pytest.raises(ValueError, match='streaming model and cannot classify'):
-    runtimes.open_runtime(exported['streaming_tflite']).classify(
-        np.zeros([1, 16000]))
+    opened['streaming_tflite'].classify(np.zeros([1, 16000]))
   with pytest.raises(ValueError, match='offline model and cannot stream'):
-    runtimes.open_runtime(exported['onnx']).stream(np.zeros(16000))
+    opened['onnx'].stream(np.zeros(16000))
 
 
-def test_predict_and_stream_take_every_artifact(exported, tmp_path):
+def test_predict_and_stream_take_every_artifact(exported, opened, tmp_path):
   rng = np.random.default_rng(3)
   clips = _clips(1.3, seed=3)
   for index, row in enumerate((0, 3)):  # levels 0.1 and 3
@@ -190,8 +197,7 @@ def test_predict_and_stream_take_every_artifact(exported, tmp_path):
   long = np.concatenate(list(clips[:3])) / 3.
   wav.write_wav(tmp_path / 'long.wav', long, SAMPLE_RATE)
   audio, _ = wav.read_wav(tmp_path / 'long.wav')
-  rows, _ = runtimes.open_runtime(exported['saved_model']).stream(
-      np.asarray(audio, np.float32))
+  rows, _ = opened['saved_model'].stream(wav.to_mono(audio))
   result = helpers.run_module('experiments.stream',
                               f'--model={exported["streaming_onnx"]}',
                               str(tmp_path / 'long.wav'))

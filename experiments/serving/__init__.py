@@ -4,4 +4,6 @@
                            serve_wav, metadata, tflite)
   streaming_signatures.py  the streaming signatures and the streaming TFLite model
   export_directory.py      where an export may be written, staged and swapped in
+  converters.py            the export as self-describing .tflite / .onnx files
+  runtimes.py              one call shape for TensorFlow, LiteRT, onnxruntime
 """

@@ -331,12 +331,15 @@ def _to_onnx(function, marker: dict):
   except Exception as error:  # pylint: disable=broad-except
     raise ValueError(f'ONNX conversion failed: {type(error).__name__}: '
                      f'{str(error).strip().splitlines()[0]}') from error
+  import onnx  # pylint: disable=g-import-not-at-top
+  # tf2onnx keeps an operation it cannot convert under its TensorFlow name.
   unsupported = sorted({node.op_type for node in model.graph.node
-                        if node.domain not in ('', 'ai.onnx')})
+                        if node.domain not in ('', 'ai.onnx') or
+                        not onnx.defs.has(node.op_type)})
   if unsupported:
     raise ValueError('ONNX conversion left operations that are not standard '
-                     f'ONNX: {unsupported}; the model uses a TensorFlow '
-                     'operation tf2onnx cannot express.')
+                     f'ONNX: {unsupported}; the model uses TensorFlow '
+                     'operations tf2onnx cannot express.')
   del model.metadata_props[:]
   entry = model.metadata_props.add()
   entry.key = MARKER_KEY

@@ -101,6 +101,8 @@ class SavedModelRuntime:
     self._tf = tf
     self.path = pathlib.Path(saved_model_dir)
     self._model = load_saved_model(saved_model_dir)
+    # The loaded SavedModel's signatures, for calls beyond classify/stream.
+    self.signatures = self._model.signatures
     metadata = self._model.signatures['metadata']()
     self.metadata = {
         'sample_rate': int(metadata['sample_rate']),
