@@ -238,6 +238,15 @@ def test_export_refuses_a_users_file_before_writing_anything(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['mine.onnx', 'run']
 
 
+def test_a_file_of_another_origin_is_named_not_run(tmp_path):
+  for name in ('model.tflite', 'model.onnx'):
+    (tmp_path / name).write_bytes(b'not a model')
+    with pytest.raises(ValueError, match=name):
+      runtimes.open_runtime(tmp_path / name)
+  with pytest.raises(ValueError, match='could not load the SavedModel'):
+    runtimes.open_runtime(tmp_path / 'missing')
+
+
 def test_an_earlier_file_is_replaced(exported, tmp_path):
   copy = tmp_path / 'copy.tflite'
   copy.write_bytes(exported['tflite'].read_bytes())
