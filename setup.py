@@ -2,8 +2,9 @@
 
 `pip install .` brings only what the layers need (TensorFlow, Keras, numpy);
 `pip install '.[experiments]'` adds what training needs (gin, absl, TFDS,
-scipy, TensorBoard, matplotlib for the figures) and `'.[test]'` adds pytest
-on top.
+scipy, TensorBoard, matplotlib for the figures), `'.[deploy]'` the exporters
+and runtimes of the `.tflite` and `.onnx` files (tf2onnx, onnx, LiteRT,
+onnxruntime), and `'.[test]'` both, with pytest on top.
 
 TensorFlow comes as the `tensorflow` package by default. On a machine without
 a GPU, `LEAF_AUDIO_TENSORFLOW=tensorflow-cpu pip install -e .` installs the
@@ -34,6 +35,14 @@ EXPERIMENTS_REQUIREMENTS = [
     # Filter-response figures in TensorBoard and experiments.inspect.
     'matplotlib>=3.5',
 ]
+# What `experiments.export --tflite/--onnx/...` and the runtime runners
+# (experiments/serving/runtimes.py) import: converters and the two runtimes.
+DEPLOY_REQUIREMENTS = [
+    'tf2onnx>=1.16',
+    'onnx>=1.15',
+    'ai-edge-litert>=1.2',
+    'onnxruntime>=1.17',
+]
 
 setuptools.setup(
     name='leaf-audio',
@@ -50,8 +59,10 @@ setuptools.setup(
     install_requires=BASE_REQUIREMENTS,
     extras_require={
         'experiments': EXPERIMENTS_REQUIREMENTS,
+        'deploy': DEPLOY_REQUIREMENTS,
         'plot': ['matplotlib>=3.5'],
-        'test': EXPERIMENTS_REQUIREMENTS + ['pytest>=7'],
+        # deploy: every runtime is tested.
+        'test': EXPERIMENTS_REQUIREMENTS + DEPLOY_REQUIREMENTS + ['pytest>=7'],
     },
     license='Apache 2.0',
 )

@@ -1,12 +1,18 @@
-"""Classifies WAV files with an exported SavedModel.
+"""Classifies WAV files with an exported model: SavedModel, .tflite or .onnx.
 
-  python -m experiments.predict --saved_model=runs/default/export a.wav b.wav
+  python -m experiments.predict --model=runs/default/export a.wav b.wav
+  python -m experiments.predict --model=runs/default/leaf.tflite a.wav
+  python -m experiments.predict --model=runs/default/leaf.onnx a.wav
 
-Needs only TensorFlow (and scipy to read and resample the files). Files at
-another sample rate than the model's are resampled, and the output says so.
-A file that cannot be classified (missing, damaged, truncated, non-finite
-samples) gets one `path: error: ...` line on stderr; the others are still
-classified, and the exit status is 1 if any file failed.
+--model (or its older name --saved_model) is an export folder of
+experiments.export, or a .tflite or .onnx file it wrote with --tflite /
+--onnx, run in TensorFlow, LiteRT or onnxruntime
+(experiments/serving/runtimes.py): check the artifact you ship on your own
+files. Files at another sample rate than the model's are resampled, and the
+output says so. A file that cannot be classified (missing, damaged,
+truncated, non-finite samples) gets one `path: error: ...` line on stderr;
+the others are still classified, and the exit status is 1 if any file
+failed.
 """
 
 import sys
@@ -14,58 +20,39 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 from experiments import errors
 from experiments.data import wav
-from experiments.serving import export_directory
+from experiments.serving import runtimes
 
-_SAVED_MODEL = flags.DEFINE_string(
-    'saved_model', None, 'Folder of an exported SavedModel.', required=True)
+_MODEL = flags.DEFINE_string(
+    'model', None, 'The exported model: a SavedModel folder, or a .tflite or '
+    '.onnx file written by experiments.export.')
+flags.DEFINE_alias('saved_model', 'model')
 _TOP_K = flags.DEFINE_integer('top_k', 3, 'Classes to print per file.')
+_THREADS = flags.DEFINE_integer(
+    'num_threads', 1, 'CPU threads of LiteRT or onnxruntime.')
+
+# Kept for callers of the SavedModel-only version.
+load_saved_model = runtimes.load_saved_model
 
 
 class FileNotClassifiedError(ValueError):
   """One input file that the model could not classify; names the file."""
 
 
-def load_saved_model(saved_model_dir):
-  """tf.saved_model.load with an error that names the folder.
-
-  Raises:
-    ValueError: the folder is missing, or is not a complete SavedModel
-      with the 'serving_default' and 'metadata' signatures.
-  """
-  try:
-    # An export folder's newest version; a plain SavedModel folder as is.
-    saved_model_dir = export_directory.saved_model_path(saved_model_dir)
-    model = tf.saved_model.load(saved_model_dir)
-  except (OSError, ValueError, tf.errors.OpError) as error:
-    first_line = (str(error).strip().splitlines() or [''])[0]
-    raise ValueError(
-        f'could not load the SavedModel in {saved_model_dir!r}: it is missing '
-        'or damaged (re-export it with python -m experiments.export); '
-        f'{type(error).__name__}: {first_line}') from error
-  missing = {'serving_default', 'metadata'} - set(model.signatures)
-  if missing:
-    raise ValueError(
-        f'{saved_model_dir!r} is a SavedModel without the signatures '
-        f'{sorted(missing)}; expected an export of experiments.export.')
-  return model
-
-
-def predict_files(saved_model_dir, paths, top_k=3):
+def predict_files(model_path, paths, top_k=3, num_threads=1):
   """Yields (path, [(label, probability)] best first, note) for each file.
 
   A file that cannot be classified yields (path, FileNotClassifiedError,
   '') instead, and the other files are still classified.
+
+  Raises:
+    ValueError: the model cannot be loaded (the message names it).
   """
-  model = load_saved_model(saved_model_dir)
-  metadata = model.signatures['metadata']()
-  sample_rate = int(metadata['sample_rate'])
-  # In metadata() in every version (serving_default no longer repeats them).
-  names = [name.decode() for name in metadata['label_names'].numpy()]
-  serve = model.signatures['serving_default']
+  runtime = runtimes.open_runtime(model_path, num_threads)
+  sample_rate = int(runtime.metadata['sample_rate'])
+  names = runtime.metadata['label_names']
   for path in paths:
     try:
       samples, rate = wav.read_wav(path)
@@ -77,11 +64,10 @@ def predict_files(saved_model_dir, paths, top_k=3):
     if rate != sample_rate:
       audio = wav.resample(audio, rate, sample_rate)
       note = f'resampled {rate} Hz -> {sample_rate} Hz'
-    outputs = serve(waveform=tf.constant(audio[np.newaxis], tf.float32))
-    # Exports before the `valid` output marked nothing: check here too.
-    valid = bool(outputs['valid'].numpy()[0]) if 'valid' in outputs else True
-    probabilities = outputs['probabilities'].numpy()[0]
-    if not valid or not np.isfinite(probabilities).all():
+    probabilities, valid = runtime.classify(
+        np.asarray(audio, np.float32)[np.newaxis])
+    probabilities = probabilities[0]
+    if not valid[0] or not np.isfinite(probabilities).all():
       yield path, FileNotClassifiedError(
           f'{path!r} was not classified: the waveform has non-finite samples '
           'or gave non-finite scores'), note
@@ -92,12 +78,15 @@ def predict_files(saved_model_dir, paths, top_k=3):
 
 def main(argv):
   paths = argv[1:]
+  if not _MODEL.value:
+    raise app.UsageError('Give --model=EXPORT_FOLDER (or a .tflite or .onnx '
+                         'file).')
   if not paths:
     raise app.UsageError('Give one or more WAV files to classify.')
   failures = 0
   try:
-    for path, top, note in predict_files(_SAVED_MODEL.value, paths,
-                                         _TOP_K.value):
+    for path, top, note in predict_files(_MODEL.value, paths, _TOP_K.value,
+                                         _THREADS.value):
       if isinstance(top, FileNotClassifiedError):
         failures += 1
         print(f'{path}: error: {top}', file=sys.stderr)

@@ -1,68 +1,66 @@
 """Plays a WAV file through the streaming classifier, as if live.
 
-  python -m experiments.stream --saved_model=runs/default/export a.wav
+  python -m experiments.stream --model=runs/default/export a.wav
+  python -m experiments.stream --model=runs/default/streaming.tflite a.wav
+  python -m experiments.stream --model=runs/default/streaming.onnx a.wav
 
-Feeds the exported SavedModel's 'stream_step' one hop (10 ms by default) at a
-time, carrying its state, and prints the top label of the last window every
+Feeds the exported model's stream step one hop (10 ms by default) at a time,
+carrying its state, and prints the top label of the last window every
 --every_ms milliseconds (--plot=FILE.png also draws every class's
-probability over time). Needs only TensorFlow (scipy to read and resample
-the file; matplotlib for --plot). See docs/streaming.md.
+probability over time). --model (or its older name --saved_model) is an
+export folder (its 'stream_step' signature, in TensorFlow) or a streaming
+.tflite / .onnx file of experiments.export (in LiteRT / onnxruntime; see
+experiments/serving/runtimes.py). scipy reads and resamples the file;
+matplotlib draws --plot. See docs/streaming.md.
 """
 
 from absl import app
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 from experiments import errors
 from experiments.data import wav
-from experiments.serving import export_directory
-from experiments.serving import streaming_signatures as streaming_export
+from experiments.serving import runtimes
 
-_SAVED_MODEL = flags.DEFINE_string(
-    'saved_model', None, 'Folder of an exported SavedModel.', required=True)
+_MODEL = flags.DEFINE_string(
+    'model', None, 'The exported model: a SavedModel folder, or a streaming '
+    '.tflite or .onnx file written by experiments.export.')
+flags.DEFINE_alias('saved_model', 'model')
 _EVERY_MS = flags.DEFINE_float('every_ms', 250., 'Print period in ms.')
 _PLOT = flags.DEFINE_string('plot', None, 'Optional PNG of the probabilities.')
 
 
-def stream_file(saved_model_dir, path):
+def stream_file(model_path, path):
   """(times [hops] in s, probabilities [hops, classes], label names, warm-up s).
 
   Row i holds the probabilities after hop i (of the window ending then).
+
+  Raises:
+    ValueError: the model cannot be loaded or does not stream, or the file
+      cannot be read (the message names it).
   """
-  model = tf.saved_model.load(
-      export_directory.saved_model_path(saved_model_dir))
-  if 'stream_step' not in model.signatures:
-    raise ValueError(f'{saved_model_dir} has no stream_step signature (its '
-                     'frontend does not stream, or it predates streaming).')
-  metadata = model.signatures['metadata']()
+  runtime = runtimes.open_runtime(model_path)
+  metadata = runtime.metadata
   sample_rate = int(metadata['sample_rate'])
-  names = [name.decode() for name in metadata['label_names'].numpy()]
-  window_samples = int(metadata['window_samples'])
-  step = model.signatures['stream_step']
-  state = model.signatures['stream_initial_state']()
-  hop = int(step.structured_input_signature[1]['samples'].shape[1])
+  names = metadata['label_names']
   samples, rate = wav.read_wav(path)
   audio = wav.to_mono(samples).astype(np.float32)
   if rate != sample_rate:
     audio = wav.resample(audio, rate, sample_rate).astype(np.float32)
-  rows = []
-  for start in range(0, len(audio) - hop + 1, hop):
-    outputs = step(samples=tf.constant(audio[np.newaxis, start:start + hop]),
-                   **state)
-    state = streaming_export.next_state(outputs)
-    rows.append(outputs['probabilities'].numpy()[0])
-  times = (np.arange(len(rows)) + 1) * hop / sample_rate
-  return times, np.array(rows).reshape(-1, len(names)), names, (
-      window_samples / sample_rate)
+  probabilities, _ = runtime.stream(audio)
+  hop = metadata['hop_samples']
+  times = (np.arange(len(probabilities)) + 1) * hop / sample_rate
+  return times, probabilities, names, metadata['window_samples'] / sample_rate
 
 
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('Give one WAV file to stream.')
+  if not _MODEL.value:
+    raise app.UsageError('Give --model=EXPORT_FOLDER (or a streaming .tflite '
+                         'or .onnx file).')
   try:
-    times, probabilities, names, warmup = stream_file(_SAVED_MODEL.value,
-                                                      argv[1])
+    times, probabilities, names, warmup = stream_file(_MODEL.value, argv[1])
   except (ValueError, OSError) as error:
     errors.report_and_exit(error)
   if not len(times):  # pylint: disable=g-explicit-length-test

@@ -6,4 +6,6 @@
                            streaming TFLite model
   export_directory.py      the export folder: numbered versions, staged,
                            added and read through tf.io.gfile
+  converters.py            the export as self-describing .tflite / .onnx files
+  runtimes.py              one call shape for TensorFlow, LiteRT, onnxruntime
 """

@@ -19,12 +19,14 @@ not grow with a clip's length):
   stream_step / stream_initial_state: the streaming classifier, added when
       the model streams (its contract: streaming_signatures.py,
       docs/streaming.md).
-  tflite(waveform: float32 [1, sample_rate], one second) -> probabilities
-      [1, classes], valid [1]; the signature to convert with the TFLite converter
-      (`tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=
-      ['tflite'])`): fixed shapes, numbers only, and the frontends computed
-      with their direct method, which TFLite's builtin ops cover (its FFT
-      needs power-of-two lengths and it has no loops over tensor lists).
+  tflite(waveform: float32 [batch, samples], any length) -> probabilities
+      [batch, classes], valid [batch]; serving_default's numbers, the
+      function that experiments/serving/converters.py converts to .tflite and
+      .onnx: numbers only, and the frontends computed with their direct
+      method, which TFLite's builtin ops and ONNX cover (TFLite's FFT needs
+      power-of-two lengths and neither has loops over tensor lists). The
+      windows and the mean of their logits are in the graph; every window
+      has the static length window_samples.
 The SavedModel needs only TensorFlow to load and run.
 
 Non-finite input: a clip holding a NaN or inf sample is not classified, and
@@ -327,7 +329,7 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
   direct_model = methods.with_method(windowed_model, 'direct')
 
   @tf.function(input_signature=[
-      tf.TensorSpec([1, int(sample_rate)], tf.float32, name='waveform')
+      tf.TensorSpec([None, None], tf.float32, name='waveform')
   ])
   def tflite(waveform):
     finite = _finite_clips(waveform)

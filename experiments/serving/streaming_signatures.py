@@ -6,7 +6,9 @@
                              valid), the `stream_step` contract below
   add_streaming_endpoints    adds 'stream_step' / 'stream_initial_state' to
                              the serving SavedModel's ExportArchive
-  write_streaming_tflite     converts 'stream_step' to a .tflite (builtin ops)
+  write_streaming_tflite     converts 'stream_step' to a .tflite (builtin ops;
+                             experiments/serving/converters.py)
+  run_tflite                 runs such a .tflite in LiteRT
 
 The `stream_step` contract (every runtime: SavedModel, TFLite, ONNX):
 
@@ -57,7 +59,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from experiments.serving import export_directory
+from experiments.serving import converters
 from leaf_audio import streaming
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -330,51 +332,25 @@ def add_streaming_endpoints(archive, windowed_model, window_samples: int,
 def write_streaming_tflite(saved_model_dir, path) -> pathlib.Path:
   """Converts the SavedModel's 'stream_step' to a .tflite at `path`.
 
-  `path` must end in .tflite and be new or a file (an earlier .tflite, which
-  is replaced atomically); a folder, or a path inside an export, is refused
-  with a ValueError before anything is converted. `saved_model_dir` may be
-  an export folder (its newest version is read).
+  `converters.write_streaming_tflite`: `path` must end in .tflite and be new
+  or an earlier .tflite of this package (replaced atomically); a folder, a
+  user's file, or a path inside an export is refused with a ValueError
+  before anything is converted.
   """
-  path = pathlib.Path(path)
-  if path.suffix != '.tflite':
-    raise ValueError(f'--streaming_tflite must name a .tflite file; got '
-                     f'{str(path)!r}.')
-  if path.exists() and not path.is_file():
-    raise ValueError(f'--streaming_tflite {str(path)!r} exists and is not a '
-                     'file; name a new .tflite file.')
-  if export_directory.is_export(path.parent) or export_directory.is_export(
-      path.parent.parent):
-    raise ValueError(f'--streaming_tflite {str(path)!r} is inside an export '
-                     'folder, which later exports would then refuse to '
-                     'replace; write it beside the export.')
-  saved_model_dir = export_directory.saved_model_path(saved_model_dir)
-  model = tf.saved_model.load(saved_model_dir)
-  if 'stream_step' not in model.signatures:
-    reason = export_directory.streaming_refusal(saved_model_dir)
-    raise NotStreamableError(
-        f'{saved_model_dir} has no stream_step signature: ' + (
-            reason or 'its frontend does not stream (see docs/streaming.md) '
-            'or it was exported before streaming existed; re-export it with '
-            'python -m experiments.export.'))
-  converter = tf.lite.TFLiteConverter.from_saved_model(
-      saved_model_dir, signature_keys=['stream_step'])
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  path.parent.mkdir(parents=True, exist_ok=True)
-  content = converter.convert()
-  temporary = path.with_name(f'.{path.name}.tmp')
-  temporary.write_bytes(content)
-  os.replace(temporary, path)
-  return path
+  return converters.write_streaming_tflite(saved_model_dir, path)
 
 
 def run_tflite(model_content, audio, hop_samples):
-  """Runs a streaming .tflite hop by hop over audio [samples] (batch 1).
+  """Runs a streaming .tflite hop by hop over audio [samples] (batch 1), in
+  LiteRT.
 
   Returns probabilities [hops, classes], one row per hop (the warm-up rows
-  included). The state starts at zeros and is fed back after every hop.
+  included). The state starts at zeros and is fed back after every hop:
+  `state_out_<i>` to `state_in_<i>` (files of experiments.export), or
+  `state_<key>` to itself (older files).
   """
-  interpreter = tf.lite.Interpreter(model_content=model_content,
-                                    num_threads=1)
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  interpreter = litert.Interpreter(model_content=model_content, num_threads=1)
   runner = interpreter.get_signature_runner('stream_step')
   inputs = runner.get_input_details()
   state = {name: np.zeros(detail['shape'], detail['dtype'])
