@@ -171,6 +171,7 @@ def _scan_split_folders(root, folders, skipped):
           f'{sum(map(len, carved.values()))} files '
           f'of {os.path.join(root, "train")!r} by hash, none is left to '
           'train on; add train files or give validation and test folders.')
+  _check_every_label_trains(root, label_names, files)
   return label_names, files
 
 
@@ -189,7 +190,30 @@ def _scan_and_hash_split(root, folders, skipped):
         f'WavFolder: the hash split of the {sum(map(len, files.values()))} '
         f'.wav files under {root!r} put none in train; add more files or '
         'give the splits yourself with root/train/<label>/*.wav.')
+  _check_every_label_trains(root, label_names, files)
   return label_names, files
+
+
+def _check_every_label_trains(root, label_names, files):
+  """Raises ValueError when a label has no file in the train split.
+
+  A model would get an output for a class it never sees in training; this
+  happens when a label's only files are hashed (or carved) into validation
+  or test.
+  """
+  trained = {label for _, label in files.get('train', ())}
+  for index, name in enumerate(label_names):
+    if index in trained:
+      continue
+    elsewhere = sorted(f'{path} ({split})' for split, split_files in
+                       files.items() for path, label in split_files
+                       if label == index)
+    raise ValueError(
+        f'WavFolder: label {name!r} under {root!r} has no training file: '
+        f'its files {", ".join(elsewhere)} all went to other splits by the '
+        'hash of their paths, and a model cannot learn a label it never '
+        'trains on. Add more files for it, or give the splits yourself '
+        '(root/train/<label>/*.wav).')
 
 
 def _visible_subfolders(root, relative, skipped):
@@ -361,7 +385,9 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
             os.path.join(self._layout.root, relative_path))
       except ValueError as error:
         if self.builder_config.damaged_files == 'refuse':
-          raise ValueError(
+          refusal = (wav.DamagedWavError if isinstance(
+              error, wav.DamagedWavError) else ValueError)
+          raise refusal(
               f'WavFolder: {error} To leave damaged files out (counted and '
               "named in the log), set load_dataset.damaged_files = 'skip'."
           ) from error
