@@ -13,7 +13,6 @@ experiments/serving/export_directory.py); anything else is refused and left inta
 Errors print one `error: ...` line and exit with status 1.
 """
 
-import json
 import pathlib
 import sys
 
@@ -52,14 +51,12 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
   export_dir = pathlib.Path(export_dir or model_dir / 'export')
   # Before anything slow: a destination we may not replace ends the run.
   export_directory.check_destination(export_dir, model_dir)
-  run_file = model_dir / checkpoints.RUN_FILE
+  run = checkpoints.read_run_file(model_dir)
   model_file = model_dir / checkpoint
-  for path in (run_file, model_file):
-    if not path.exists():
-      raise FileNotFoundError(
-          f'{path} not found: --model_dir must be the folder of a training '
-          'run (python -m experiments.train --model_dir=...).')
-  run = json.loads(run_file.read_text())
+  if not model_file.exists():
+    raise FileNotFoundError(
+        f'{model_file} not found: --model_dir must be the folder of a '
+        'training run (python -m experiments.train --model_dir=...).')
   model = model_files.load_keras_file(model_file)
   windowed = models.WindowedClassifier(model, run['window_samples'])
   return serving.export_saved_model(

@@ -74,6 +74,7 @@ RESUMABLE_BINDINGS = (
     'train.checkpoint_steps',
     'load_dataset.data_dir',
     'load_dataset.download',
+    'train.resume_from',
 )
 # The frontends a frontend .gin file may configure; bindings of those this
 # run does not build are expected when files are composed (default.gin's
@@ -143,7 +144,13 @@ def check_model_dir_writable(model_dir: pathlib.Path) -> None:
     raise RunDirectoryError(
         f'--model_dir {model_dir}: {existing} is not writable by this user; '
         'choose another --model_dir or fix its permissions.')
-  free = shutil.disk_usage(existing).free
+  usage = shutil.disk_usage(existing)
+  if usage.total == 0:
+    raise RunDirectoryError(
+        f'--model_dir {model_dir}: {existing} is on a file system that '
+        'stores no files (size 0, e.g. /proc or /sys); choose a folder on a '
+        'disk.')
+  free = usage.free
   if free < _MIN_FREE_BYTES:
     raise RunDirectoryError(
         f'--model_dir {model_dir}: only {free / 2**20:.1f} MiB free on its '
@@ -227,7 +234,8 @@ def train(model_dir: str,
           precise_batch_norm_batches: int = 16,
           checkpoint_steps: Optional[int] = None,
           export: bool = True,
-          verbose='auto') -> dict:
+          verbose='auto',
+          resume_from: Optional[str] = None) -> dict:
   """Trains a frontend + encoder classifier, tests it and exports it.
 
   Args:
@@ -263,6 +271,10 @@ def train(model_dir: str,
       last checkpoint either way, exactly.
     export: write the serving SavedModel at the end.
     verbose: 'auto' or 1 (progress bar), 2 (one line per epoch), 0.
+    resume_from: None, or 'last.keras' / 'best.keras': when the run's
+      checkpoints are missing or damaged (a rerun refuses them, see
+      docs/recovery.md), continue from that whole-model file with a fresh
+      optimizer instead; ignored while a readable checkpoint exists.
 
   Returns:
     The full-clip test metrics of the chosen (best validation) model, as
@@ -301,6 +313,9 @@ def train(model_dir: str,
     if not isinstance(value, bool):
       raise ValueError(f'train.{name} must be True or False; got {value!r}.')
   verbosity = _verbosity(verbose)
+  if resume_from is not None and resume_from not in checkpoints.KERAS_FILES:
+    raise ValueError(f'train.resume_from must be None or one of '
+                     f'{checkpoints.KERAS_FILES}; got {resume_from!r}.')
   strategy = strategy or tf.distribute.get_strategy()
   replicas = strategy.num_replicas_in_sync
   if batch_size % replicas:
@@ -369,9 +384,11 @@ def train(model_dir: str,
     # Only now that the run is known to be buildable, and to be this
     # model_dir's run, does model_dir change (on the chief only).
     resumed = checkpoints.check_run_identity(model_dir, identity)
+    latest = None
     if resumed:
       for name in ('best.keras', 'last.keras'):
-        checkpoints.check_keras_file(model_dir / name)
+        checkpoints.check_keras_file_matches(model_dir / name, model)
+      latest = _checkpoint_or_recovery(model_dir, resume_from)
     if chief and export:
       # A user folder at model_dir/export is refused now, not after training.
       export_directory.check_destination(model_dir / 'export', model_dir)
@@ -408,11 +425,17 @@ def train(model_dir: str,
       shutil.rmtree(temporary_dir, ignore_errors=True)
       temporary_dir.mkdir(parents=True)
       write_dir = temporary_dir
+    if latest in checkpoints.KERAS_FILES:
+      epoch_counter.assign(checkpoints.resume_from_keras_file(
+          model_dir, latest, model, chief_checkpoints, set_aside=chief))
+      logging.warning('Resuming from %s at epoch %d with a fresh optimizer '
+                      '(train.resume_from).', model_dir / latest,
+                      int(epoch_counter.numpy()))
+      latest = None
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir),
                                          max_to_keep=2)
-    latest = tf.train.latest_checkpoint(str(chief_checkpoints))
     if latest:
-      checkpoint.restore(latest).assert_existing_objects_matched()
+      checkpoints.restore_checkpoint(checkpoint, latest)
       logging.info('Resuming from %s: epoch %d, step %d.', latest,
                    int(epoch_counter.numpy()), int(step_counter.numpy()))
 
@@ -481,6 +504,9 @@ def train(model_dir: str,
       manager.save()
     for callback in callbacks:
       callback.on_train_end()
+    if chief:  # A finished run whose damaged .keras files were deleted.
+      checkpoints.write_missing_keras_files(
+          model_dir, model, int(epoch_counter.numpy()), monitor)
     # Every worker of a cluster logs this; equal lines mean equal models.
     logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
 
@@ -492,6 +518,17 @@ def train(model_dir: str,
     keras.mixed_precision.set_global_policy(previous_policy)
     if temporary_dir is not None:
       shutil.rmtree(temporary_dir, ignore_errors=True)
+
+
+def _checkpoint_or_recovery(model_dir, resume_from):
+  """The checkpoint to resume from, or resume_from when the checkpoints are
+  missing or damaged and train.resume_from names a .keras file."""
+  try:
+    return checkpoints.find_checkpoint(model_dir / CHECKPOINT_DIR, model_dir)
+  except checkpoints.RunCheckpointError:
+    if resume_from is None:
+      raise
+    return resume_from
 
 
 def weights_fingerprint(model) -> str:
