@@ -39,6 +39,9 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
     FileNotFoundError: model_dir is not a training run.
     export_directory.ExportDirectoryError: export_dir may not be replaced.
     model_files.DamagedModelFileError: the checkpoint cannot be read.
+    checkpoints.RunFileError: run.json is damaged.
+    run_lock.RunLockedError: another process (a training) works in
+      model_dir.
   """
   # Imported here so that `--help` stays fast.
   import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
@@ -46,6 +49,7 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
   from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments.training import run_lock  # pylint: disable=g-import-not-at-top
   from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
   model_dir = pathlib.Path(model_dir)
   export_dir = pathlib.Path(export_dir or model_dir / 'export')
@@ -57,11 +61,14 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None):
     raise FileNotFoundError(
         f'{model_file} not found: --model_dir must be the folder of a '
         'training run (python -m experiments.train --model_dir=...).')
-  model = model_files.load_keras_file(model_file)
-  windowed = models.WindowedClassifier(model, run['window_samples'])
-  return serving.export_saved_model(
-      windowed, run['label_names'], run['sample_rate'], run['window_samples'],
-      run['multi_label'], export_dir, model_dir=model_dir)
+  # No training may replace best.keras while it is read and exported.
+  with run_lock.acquire(model_dir, 'export'):
+    model = model_files.load_keras_file(model_file)
+    windowed = models.WindowedClassifier(model, run['window_samples'])
+    return serving.export_saved_model(
+        windowed, run['label_names'], run['sample_rate'],
+        run['window_samples'], run['multi_label'], export_dir,
+        model_dir=model_dir)
 
 
 def main(argv):
@@ -69,8 +76,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     path = export_run(_MODEL_DIR.value, _CHECKPOINT.value, _EXPORT_DIR.value)
-  except (ValueError, OSError) as error:
-    # ExportDirectoryError and DamagedModelFileError are ValueErrors.
+  except (ValueError, OSError, RuntimeError) as error:
+    # ExportDirectoryError and DamagedModelFileError are ValueErrors,
+    # RunLockedError a RuntimeError.
     sys.exit(f'error: {error}')
   print(f'SavedModel written to {path}')
   if _STREAMING_TFLITE.value:

@@ -29,6 +29,7 @@ from experiments import gin_files as configuration
 from experiments.training import distribution
 from experiments.serving import export_directory
 from experiments.training import model_files
+from experiments.training import run_lock
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
     'gin_config', [], 'A .gin file; repeat to compose (later files win).')
@@ -80,7 +81,7 @@ def main(argv):
              'from its last checkpoint.')
   except (checkpoints.RunMismatchError, checkpoints.RunFileError,
           training.RunDirectoryError, export_directory.ExportDirectoryError,
-          model_files.DamagedModelFileError) as error:
+          model_files.DamagedModelFileError, run_lock.RunLockedError) as error:
     sys.exit(f'error: {_one_line(error)}')
   except ValueError as error:
     if 'train.' not in str(error) and 'load_dataset' not in str(error):

@@ -61,6 +61,7 @@ from experiments.training import model_files
 from experiments import models
 from experiments.training import optimizers
 from experiments.training import precise_batch_norm
+from experiments.training import run_lock
 from experiments.serving import signatures as serving
 from experiments.training import tensorboard_figures
 from experiments.data import pipeline
@@ -170,7 +171,7 @@ def check_model_dir_is_new(model_dir: pathlib.Path) -> None:
   """
   if not model_dir.is_dir():
     return
-  leftovers = {f'.{checkpoints.RUN_FILE}.tmp'}
+  leftovers = {f'.{checkpoints.RUN_FILE}.tmp', run_lock.LOCK_FILE}
   entries = sorted(entry.name for entry in model_dir.iterdir()
                    if entry.name not in leftovers)
   if entries:
@@ -287,7 +288,10 @@ def train(model_dir: str,
       anything is built).
     checkpoints.RunMismatchError: model_dir holds a different run.
     checkpoints.RunFileError: best.keras or last.keras of a resumed run is
-      damaged.
+      damaged or of another model, metrics.csv or run.json is damaged; its
+      subclass RunCheckpointError: the run has finished epochs but its
+      checkpoints are missing or damaged (see resume_from).
+    run_lock.RunLockedError: another process works in model_dir.
   """
   batch_size = _check_positive_int('batch_size', batch_size)
   num_epochs = _check_positive_int('num_epochs', num_epochs)
@@ -341,7 +345,9 @@ def train(model_dir: str,
   if mixed_precision:
     keras.mixed_precision.set_global_policy('mixed_float16')
   temporary_dir = None
+  lock = None
   try:
+    lock = run_lock.acquire(model_dir, 'train') if chief else None
     keras.utils.set_random_seed(int(seed))
     num_classes = len(info.label_names)
     with strategy.scope():
@@ -515,6 +521,8 @@ def train(model_dir: str,
     return _test_and_export(model_dir, splits, info, window_samples, monitor,
                             export)
   finally:
+    if lock is not None:
+      lock.release()
     keras.mixed_precision.set_global_policy(previous_policy)
     if temporary_dir is not None:
       shutil.rmtree(temporary_dir, ignore_errors=True)
