@@ -30,6 +30,7 @@ from experiments.training import distribution
 from experiments.serving import export_directory
 from experiments.training import model_files
 from experiments.training import run_lock
+from experiments.training import watchdog
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
     'gin_config', [], 'A .gin file; repeat to compose (later files win).')
@@ -45,6 +46,10 @@ _STRATEGY = flags.DEFINE_enum(
     'or the --logical_cpus), multi_worker (the workers of TF_CONFIG; every '
     'worker runs the same command), tpu (--tpu).')
 _TPU = flags.DEFINE_string('tpu', '', "TPU name or address for --strategy=tpu.")
+_WORKER_JOIN_TIMEOUT = flags.DEFINE_float(
+    'worker_join_timeout', 600., 'With --strategy=multi_worker: seconds to '
+    'wait for every worker of TF_CONFIG to start before ending with exit '
+    'status 75 and the names of the missing workers; 0 waits forever.')
 _LOGICAL_CPUS = flags.DEFINE_integer(
     'logical_cpus', 0, 'Split the CPU into this many logical devices (to try '
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
@@ -58,13 +63,30 @@ def _one_line(error) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # SIGINT/SIGTERM end the run within seconds, even while TensorFlow blocks.
+  with watchdog.StopSignals() as stop:
+    try:
+      _main(stop)
+    except KeyboardInterrupt as error:  # Includes watchdog.RunInterrupted.
+      print(f'interrupted: rerun the same command to resume '
+            f'{_MODEL_DIR.value} from its last checkpoint.', file=sys.stderr)
+      sys.exit(getattr(error, 'exit_status',
+                       watchdog.EXIT_STATUS[watchdog.signal.SIGINT]))
+
+
+def _main(stop):
   if _LOGICAL_CPUS.value:
     distribution.split_cpu(_LOGICAL_CPUS.value)
   try:
+    if _STRATEGY.value == 'multi_worker':
+      stop.expect_join(_WORKER_JOIN_TIMEOUT.value,
+                       distribution.cluster_peers())
     # The strategy comes before any other TensorFlow op of the process.
-    strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
+    with watchdog.signals_end_process():  # Its wait for workers holds the GIL.
+      strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
   except ValueError as error:
     sys.exit(f'error: {error}')
+  stop.joined()
   # Registers leaf_audio and the models with gin, then parses the configs.
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
   from experiments.training import job as training  # pylint: disable=g-import-not-at-top
@@ -76,9 +98,6 @@ def main(argv):
                strategy.num_replicas_in_sync)
   try:
     metrics = training.train(model_dir=_MODEL_DIR.value, strategy=strategy)
-  except KeyboardInterrupt:
-    sys.exit(f'interrupted: rerun the same command to resume {_MODEL_DIR.value} '
-             'from its last checkpoint.')
   except (checkpoints.RunMismatchError, checkpoints.RunFileError,
           training.RunDirectoryError, export_directory.ExportDirectoryError,
           model_files.DamagedModelFileError, run_lock.RunLockedError) as error:

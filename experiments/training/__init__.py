@@ -10,4 +10,6 @@
   run_files.py           run.json, metrics.csv, best/last .keras and their checks
   model_files.py         reading .keras archives with a clear error when damaged
   tensorboard_figures.py filter responses and learned parameters per epoch
+  run_lock.py            one process at a time in a model_dir (a lock file)
+  watchdog.py            SIGINT/SIGTERM and waits for workers end a run within seconds
 """

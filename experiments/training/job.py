@@ -64,6 +64,7 @@ from experiments.training import precise_batch_norm
 from experiments.training import run_lock
 from experiments.serving import signatures as serving
 from experiments.training import tensorboard_figures
+from experiments.training import watchdog
 from experiments.data import pipeline
 
 # Bindings a rerun of the same model_dir may change: how long to train, how
@@ -485,13 +486,21 @@ def train(model_dir: str,
                                                           context))
 
       def save_mid_epoch(done, epoch=epoch):
-        if checkpoint_steps and done % checkpoint_steps == 0 and done < steps:
+        # SIGINT/SIGTERM: a checkpoint at this step first (one process
+        # only: saving is collective, and the other workers may not stop).
+        stopping = watchdog.pending_stop()
+        if (checkpoint_steps and done % checkpoint_steps == 0 and
+            done < steps) or (stopping and
+                              not distribution.is_multi_worker(strategy)):
           epoch_counter.assign(epoch)
           step_counter.assign(done)
           manager.save()
+        if stopping:
+          raise watchdog.RunInterrupted(stopping)
 
-      logs = loop.run_epoch(step_function, iter(data), first_step, steps,
-                            totals, verbosity, save_mid_epoch)
+      with watchdog.signals_deferred():
+        logs = loop.run_epoch(step_function, iter(data), first_step, steps,
+                              totals, verbosity, save_mid_epoch)
       if precise_batch_norm_batches:
         precise_batch_norm.recompute_batch_norm(
             model, stream(epoch * steps).take(precise_batch_norm_batches))
