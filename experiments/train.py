@@ -100,7 +100,8 @@ def _main(stop):
     metrics = training.train(model_dir=_MODEL_DIR.value, strategy=strategy)
   except (checkpoints.RunMismatchError, checkpoints.RunFileError,
           training.RunDirectoryError, export_directory.ExportDirectoryError,
-          model_files.DamagedModelFileError, run_lock.RunLockedError) as error:
+          model_files.DamagedModelFileError, run_lock.RunLockedError,
+          training.divergence.RunDivergedError) as error:
     sys.exit(f'error: {_one_line(error)}')
   except ValueError as error:
     if 'train.' not in str(error) and 'load_dataset' not in str(error):

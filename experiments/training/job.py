@@ -54,6 +54,7 @@ from experiments.training import run_files as checkpoints
 from experiments import configurables
 from experiments import gin_files as configuration
 from experiments.training import distribution
+from experiments.training import divergence
 from experiments.training import evaluation
 from experiments.serving import export_directory
 from experiments.training import loop
@@ -77,6 +78,7 @@ RESUMABLE_BINDINGS = (
     'load_dataset.data_dir',
     'load_dataset.download',
     'train.resume_from',
+    'train.max_loss',
 )
 # The frontends a frontend .gin file may configure; bindings of those this
 # run does not build are expected when files are composed (default.gin's
@@ -237,7 +239,8 @@ def train(model_dir: str,
           checkpoint_steps: Optional[int] = None,
           export: bool = True,
           verbose='auto',
-          resume_from: Optional[str] = None) -> dict:
+          resume_from: Optional[str] = None,
+          max_loss: Optional[float] = divergence.DEFAULT_MAX_LOSS) -> dict:
   """Trains a frontend + encoder classifier, tests it and exports it.
 
   Args:
@@ -277,6 +280,9 @@ def train(model_dir: str,
       checkpoints are missing or damaged (a rerun refuses them, see
       docs/recovery.md), continue from that whole-model file with a fresh
       optimizer instead; ignored while a readable checkpoint exists.
+    max_loss: a mean training loss above this (or a non-finite one) stops
+      the run with divergence.RunDivergedError before the epoch is written
+      or anything exported; None: only non-finite losses stop it.
 
   Returns:
     The full-clip test metrics of the chosen (best validation) model, as
@@ -293,6 +299,8 @@ def train(model_dir: str,
       subclass RunCheckpointError: the run has finished epochs but its
       checkpoints are missing or damaged (see resume_from).
     run_lock.RunLockedError: another process works in model_dir.
+    divergence.RunDivergedError: the training loss became non-finite or
+      exceeded max_loss; nothing of that epoch is written, nothing exported.
   """
   batch_size = _check_positive_int('batch_size', batch_size)
   num_epochs = _check_positive_int('num_epochs', num_epochs)
@@ -321,6 +329,7 @@ def train(model_dir: str,
   if resume_from is not None and resume_from not in checkpoints.KERAS_FILES:
     raise ValueError(f'train.resume_from must be None or one of '
                      f'{checkpoints.KERAS_FILES}; got {resume_from!r}.')
+  max_loss = divergence.check_max_loss(max_loss)
   strategy = strategy or tf.distribute.get_strategy()
   replicas = strategy.num_replicas_in_sync
   if batch_size % replicas:
@@ -489,6 +498,8 @@ def train(model_dir: str,
         # SIGINT/SIGTERM: a checkpoint at this step first (one process
         # only: saving is collective, and the other workers may not stop).
         stopping = watchdog.pending_stop()
+        divergence.check(epoch, done, totals.logs(info.multi_label)['loss'],
+                         max_loss, model_dir)
         if (checkpoint_steps and done % checkpoint_steps == 0 and
             done < steps) or (stopping and
                               not distribution.is_multi_worker(strategy)):
@@ -501,6 +512,7 @@ def train(model_dir: str,
       with watchdog.signals_deferred():
         logs = loop.run_epoch(step_function, iter(data), first_step, steps,
                               totals, verbosity, save_mid_epoch)
+      divergence.check(epoch, steps, logs['loss'], max_loss, model_dir)
       if precise_batch_norm_batches:
         precise_batch_norm.recompute_batch_norm(
             model, stream(epoch * steps).take(precise_batch_norm_batches))
