@@ -106,8 +106,10 @@ def test_split_folders_give_labels_splits_and_resampled_audio(
   spectrum = np.abs(np.fft.rfft(test[3200][0]))
   assert np.fft.rfftfreq(3200, 1 / 16000)[np.argmax(spectrum)] == 500
   messages = caplog.text
-  assert 'resampling 44100 Hz stereo -> 16000 Hz mono for 1 files' in messages
-  assert 'resampling 48000 Hz mono -> 16000 Hz mono for 1 files' in messages
+  assert ('resampling 44100 Hz stereo -> 16000 Hz mono for 1 files: '
+          'train/tone/stereo.wav') in messages
+  assert ('resampling 48000 Hz mono -> 16000 Hz mono for 1 files: '
+          'train/tone/deep.wav') in messages
   assert 'README.txt' in messages
 
 
@@ -418,3 +420,16 @@ def test_a_header_with_an_absurd_sample_rate_follows_damaged_files(
     skipping.download_and_prepare()
   assert sum(info.num_examples for info in skipping.info.splits.values()) == 29
   assert '1 damaged files' in caplog.text and 'a/4.wav' in caplog.text
+
+
+def test_silent_files_are_kept_with_their_label_and_named(tmp_path, caplog):
+  root = tmp_path / 'root'
+  make_label_folders(root, 10)
+  wav.write_wav(root / 'a' / '3.wav', np.zeros(103), 16000)
+  wav.write_wav(root / 'b' / '5.wav', np.full(155, 1e-6), 16000)  # Rounds to 0.
+  builder = folder.folder_builder(root, data_dir=tmp_path / 'd')
+  with caplog.at_level(logging.WARNING):
+    builder.download_and_prepare()
+  assert sum(info.num_examples for info in builder.info.splits.values()) == 30
+  assert '2 files under' in caplog.text and 'are silent' in caplog.text
+  assert 'a/3.wav, b/5.wav' in caplog.text

@@ -352,7 +352,8 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
                        'WavFolderConfig.for_folder(root, sample_rate); got '
                        f'{config!r}. folder_builder(root) does this for you.')
     self._layout = config.layout or scan_folder(config.root)
-    self._source_formats = collections.Counter()
+    self._source_formats = collections.defaultdict(list)
+    self._silent = []
     self._damaged = []
     super().__init__(config=config, **kwargs)
     if self.is_prepared():
@@ -393,9 +394,13 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           ) from error
         self._damaged.append(f'{relative_path}: {error}')
         continue
-      self._source_formats[(source_rate, samples.shape[1])] += 1
-      audio = wav.resample(wav.to_mono(samples), source_rate, target_rate)
-      yield relative_path, {'audio': wav.to_int16(audio), 'label': label}
+      self._source_formats[(source_rate, samples.shape[1])].append(
+          relative_path)
+      audio = wav.to_int16(
+          wav.resample(wav.to_mono(samples), source_rate, target_rate))
+      if not audio.any():
+        self._silent.append(relative_path)
+      yield relative_path, {'audio': audio, 'label': label}
 
   def _download_and_prepare(self, *args, **kwargs):
     if self._layout.skipped:
@@ -406,10 +411,12 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           'a label folder: %s%s', len(self._layout.skipped), self._layout.root,
           named, f' and {more} more' if more > 0 else '')
     self._source_formats.clear()
+    self._silent.clear()
     self._damaged.clear()
     result = super()._download_and_prepare(*args, **kwargs)
     self.info.metadata[_DAMAGED_KEY] = sorted(self._damaged)
     self._log_conversions()
+    self._log_silent()
     self._log_damaged(self._damaged)
     self._remove_stale_caches()
     return result
@@ -441,15 +448,27 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           named, f' and {more} more' if more > 0 else '')
 
   def _log_conversions(self):
-    """One line per distinct source format that needed converting."""
+    """One line per distinct source format that needed converting, naming
+    its files (the first _MAX_NAMED_SKIPPED)."""
     target_rate = self.builder_config.sample_rate
-    for (rate, channels), count in sorted(self._source_formats.items()):
+    for (rate, channels), paths in sorted(self._source_formats.items()):
       if rate == target_rate and channels == 1:
         continue
       verb = 'resampling' if rate != target_rate else 'downmixing'
-      logging.info('WavFolder: %s %d Hz %s -> %d Hz mono for %d files', verb,
-                   rate, _CHANNEL_WORDS.get(channels, f'{channels} channels'),
-                   target_rate, count)
+      logging.info('WavFolder: %s %d Hz %s -> %d Hz mono for %d files: %s',
+                   verb, rate,
+                   _CHANNEL_WORDS.get(channels, f'{channels} channels'),
+                   target_rate, len(paths), _named(sorted(paths)))
+
+  def _log_silent(self):
+    """Files that are digital silence at 16-bit resolution are kept (with
+    their folder's label) but named: usually a recording gone wrong."""
+    if self._silent:
+      logging.warning(
+          'WavFolder: %d files under %s are silent (every sample rounds to '
+          '0): %s. They train as examples of their label; remove them if '
+          'that is not what they are.', len(self._silent), self._layout.root,
+          _named(sorted(self._silent)))
 
   def _remove_stale_caches(self):
     """Deletes this folder's caches at this rate with an older fingerprint."""
@@ -460,6 +479,12 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           config_dir.name != self.builder_config.name):
         logging.info('WavFolder: removing the outdated cache %s', config_dir)
         config_dir.rmtree()
+
+
+def _named(paths):
+  more = len(paths) - _MAX_NAMED_SKIPPED
+  return ', '.join(paths[:_MAX_NAMED_SKIPPED]) + (
+      f' and {more} more' if more > 0 else '')
 
 
 def folder_builder(root, sample_rate=16000, data_dir=None,
