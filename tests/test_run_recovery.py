@@ -4,6 +4,7 @@ starting again; damaged metrics.csv, run.json and foreign .keras files are
 named; the offered recoveries work. Runs are tiny (a tone folder, 2 steps)."""
 
 import json
+import pathlib
 import re
 import shutil
 
@@ -203,3 +204,33 @@ def test_a_file_system_without_storage_is_named(tmp_path, tone_folder,
   with pytest.raises(training.RunDirectoryError,
                      match='stores no files'):
     train_in_process(tmp_path / 'run', tiny(tone_folder, data_dir))
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_the_old_file(tmp_path,
+                                                              monkeypatch):
+  target = tmp_path / 'metrics.csv'
+  target.write_text('epoch,loss\n0,1.0\n')
+  original = type(target).write_text
+
+  def full_disk(path, text, *args, **kwargs):
+    original(path, text[:5])  # Part of it reached the disk.
+    raise OSError(28, 'No space left on device', str(path))
+
+  monkeypatch.setattr(type(target), 'write_text', full_disk)
+  with pytest.raises(OSError, match='No space left'):
+    run_files.write_text_atomically(target, 'epoch,loss\n0,1.0\n1,0.5\n')
+  monkeypatch.undo()
+  assert target.read_text() == 'epoch,loss\n0,1.0\n'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.csv']
+
+  class FullDiskModel:
+    def save(self, path):
+      pathlib.Path(path).write_bytes(b'PK\x03\x04 partial')
+      raise OSError(28, 'No space left on device', str(path))
+
+  (tmp_path / 'best.keras').write_bytes(b'old')
+  with pytest.raises(OSError, match='No space left'):
+    run_files.save_model_atomically(FullDiskModel(), tmp_path / 'best.keras')
+  assert (tmp_path / 'best.keras').read_bytes() == b'old'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['best.keras',
+                                                        'metrics.csv']

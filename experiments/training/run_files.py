@@ -6,6 +6,7 @@ Every file is first written next to its destination and then renamed over it
 either its previous or its new content.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -22,16 +23,32 @@ RUN_FILE = 'run.json'
 def write_text_atomically(path, text: str) -> None:
   path = pathlib.Path(path)
   temporary = path.with_name(f'.{path.name}.tmp')
-  temporary.write_text(text)
-  os.replace(temporary, path)
+  with _removed_on_failure(temporary):
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def save_model_atomically(model, path) -> None:
   """model.save(path) through a temporary .keras file and a rename."""
   path = pathlib.Path(path)
   temporary = path.with_name(f'.tmp-{path.name}')
-  model.save(temporary)
-  os.replace(temporary, path)
+  with _removed_on_failure(temporary):
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temporary):
+  """A write cut short (a full disk: ENOSPC) leaves no partial temporary
+  file to fill the disk further; the destination keeps its old content."""
+  try:
+    yield
+  except BaseException:
+    try:
+      temporary.unlink()
+    except OSError:
+      pass
+    raise
 
 
 def read_json_state(path) -> dict:
