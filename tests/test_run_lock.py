@@ -161,3 +161,18 @@ def test_training_and_export_refuse_a_locked_model_dir(tmp_path, tone_folder,
   with pytest.raises(run_files.RunFileError):
     train(tmp_path / 'run')
   assert not (tmp_path / 'run' / run_lock.LOCK_FILE).exists()
+
+
+def test_a_stale_lock_found_twice_is_removed_once(tmp_path):
+  # Two processes found the same stale lock; the first took it over: the
+  # second must not remove the first's fresh lock.
+  path = str(tmp_path / run_lock.LOCK_FILE)
+  stale = {'host': socket.gethostname(), 'pid': 2**22 + 7, 'token': 'old'}
+  (tmp_path / run_lock.LOCK_FILE).write_text(json.dumps(stale))
+  assert run_lock._remove_if_owned_by(path, stale, 'first')  # pylint: disable=protected-access
+  fresh = run_lock.acquire(tmp_path)
+  assert not run_lock._remove_if_owned_by(path, stale, 'second')  # pylint: disable=protected-access
+  assert json.loads((tmp_path / run_lock.LOCK_FILE).read_text())[
+      'token'] == fresh.owner['token']
+  assert os.listdir(tmp_path) == [run_lock.LOCK_FILE]
+  fresh.release()

@@ -164,6 +164,40 @@ def _create(path: str, text: str, token: str) -> bool:
     return False
 
 
+def _remove_if_owned_by(path: str, holder: dict, token: str) -> bool:
+  """Removes the stale lock `holder` (only it): True if it was removed.
+
+  Two processes may find the same stale lock; the first removes it and
+  creates its own, which the second must not remove. Locally the file is
+  first renamed aside (atomic: only one process moves any one file), then
+  checked, and put back if it was not the stale one.
+  """
+  if not _is_local(path):
+    if _read_owner(path).get('token') == holder.get('token'):
+      tf.io.gfile.remove(path)
+      return True
+    return False
+  aside = f'{path}.{token}.stale'
+  try:
+    os.rename(path, aside)
+  except FileNotFoundError:
+    return False  # Someone else removed it first.
+  try:
+    with open(aside) as file:
+      moved = json.loads(file.read())
+  except ValueError:
+    moved = {}
+  if isinstance(moved, dict) and moved.get('token') == holder.get('token'):
+    os.remove(aside)
+    return True
+  try:
+    os.link(aside, path)  # A fresh lock of another process: put it back.
+  except FileExistsError:
+    pass
+  os.remove(aside)
+  return False
+
+
 def acquire(model_dir, purpose: str = 'train') -> RunLock:
   """Takes the lock on model_dir (created if missing) for this process.
 
@@ -197,7 +231,7 @@ def acquire(model_dir, purpose: str = 'train') -> RunLock:
       'token': token,
   }
   text = json.dumps(owner, indent=2, sort_keys=True)
-  for _ in range(2):  # A second try after taking over a stale lock.
+  for _ in range(3):  # Tries again after a stale lock was removed.
     if _create(path, text, token):
       return RunLock(path, owner, created_dir)
     try:
@@ -213,8 +247,8 @@ def acquire(model_dir, purpose: str = 'train') -> RunLock:
           f'{model_dir} is in use by {describe(holder)}. Wait for it to end '
           'or use another --model_dir. If that process is gone (e.g. its '
           f'machine was shut down), delete {path} and rerun.')
-    logging.warning('Taking over the lock of %s: it was held by %s, which is '
-                    'no longer running.', model_dir, describe(holder))
-    tf.io.gfile.remove(path)
+    if _remove_if_owned_by(path, holder, token):
+      logging.warning('Took over the lock of %s: it was held by %s, which '
+                      'is no longer running.', model_dir, describe(holder))
   raise RunLockedError(f'{path}: could not take the lock; another process '
                        'keeps taking it. Rerun when it has ended.')
