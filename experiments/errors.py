@@ -17,7 +17,14 @@ scripts may rely on:
   7       StorageError         reading or writing failed (disk full, access
                                denied, bucket unreachable); the last
                                checkpoint is intact
-  130     (Ctrl-C)             interrupted; rerunning the command resumes
+  8       DivergedError        the training loss became non-finite or
+                               exploded; nothing was exported
+  130     SIGINT (Ctrl-C)      interrupted (a checkpoint first); rerunning
+                               the command resumes
+  143     SIGTERM              the same, from kill, Kubernetes or Slurm
+  137     (SIGKILL)            the watchdog ended a process that did not stop
+                               within seconds of a signal, or whose workers
+                               did not join (docs/recovery.md)
 
 The types derive from ValueError (StorageError from OSError), so code that
 caught ValueError before keeps working.
@@ -63,6 +70,11 @@ class DataError(LeafAudioError):
 class ExportError(LeafAudioError):
   """The export destination holds something that is not ours to replace."""
   exit_status = 6
+
+
+class DivergedError(LeafAudioError):
+  """Training diverged (a non-finite or exploding loss); nothing exported."""
+  exit_status = 8
 
 
 class StorageError(OSError):

@@ -26,7 +26,6 @@ left intact. Errors print one `error: ...` line and exit with the status of
 their kind (experiments/errors.py; 1 for others).
 """
 
-import json
 import pathlib
 import sys
 
@@ -85,6 +84,9 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None, *,
       (every one is checked before anything is written).
     model_files.DamagedModelFileError: the checkpoint cannot be read.
     ValueError: a conversion failed (the message names the flag).
+    checkpoints.RunFileError: run.json is damaged.
+    run_lock.RunLockedError: another process (a training) works in
+      model_dir.
   """
   # Imported here so that `--help` stays fast.
   import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
@@ -92,9 +94,7 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None, *,
   from experiments.serving import converters  # pylint: disable=g-import-not-at-top
   from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
-  from experiments import models  # pylint: disable=g-import-not-at-top
-  from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
-  from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
+  from experiments.training import run_lock  # pylint: disable=g-import-not-at-top
   report = report or (lambda message: None)
   model_dir = pathlib.Path(model_dir)
   export_dir = pathlib.Path(export_dir or model_dir / 'export')
@@ -102,15 +102,24 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None, *,
   export_directory.check_destination(export_dir, model_dir)
   files = converters.check_destinations(_destinations(
       tflite, onnx, streaming_tflite, streaming_onnx))
-  run_file = model_dir / checkpoints.RUN_FILE
+  run = checkpoints.read_run_file(model_dir)
   model_file = model_dir / checkpoint
-  for path in (run_file, model_file):
-    if not path.exists():
-      raise FileNotFoundError(
-          f'{path} not found: --model_dir must be the folder of a training '
-          'run (python -m experiments.train --model_dir=...).')
-  run = json.loads(run_file.read_text())
-  model = model_files.load_keras_file(model_file)
+  if not model_file.exists():
+    raise FileNotFoundError(
+        f'{model_file} not found: --model_dir must be the folder of a '
+        'training run (python -m experiments.train --model_dir=...).')
+  # No training may replace best.keras while it is read and exported.
+  with run_lock.acquire(model_dir, 'export'):
+    model = model_files.load_keras_file(model_file)
+    return _export_model(model, run, model_dir, export_dir, files, report)
+
+
+def _export_model(model, run, model_dir, export_dir, files, report):
+  """The SavedModel of `model`, then each converted file of `files`."""
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments.serving import converters  # pylint: disable=g-import-not-at-top
+  from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
+  from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
   lookahead_samples = 0
   if {'streaming_tflite', 'streaming_onnx'} & set(files):
     try:
@@ -149,7 +158,7 @@ def main(argv):
                streaming_onnx=_STREAMING_ONNX.value, report=print)
   except (ValueError, OSError) as error:
     # ExportDirectoryError, ArtifactDestinationError and
-    # DamagedModelFileError are ValueErrors.
+    # DamagedModelFileError and RunLockedError are ValueErrors.
     errors.report_and_exit(error)
 
 

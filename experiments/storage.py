@@ -11,6 +11,7 @@ store a rename is a copy then a delete, and each object is still written as a
 whole (a reader never sees half of it).
 """
 
+import contextlib
 import io
 import os
 import posixpath
@@ -88,6 +89,12 @@ def remove_tree(path) -> None:
     gfile.rmtree(path)
 
 
+def rename_folder(source, destination) -> None:
+  """Renames a folder (atomic on local disks and ram://; on object stores
+  TensorFlow's file system copies its objects)."""
+  gfile.rename(os.fspath(source), os.fspath(destination), overwrite=False)
+
+
 def read_bytes(path) -> bytes:
   with gfile.GFile(os.fspath(path), 'rb') as file:
     return file.read()
@@ -124,8 +131,23 @@ def write_atomically(path, data) -> None:
   if isinstance(data, str):
     data = data.encode('utf-8')
   temporary = _hidden_sibling(path, 'tmp')
-  write_bytes(temporary, data)
-  gfile.rename(temporary, os.fspath(path), overwrite=True)
+  with _removed_on_failure(temporary):
+    write_bytes(temporary, data)
+    gfile.rename(temporary, os.fspath(path), overwrite=True)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temporary):
+  """A write cut short (a full disk: ENOSPC) leaves no partial temporary
+  file to fill the disk further; the destination keeps its old content."""
+  try:
+    yield
+  except BaseException:
+    try:
+      _remove_if_present(temporary)
+    except (OSError, tf.errors.OpError):
+      pass
+    raise
 
 
 def copy_atomically(local_file, path) -> None:
@@ -143,8 +165,9 @@ def save_keras_model(model, path) -> None:
   path = os.fspath(path)
   if not is_url(path):
     temporary = _hidden_sibling(path, 'tmp.keras')
-    model.save(temporary)
-    os.replace(temporary, path)
+    with _removed_on_failure(temporary):
+      model.save(temporary)
+      os.replace(temporary, path)
     return
   with tempfile.TemporaryDirectory(prefix='leaf-audio-save-') as folder:
     local = os.path.join(folder, basename(path))

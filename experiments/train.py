@@ -40,6 +40,7 @@ from experiments import errors
 from experiments import gin_files
 from experiments import storage
 from experiments.training import distribution
+from experiments.training import watchdog
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _GIN_CONFIG = flags.DEFINE_multi_string(
@@ -57,12 +58,16 @@ _STRATEGY = flags.DEFINE_enum(
     'or the --logical_cpus), multi_worker (the workers of TF_CONFIG; every '
     'worker runs the same command), tpu (--tpu).')
 _TPU = flags.DEFINE_string('tpu', '', "TPU name or address for --strategy=tpu.")
+_WORKER_JOIN_TIMEOUT = flags.DEFINE_float(
+    'worker_join_timeout', 600., 'With --strategy=multi_worker: seconds to '
+    'wait for every worker of TF_CONFIG to start before ending with exit '
+    'status 137 and the names of the missing workers; 0 waits forever.')
 _LOGICAL_CPUS = flags.DEFINE_integer(
     'logical_cpus', 0, 'Split the CPU into this many logical devices (to try '
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
 
 
-def run(model_dir: str) -> dict:
+def run(model_dir: str, stop: watchdog.StopSignals) -> dict:
   """Parses the gin files and bindings of the flags and trains.
 
   Returns:
@@ -70,8 +75,12 @@ def run(model_dir: str) -> dict:
   """
   if _LOGICAL_CPUS.value:
     distribution.split_cpu(_LOGICAL_CPUS.value)
+  if _STRATEGY.value == 'multi_worker':
+    stop.expect_join(_WORKER_JOIN_TIMEOUT.value, distribution.cluster_peers())
   # The strategy comes before any other TensorFlow op of the process.
-  strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
+  with watchdog.signals_end_process():  # Its wait for workers holds the GIL.
+    strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
+  stop.joined()
   # Registers leaf_audio and the models with gin, then parses the configs.
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
   from experiments.training import job  # pylint: disable=g-import-not-at-top
@@ -120,14 +129,17 @@ def main(argv):
     if console is not None:
       console.hide_library_output()
     try:
-      metrics = run(model_dir)
+      # SIGINT/SIGTERM end the run within seconds, even while TF blocks.
+      with watchdog.StopSignals() as stop:
+        metrics = run(model_dir, stop)
     finally:
       if console is not None:
         console.stop()
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as error:  # Includes watchdog.RunInterrupted.
     print(f'interrupted: rerun the same command to resume {model_dir} from '
           'its last checkpoint.', file=sys.stderr)
-    raise SystemExit(errors.INTERRUPTED) from None
+    raise SystemExit(getattr(error, 'exit_status',
+                             errors.INTERRUPTED)) from None
   except Exception as error:  # pylint: disable=broad-except
     if errors.is_reported(error):
       errors.report_and_exit(error)

@@ -106,8 +106,10 @@ def test_split_folders_give_labels_splits_and_resampled_audio(
   spectrum = np.abs(np.fft.rfft(test[3200][0]))
   assert np.fft.rfftfreq(3200, 1 / 16000)[np.argmax(spectrum)] == 500
   messages = caplog.text
-  assert 'resampling 44100 Hz stereo -> 16000 Hz mono for 1 files' in messages
-  assert 'resampling 48000 Hz mono -> 16000 Hz mono for 1 files' in messages
+  assert ('resampling 44100 Hz stereo -> 16000 Hz mono for 1 files: '
+          'train/tone/stereo.wav') in messages
+  assert ('resampling 48000 Hz mono -> 16000 Hz mono for 1 files: '
+          'train/tone/deep.wav') in messages
   assert 'README.txt' in messages
 
 
@@ -360,3 +362,74 @@ def test_damaged_files_policy_is_checked(tmp_path):
   make_label_folders(tmp_path / 'root', 2)
   with pytest.raises(ValueError, match=r"damaged_files.*'ignore'"):
     folder.folder_builder(tmp_path / 'root', damaged_files='ignore')
+
+
+def test_a_label_whose_only_file_is_hashed_out_of_train_is_refused(tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root, 10)
+  name = next(f'x{i}.wav' for i in range(100)
+              if folder.hash_split(f'lonely/x{i}.wav') == 'test')
+  (root / 'lonely').mkdir()
+  wav.write_wav(root / 'lonely' / name, np.zeros(100), 16000)
+  with pytest.raises(ValueError, match=(
+      rf"label 'lonely' .* has no training file: its files lonely/{name} "
+      r'\(test\)')):
+    folder.folder_builder(root)
+
+
+def test_a_label_whose_only_file_is_carved_into_validation_is_refused(
+    tmp_path):
+  root = tmp_path / 'root'
+  make_label_folders(root / 'train', 10)
+  name = next(f'x{i}.wav' for i in range(100)
+              if folder.hash_split(f'train/lonely/x{i}.wav') == 'validation')
+  (root / 'train' / 'lonely').mkdir()
+  wav.write_wav(root / 'train' / 'lonely' / name, np.zeros(100), 16000)
+  make_label_folders(root / 'test', 1)
+  with pytest.raises(ValueError, match=(
+      rf"label 'lonely' .* has no training file: its files "
+      rf'train/lonely/{name} \(validation\)')):
+    folder.scan_folder(root)
+
+
+def write_wav_header_rate(path, sample_rate, samples=100):
+  """A 16-bit mono PCM WAV whose header says `sample_rate`, written by hand."""
+  data = np.zeros(samples, '<i2').tobytes()
+  fmt = struct.pack('<HHIIHH', 1, 1, sample_rate, (sample_rate * 2) % 2**32,
+                    2, 16)
+  with open(path, 'wb') as f:
+    f.write(b'RIFF' + struct.pack('<I', 36 + len(data)) + b'WAVE' + b'fmt ' +
+            struct.pack('<I', 16) + fmt + b'data' +
+            struct.pack('<I', len(data)) + data)
+
+
+@pytest.mark.parametrize('rate', [0, 2**31 - 1])
+def test_a_header_with_an_absurd_sample_rate_follows_damaged_files(
+    tmp_path, rate, caplog):
+  root = tmp_path / 'root'
+  make_label_folders(root, 10)
+  write_wav_header_rate(root / 'a' / '4.wav', rate)
+  builder = folder.folder_builder(root, data_dir=tmp_path / 'd')
+  with pytest.raises(wav.DamagedWavError, match=(
+      rf"a/4\.wav' is damaged: its header gives a sample rate of {rate} Hz"
+      r".*damaged_files = 'skip'")):
+    builder.download_and_prepare()
+  skipping = folder.folder_builder(root, data_dir=tmp_path / 'd',
+                                   damaged_files='skip')
+  with caplog.at_level(logging.WARNING):
+    skipping.download_and_prepare()
+  assert sum(info.num_examples for info in skipping.info.splits.values()) == 29
+  assert '1 damaged files' in caplog.text and 'a/4.wav' in caplog.text
+
+
+def test_silent_files_are_kept_with_their_label_and_named(tmp_path, caplog):
+  root = tmp_path / 'root'
+  make_label_folders(root, 10)
+  wav.write_wav(root / 'a' / '3.wav', np.zeros(103), 16000)
+  wav.write_wav(root / 'b' / '5.wav', np.full(155, 1e-6), 16000)  # Rounds to 0.
+  builder = folder.folder_builder(root, data_dir=tmp_path / 'd')
+  with caplog.at_level(logging.WARNING):
+    builder.download_and_prepare()
+  assert sum(info.num_examples for info in builder.info.splits.values()) == 30
+  assert '2 files under' in caplog.text and 'are silent' in caplog.text
+  assert 'a/3.wav, b/5.wav' in caplog.text

@@ -192,3 +192,37 @@ def test_non_finite_float_samples_are_refused(tmp_path):
   with pytest.raises(ValueError, match=(
       r"'.*nan\.wav' is damaged: 2 of its 100 float samples are not finite")):
     wav.read_wav(tmp_path / 'nan.wav')
+
+
+def write_header_rate(path, sample_rate, samples=100):
+  """A 16-bit mono PCM WAV whose header says `sample_rate`, written by hand."""
+  data = np.zeros(samples, '<i2').tobytes()
+  fmt = struct.pack('<HHIIHH', 1, 1, sample_rate, (sample_rate * 2) % 2**32,
+                    2, 16)
+  with open(path, 'wb') as f:
+    f.write(b'RIFF' + struct.pack('<I', 36 + len(data)) + b'WAVE' + b'fmt ' +
+            struct.pack('<I', 16) + fmt + b'data' +
+            struct.pack('<I', len(data)) + data)
+
+
+@pytest.mark.parametrize('rate', [0, wav.MAX_SAMPLE_RATE + 1, 2**31 - 1])
+def test_an_absurd_header_sample_rate_is_a_damaged_file(tmp_path, rate):
+  path = tmp_path / 'odd.wav'
+  write_header_rate(path, rate)
+  with pytest.raises(wav.DamagedWavError,
+                     match=f'sample rate of {rate} Hz') as error:
+    wav.read_wav(path)
+  assert str(path) in str(error.value)
+  write_header_rate(path, wav.MAX_SAMPLE_RATE)
+  samples, got = wav.read_wav(path)
+  assert got == wav.MAX_SAMPLE_RATE and samples.shape == (100, 1)
+
+
+@pytest.mark.parametrize('content', [
+    b'', b'just some text, not audio at all',
+    b'RIFF\x10\x00\x00\x00WAVEfmt \x10\x00'])
+def test_damaged_files_raise_the_typed_error(tmp_path, content):
+  path = tmp_path / 'broken.wav'
+  path.write_bytes(content)
+  with pytest.raises(wav.DamagedWavError, match='broken.wav'):
+    wav.read_wav(path)

@@ -175,6 +175,7 @@ def _scan_split_folders(root, folders, skipped):
           f'{sum(map(len, carved.values()))} files '
           f'of {storage.join(root, "train")!r} by hash, none is left to '
           'train on; add train files or give validation and test folders.')
+  _check_every_label_trains(root, label_names, files)
   return label_names, files
 
 
@@ -193,7 +194,30 @@ def _scan_and_hash_split(root, folders, skipped):
         f'WavFolder: the hash split of the {sum(map(len, files.values()))} '
         f'.wav files under {root!r} put none in train; add more files or '
         'give the splits yourself with root/train/<label>/*.wav.')
+  _check_every_label_trains(root, label_names, files)
   return label_names, files
+
+
+def _check_every_label_trains(root, label_names, files):
+  """Raises ValueError when a label has no file in the train split.
+
+  A model would get an output for a class it never sees in training; this
+  happens when a label's only files are hashed (or carved) into validation
+  or test.
+  """
+  trained = {label for _, label in files.get('train', ())}
+  for index, name in enumerate(label_names):
+    if index in trained:
+      continue
+    elsewhere = sorted(f'{path} ({split})' for split, split_files in
+                       files.items() for path, label in split_files
+                       if label == index)
+    raise ValueError(
+        f'WavFolder: label {name!r} under {root!r} has no training file: '
+        f'its files {", ".join(elsewhere)} all went to other splits by the '
+        'hash of their paths, and a model cannot learn a label it never '
+        'trains on. Add more files for it, or give the splits yourself '
+        '(root/train/<label>/*.wav).')
 
 
 def _visible_subfolders(root, relative, skipped):
@@ -344,7 +368,8 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
                        'WavFolderConfig.for_folder(root, sample_rate); got '
                        f'{config!r}. folder_builder(root) does this for you.')
     self._layout = config.layout or scan_folder(config.root)
-    self._source_formats = collections.Counter()
+    self._source_formats = collections.defaultdict(list)
+    self._silent = []
     self._damaged = []
     super().__init__(config=config, **kwargs)
     if self.is_prepared():
@@ -377,15 +402,21 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
             storage.join(self._layout.root, relative_path))
       except ValueError as error:
         if self.builder_config.damaged_files == 'refuse':
-          raise ValueError(
+          refusal = (wav.DamagedWavError if isinstance(
+              error, wav.DamagedWavError) else ValueError)
+          raise refusal(
               f'WavFolder: {error} To leave damaged files out (counted and '
               "named in the log), set load_dataset.damaged_files = 'skip'."
           ) from error
         self._damaged.append(f'{relative_path}: {error}')
         continue
-      self._source_formats[(source_rate, samples.shape[1])] += 1
-      audio = wav.resample(wav.to_mono(samples), source_rate, target_rate)
-      yield relative_path, {'audio': wav.to_int16(audio), 'label': label}
+      self._source_formats[(source_rate, samples.shape[1])].append(
+          relative_path)
+      audio = wav.to_int16(
+          wav.resample(wav.to_mono(samples), source_rate, target_rate))
+      if not audio.any():
+        self._silent.append(relative_path)
+      yield relative_path, {'audio': audio, 'label': label}
 
   def _download_and_prepare(self, *args, **kwargs):
     if self._layout.skipped:
@@ -396,10 +427,12 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           'a label folder: %s%s', len(self._layout.skipped), self._layout.root,
           named, f' and {more} more' if more > 0 else '')
     self._source_formats.clear()
+    self._silent.clear()
     self._damaged.clear()
     result = super()._download_and_prepare(*args, **kwargs)
     self.info.metadata[_DAMAGED_KEY] = sorted(self._damaged)
     self._log_conversions()
+    self._log_silent()
     self._log_damaged(self._damaged)
     self._remove_stale_caches()
     return result
@@ -431,15 +464,27 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           named, f' and {more} more' if more > 0 else '')
 
   def _log_conversions(self):
-    """One line per distinct source format that needed converting."""
+    """One line per distinct source format that needed converting, naming
+    its files (the first _MAX_NAMED_SKIPPED)."""
     target_rate = self.builder_config.sample_rate
-    for (rate, channels), count in sorted(self._source_formats.items()):
+    for (rate, channels), paths in sorted(self._source_formats.items()):
       if rate == target_rate and channels == 1:
         continue
       verb = 'resampling' if rate != target_rate else 'downmixing'
-      logging.info('WavFolder: %s %d Hz %s -> %d Hz mono for %d files', verb,
-                   rate, _CHANNEL_WORDS.get(channels, f'{channels} channels'),
-                   target_rate, count)
+      logging.info('WavFolder: %s %d Hz %s -> %d Hz mono for %d files: %s',
+                   verb, rate,
+                   _CHANNEL_WORDS.get(channels, f'{channels} channels'),
+                   target_rate, len(paths), _named(sorted(paths)))
+
+  def _log_silent(self):
+    """Files that are digital silence at 16-bit resolution are kept (with
+    their folder's label) but named: usually a recording gone wrong."""
+    if self._silent:
+      logging.warning(
+          'WavFolder: %d files under %s are silent (every sample rounds to '
+          '0): %s. They train as examples of their label; remove them if '
+          'that is not what they are.', len(self._silent), self._layout.root,
+          _named(sorted(self._silent)))
 
   def _remove_stale_caches(self):
     """Deletes this folder's caches at this rate with an older fingerprint."""
@@ -450,6 +495,12 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           config_dir.name != self.builder_config.name):
         logging.info('WavFolder: removing the outdated cache %s', config_dir)
         config_dir.rmtree()
+
+
+def _named(paths):
+  more = len(paths) - _MAX_NAMED_SKIPPED
+  return ', '.join(paths[:_MAX_NAMED_SKIPPED]) + (
+      f' and {more} more' if more > 0 else '')
 
 
 def folder_builder(root, sample_rate=16000, data_dir=None,

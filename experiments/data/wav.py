@@ -23,6 +23,7 @@ import numpy as np
 import scipy.io.wavfile
 import scipy.signal
 
+from experiments import errors
 from experiments import storage
 
 # Full scale of each integer PCM type as scipy returns it. scipy left-justifies
@@ -35,6 +36,19 @@ _INT_FULL_SCALE = {
     np.dtype(np.int64): 2.0**63,
 }
 _UINT8_ZERO = 128.0
+# Header sample rates above this are taken as damage, not audio: 768 kHz is
+# the highest rate recorders use (ultrasound, bat recordings), and resampling
+# from a rate such as 2**31 - 1 Hz would need gigabytes for its filter.
+MAX_SAMPLE_RATE = 1_000_000
+
+
+class DamagedWavError(errors.DataError):
+  """A file that exists but is not readable audio; the message names it.
+
+  Raised for empty, corrupt, truncated and non-WAV files, files without
+  samples or with non-finite float samples, and headers whose sample rate is
+  0 or above MAX_SAMPLE_RATE. A DataError (a ValueError).
+  """
 
 
 def read_wav(path):
@@ -51,10 +65,13 @@ def read_wav(path):
     channel) and the sample rate in Hz, an int.
 
   Raises:
-    ValueError: naming the path, when the file is missing, is not a regular
-      file, is empty, is not a WAV file, is corrupt, is truncated (its
-      header declares more audio data than the file holds), holds no
-      samples, or holds non-finite (NaN or inf) float samples.
+    ValueError: naming the path, when the file is missing or is not a
+      regular file.
+    DamagedWavError: (a ValueError) naming the path, when the file is empty,
+      is not a WAV file, is corrupt, is truncated (its header declares more
+      audio data than the file holds), holds no samples, holds non-finite
+      (NaN or inf) float samples, or its header's sample rate is 0 or above
+      MAX_SAMPLE_RATE Hz.
   """
   path = os.fspath(path)
   if not storage.exists(path):
@@ -63,7 +80,8 @@ def read_wav(path):
     raise ValueError(f'read_wav: {path!r} is not a regular file.')
   contents = storage.read_bytes(path)
   if not contents:
-    raise ValueError(f'read_wav: {path!r} is empty (0 bytes), not a WAV file.')
+    raise DamagedWavError(
+        f'read_wav: {path!r} is empty (0 bytes), not a WAV file.')
   _check_not_truncated(contents, path)
   try:
     with warnings.catch_warnings():
@@ -74,23 +92,27 @@ def read_wav(path):
   except Exception as error:  # pylint: disable=broad-except
     # scipy reports a bad file as ValueError, EOFError, struct.error or
     # IndexError depending on where the header breaks; all mean "not readable".
-    raise ValueError(f'read_wav: could not read {path!r} as a WAV file: '
+    raise DamagedWavError(f'read_wav: could not read {path!r} as a WAV file: '
                      f'{type(error).__name__}: {error}') from error
+  if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+    raise DamagedWavError(
+        f'read_wav: {path!r} is damaged: its header gives a sample rate of '
+        f'{sample_rate} Hz (expected 1 to {MAX_SAMPLE_RATE} Hz).')
   if data.ndim == 1:
     data = data[:, np.newaxis]
   if data.shape[0] == 0:
-    raise ValueError(f'read_wav: {path!r} is a WAV file with no samples.')
+    raise DamagedWavError(f'read_wav: {path!r} is a WAV file with no samples.')
   samples = _to_float(data, path)
   if not np.isfinite(samples).all():
     bad = int(np.size(samples) - np.isfinite(samples).sum())
-    raise ValueError(
+    raise DamagedWavError(
         f'read_wav: {path!r} is damaged: {bad} of its {samples.size} float '
         'samples are not finite (NaN or inf).')
   return samples, int(sample_rate)
 
 
 def _check_not_truncated(contents: bytes, path):
-  """Raises a ValueError when the data chunk is longer than the file.
+  """Raises DamagedWavError when the data chunk is longer than the file.
 
   Walks the RIFF chunks to the 'data' chunk and compares the size its
   header declares with the bytes that follow it. Files that are not plain
@@ -115,7 +137,7 @@ def _check_not_truncated(contents: bytes, path):
       if chunk_id == b'data':
         available = file_size - offset - 8
         if chunk_size > available:
-          raise ValueError(
+          raise DamagedWavError(
               f'read_wav: {path!r} is truncated: its header declares '
               f'{chunk_size} bytes of audio but the file holds only '
               f'{available} (a copy or recording cut short?).')
@@ -132,7 +154,7 @@ def _to_float(data, path):
             _INT_FULL_SCALE[data.dtype]).astype(np.float32)
   if np.issubdtype(data.dtype, np.floating):
     return data.astype(np.float32)
-  raise ValueError(f'read_wav: {path!r} holds samples of type {data.dtype}; '
+  raise DamagedWavError(f'read_wav: {path!r} holds samples of type {data.dtype}; '
                    'expected 8/16/24/32-bit integer PCM or float.')
 
 

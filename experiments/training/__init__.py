@@ -13,4 +13,6 @@
                          of model_dir (new, writable, this run)
   model_files.py         reading .keras archives with a clear error when damaged
   tensorboard_figures.py filter responses and learned parameters per epoch
+  run_lock.py            one process at a time in a model_dir (a lock file)
+  watchdog.py            SIGINT/SIGTERM and waits for workers end a run within seconds
 """

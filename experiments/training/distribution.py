@@ -81,6 +81,7 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices)
   if name == 'multi_worker':
     _check_multi_worker_config()
+    _without_coordination_service()
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':
     try:
@@ -120,3 +121,41 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
   if resolver is None or not resolver.task_type:
     return ''
   return f'{resolver.task_type}_{resolver.task_id}'
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process is one of several workers of a cluster."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return False
+  return sum(len(tasks) for tasks in
+             resolver.cluster_spec().as_dict().values()) > 1
+
+
+def cluster_peers() -> dict:
+  """{'worker 1': 'host:port', ...}: TF_CONFIG's tasks other than this one
+  (what a worker waits for while the cluster forms)."""
+  config = _tf_config()
+  task = config.get('task', {})
+  peers = {}
+  for task_type, addresses in config.get('cluster', {}).items():
+    for index, address in enumerate(addresses):
+      if (task_type, index) != (task.get('type'), task.get('index')):
+        peers[f'{task_type} {index}'] = address
+  return peers
+
+
+def _without_coordination_service() -> None:
+  """Has MultiWorkerMirroredStrategy run without TF's coordination service.
+
+  With it, TensorFlow installs its own SIGTERM handler (its preemption
+  notifier), which swallows SIGTERM while a worker waits for its cluster
+  holding the GIL: only SIGKILL then stops it. Without it, SIGTERM keeps its
+  default action during that wait (experiments/training/watchdog.py), and
+  the strategy watches its peers with its own health check instead (the
+  behaviour of TensorFlow before 2.10). An explicit, empty service
+  configuration is what the strategy leaves in place.
+  """
+  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
+  if context.context().coordination_service is None:
+    context.context().configure_coordination_service(service_type='')

@@ -75,6 +75,7 @@ from experiments.data import pipeline
 from experiments.serving import export_directory
 from experiments.serving import signatures
 from experiments.training import distribution
+from experiments.training import divergence
 from experiments.training import evaluation
 from experiments.training import loop
 from experiments.training import model_files
@@ -82,7 +83,9 @@ from experiments.training import optimizers
 from experiments.training import precise_batch_norm
 from experiments.training import run_files
 from experiments.training import settings as settings_lib
+from experiments.training import run_lock
 from experiments.training import tensorboard_figures
+from experiments.training import watchdog
 
 # Bindings a rerun of the same model_dir may change: how long to train, how
 # much to print, where prepared data is kept, whether to export.
@@ -91,6 +94,8 @@ RESUMABLE_BINDINGS = (
     'train.verbose',
     'train.export',
     'train.checkpoint_steps',
+    'train.resume_from',
+    'train.max_loss',
     'load_dataset.data_dir',
     'load_dataset.download',
 )
@@ -123,7 +128,9 @@ def train(model_dir: str,
           precise_batch_norm_batches: int = 16,
           checkpoint_steps: Optional[int] = None,
           export: bool = True,
-          verbose='auto') -> dict:
+          verbose='auto',
+          resume_from: Optional[str] = None,
+          max_loss: Optional[float] = divergence.DEFAULT_MAX_LOSS) -> dict:
   """Trains a frontend + encoder classifier, tests it and exports it.
 
   Args:
@@ -161,6 +168,13 @@ def train(model_dir: str,
       last checkpoint either way, exactly.
     export: write the serving SavedModel at the end.
     verbose: 'auto' or 1 (progress bar), 2 (one line per epoch), 0.
+    resume_from: None, or 'last.keras' / 'best.keras': when the run's
+      checkpoints are missing or damaged (a rerun refuses them, see
+      docs/recovery.md), continue from that whole-model file with a fresh
+      optimizer instead; ignored while a readable checkpoint exists.
+    max_loss: a mean training loss above this (or a non-finite one) stops
+      the run with divergence.RunDivergedError before the epoch is written
+      or anything exported; None: only non-finite losses stop it.
 
   Returns:
     The full-clip test metrics of the chosen (best validation) model, as
@@ -175,7 +189,12 @@ def train(model_dir: str,
       holding user files (before anything is written).
     run_files.RunMismatchError: model_dir holds a different run.
     run_files.RunFileError: best.keras or last.keras of a resumed run is
-      damaged.
+      damaged or of another model, metrics.csv or run.json is damaged; its
+      subclass RunCheckpointError: the run has finished epochs but its
+      checkpoints are missing or damaged (see resume_from).
+    run_lock.RunLockedError: another process works in model_dir.
+    divergence.RunDivergedError: the training loss became non-finite or
+      exceeded max_loss; nothing of that epoch is written, nothing exported.
   """
   settings = settings_lib.Settings.checked(
       model_dir=model_dir, strategy=strategy, frontend=frontend,
@@ -185,15 +204,17 @@ def train(model_dir: str,
       window_seconds=window_seconds, shuffle_buffer=shuffle_buffer,
       seed=seed, mixed_precision=mixed_precision,
       precise_batch_norm_batches=precise_batch_norm_batches,
-      checkpoint_steps=checkpoint_steps, export=export, verbose=verbose)
+      checkpoint_steps=checkpoint_steps, export=export, verbose=verbose,
+      resume_from=resume_from, max_loss=max_loss)
   if settings.chief:
     run_files.check_model_dir_writable(settings.model_dir)
   data = load_data(settings)
-  with _precision_policy(settings), _checkpoint_folder(settings) as folder:
+  with _run_lock(settings), _precision_policy(settings), _checkpoint_folder(
+      settings) as folder:
     keras.utils.set_random_seed(settings.seed)
     model, optimizer = build_model(settings, data)
-    open_run_folder(settings, data)
-    state = restore_state(settings, model, optimizer, folder)
+    resumed = open_run_folder(settings, data, model)
+    state = restore_state(settings, model, optimizer, folder, resumed)
     train_epochs(settings, data, model, optimizer, state)
     # Every worker of a cluster logs this; equal lines mean equal models.
     logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
@@ -253,6 +274,13 @@ def load_data(settings) -> Data:
   return Data(splits=splits, info=info, window_samples=window_samples,
               num_train=num_train,
               steps=settings.steps_per_epoch or num_train // settings.batch_size)
+
+
+def _run_lock(settings):
+  """The chief holds model_dir's lock for the whole run (run_lock.py)."""
+  if not settings.chief:
+    return contextlib.nullcontext()
+  return run_lock.acquire(settings.model_dir, 'train')
 
 
 @contextlib.contextmanager
@@ -384,10 +412,11 @@ def _report_unused_bindings(frontend_name: Optional[str]) -> None:
                  'composed frontend files): %s', ', '.join(other_frontends))
 
 
-def open_run_folder(settings, data) -> None:
+def open_run_folder(settings, data, model) -> bool:
   """Checks that model_dir may hold this run, then (chief) writes run.json
   and config.gin. Only now that the run is known to be buildable, and to be
-  this model_dir's run, does model_dir change.
+  this model_dir's run, does model_dir change. Returns whether the run
+  resumes one that model_dir holds.
 
   Raises:
     run_files.RunMismatchError, run_files.RunFileError,
@@ -409,9 +438,9 @@ def open_run_folder(settings, data) -> None:
                                          defaults)
   if resumed:
     for name in ('best.keras', 'last.keras'):
-      run_files.check_keras_file(settings.path(name))
+      run_files.check_keras_file_matches(settings.path(name), model)
   if not settings.chief:
-    return
+    return resumed
   if settings.export:
     # A user folder at model_dir/export is refused now, not after training.
     destination = export_directory.check_destination(settings.path('export'),
@@ -433,6 +462,7 @@ def open_run_folder(settings, data) -> None:
   run_files.write_text_atomically(settings.path('config.gin'),
                                   gin.operative_config_str())
   _report_unused_bindings(identity['frontend'])
+  return resumed
 
 
 @dataclasses.dataclass
@@ -455,9 +485,17 @@ class TrainingState:
     self.manager.save()
 
 
-def restore_state(settings, model, optimizer, folder) -> TrainingState:
+def restore_state(settings, model, optimizer, folder,
+                  resumed: bool) -> TrainingState:
   """The checkpoint of model, optimizer and position, restored from the
-  chief's last checkpoint when there is one."""
+  chief's last checkpoint when the run resumes (or, with
+  settings.resume_from, from a whole-model file when the checkpoints are
+  missing or damaged).
+
+  Raises:
+    run_files.RunCheckpointError: the run has finished epochs but its
+      checkpoints are missing or damaged (named), and resume_from is None.
+  """
   totals = loop.EpochTotals()
   epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -468,13 +506,33 @@ def restore_state(settings, model, optimizer, folder) -> TrainingState:
       model_variables=list(model.variables), optimizer=optimizer,
       epoch=epoch, step=step, loss_sum=totals.loss_sum,
       examples=totals.examples, correct=totals.correct)
+  latest = _checkpoint_or_recovery(settings) if resumed else None
+  if latest in run_files.KERAS_FILES:
+    epoch.assign(run_files.resume_from_keras_file(
+        settings.model_dir, latest, model, settings.path(CHECKPOINT_DIR),
+        set_aside=settings.chief))
+    logging.warning('Resuming from %s at epoch %d with a fresh optimizer '
+                    '(train.resume_from).', settings.path(latest),
+                    int(epoch.numpy()))
+    latest = None
   manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=2)
-  latest = tf.train.latest_checkpoint(settings.path(CHECKPOINT_DIR))
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    run_files.restore_checkpoint(checkpoint, latest)
     logging.info('Resuming from %s: epoch %d, step %d.', latest,
                  int(epoch.numpy()), int(step.numpy()))
   return TrainingState(epoch=epoch, step=step, totals=totals, manager=manager)
+
+
+def _checkpoint_or_recovery(settings):
+  """The checkpoint to resume from, or settings.resume_from when the
+  checkpoints are missing or damaged and it names a .keras file."""
+  try:
+    return run_files.find_checkpoint(settings.path(CHECKPOINT_DIR),
+                                     settings.model_dir)
+  except run_files.RunCheckpointError:
+    if settings.resume_from is None:
+      raise
+    return settings.resume_from
 
 
 def _epoch_callbacks(settings, data, model) -> list:
@@ -512,6 +570,8 @@ def train_epochs(settings, data, model, optimizer, state) -> None:
     first_step = start_step if epoch == start_epoch else 0
     logs = _train_one_epoch(settings, data, state, step_function, epoch,
                             first_step)
+    divergence.check(epoch, data.steps, logs['loss'], settings.max_loss,
+                     settings.model_dir)
     if settings.precise_batch_norm_batches:
       precise_batch_norm.recompute_batch_norm(
           model, data.training_stream(settings, epoch * data.steps).take(
@@ -523,6 +583,10 @@ def train_epochs(settings, data, model, optimizer, state) -> None:
     state.save(epoch + 1, 0)
   for callback in callbacks:
     callback.on_train_end()
+  if settings.chief:  # A finished run whose damaged .keras files were deleted.
+    run_files.write_missing_keras_files(
+        settings.model_dir, model, int(state.epoch.numpy()),
+        _monitor(data.info))
 
 
 def _train_one_epoch(settings, data, state, step_function, epoch,
@@ -536,16 +600,25 @@ def _train_one_epoch(settings, data, state, step_function, epoch,
       lambda context: data.training_stream(settings, first_batch, context))
 
   def save_mid_epoch(done):
+    # SIGINT/SIGTERM: a checkpoint at this step first (one process only:
+    # saving is collective, and the other workers may not stop).
+    stopping = watchdog.pending_stop()
+    divergence.check(epoch, done, state.totals.logs(
+        data.info.multi_label)['loss'], settings.max_loss, settings.model_dir)
     if (settings.checkpoint_steps and done % settings.checkpoint_steps == 0
-        and done < data.steps):
+        and done < data.steps) or (
+            stopping and not distribution.is_multi_worker(settings.strategy)):
       state.save(epoch, done)
+    if stopping:
+      raise watchdog.RunInterrupted(stopping)
 
   with console.terminal():
     if settings.verbosity:
       print(f'Epoch {epoch + 1}/{settings.num_epochs}', flush=True)
-    return loop.run_epoch(step_function, iter(batches), first_step,
-                          data.steps, state.totals, settings.verbosity,
-                          save_mid_epoch)
+    with watchdog.signals_deferred():
+      return loop.run_epoch(step_function, iter(batches), first_step,
+                            data.steps, state.totals, settings.verbosity,
+                            save_mid_epoch)
 
 
 def _end_epoch(settings, callbacks, epoch, logs) -> None:

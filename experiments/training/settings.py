@@ -14,6 +14,8 @@ import tensorflow as tf
 from experiments import errors
 from experiments import storage
 from experiments.training import distribution
+from experiments.training import divergence
+from experiments.training import run_files
 
 
 def _positive_int(name, value, allow_none=False):
@@ -58,6 +60,21 @@ def _boolean(name, value):
   return value
 
 
+def _resume_from(name):
+  if name is not None and name not in run_files.KERAS_FILES:
+    raise errors.ConfigurationError(
+        f'train.resume_from must be None or one of {run_files.KERAS_FILES}; '
+        f'got {name!r}.')
+  return name
+
+
+def _max_loss(value):
+  try:
+    return divergence.check_max_loss(value)
+  except ValueError as error:
+    raise errors.ConfigurationError(str(error)) from error
+
+
 def _verbosity(verbose) -> int:
   if verbose == 'auto':
     return 1
@@ -97,13 +114,16 @@ class Settings:
   checkpoint_steps: Optional[int]
   export: bool
   verbosity: int
+  resume_from: Optional[str]
+  max_loss: Optional[float]
 
   @classmethod
   def checked(cls, *, model_dir, strategy, frontend, encoder, batch_size,
               learning_rate, frontend_learning_rate_multiplier, num_epochs,
               steps_per_epoch, window_seconds, shuffle_buffer, seed,
               mixed_precision, precise_batch_norm_batches, checkpoint_steps,
-              export, verbose) -> 'Settings':
+              export, verbose, resume_from=None,
+              max_loss=divergence.DEFAULT_MAX_LOSS) -> 'Settings':
     """Checks every argument; raises errors.ConfigurationError naming it."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
       raise errors.ConfigurationError(
@@ -136,7 +156,9 @@ class Settings:
         checkpoint_steps=_positive_int('checkpoint_steps', checkpoint_steps,
                                        allow_none=True),
         export=_boolean('export', export),
-        verbosity=_verbosity(verbose))
+        verbosity=_verbosity(verbose),
+        resume_from=_resume_from(resume_from),
+        max_loss=_max_loss(max_loss))
     replicas = strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
       raise errors.ConfigurationError(
