@@ -22,13 +22,11 @@ from absl import flags
 import numpy as np
 
 from experiments import errors
+from experiments import model_flag
 from experiments.data import wav
 from experiments.serving import runtimes
 
-_MODEL = flags.DEFINE_string(
-    'model', None, 'The exported model: a SavedModel folder, or a .tflite or '
-    '.onnx file written by experiments.export.')
-flags.DEFINE_alias('saved_model', 'model')
+_MODEL = model_flag.MODEL
 _TOP_K = flags.DEFINE_integer('top_k', 3, 'Classes to print per file.')
 _THREADS = flags.DEFINE_integer(
     'num_threads', 1, 'CPU threads of LiteRT or onnxruntime.')

@@ -19,13 +19,11 @@ from absl import flags
 import numpy as np
 
 from experiments import errors
+from experiments import model_flag
 from experiments.data import wav
 from experiments.serving import runtimes
 
-_MODEL = flags.DEFINE_string(
-    'model', None, 'The exported model: a SavedModel folder, or a streaming '
-    '.tflite or .onnx file written by experiments.export.')
-flags.DEFINE_alias('saved_model', 'model')
+_MODEL = model_flag.MODEL
 _EVERY_MS = flags.DEFINE_float('every_ms', 250., 'Print period in ms.')
 _PLOT = flags.DEFINE_string('plot', None, 'Optional PNG of the probabilities.')
 
