@@ -63,6 +63,7 @@ from experiments.training import optimizers
 from experiments.training import precise_batch_norm
 from experiments.serving import signatures as serving
 from experiments.training import tensorboard_figures
+from experiments.data import augmentation as augmentation_lib
 from experiments.data import pipeline
 
 # Bindings a rerun of the same model_dir may change: how long to train, how
@@ -192,6 +193,15 @@ def _operative_bindings() -> dict:
   return bindings
 
 
+def _gin_binds(parameter: str) -> bool:
+  """Whether a gin binding sets `parameter` ('Configurable.argument')."""
+  try:
+    gin.query_parameter(parameter)
+  except ValueError:
+    return False
+  return True
+
+
 def _report_unused_bindings(frontend_name: Optional[str]) -> None:
   other_frontends = []
   for binding in configuration.unused_bindings():
@@ -218,6 +228,7 @@ def train(model_dir: str,
           batch_size: int = 64,
           learning_rate: float = 1e-4,
           frontend_learning_rate_multiplier: float = 1.0,
+          frontend_stage_learning_rates: Optional[dict] = None,
           num_epochs: int = 10,
           steps_per_epoch: Optional[int] = None,
           window_seconds: float = 1.0,
@@ -244,6 +255,13 @@ def train(model_dir: str,
       Adam at learning_rate times this (>= 0; 0 freezes the frontend; 1, the
       default, is plain Adam for every variable). See
       experiments/training/optimizers.py.
+    frontend_stage_learning_rates: None, or a dict stage name -> multiplier
+      for the stages of a `leaf_audio.Frontend` ('preemphasis',
+      'filterbank', 'activation', 'pooling', 'compression',
+      'normalization', 'spec_augment'), on top of
+      frontend_learning_rate_multiplier; 0 freezes the stage (its weights
+      and statistics), unnamed stages keep 1. E.g. {'filterbank': 0,
+      'pooling': 0, 'preemphasis': 0} trains only the compression.
     num_epochs: total epochs; a resumed run continues up to this number.
     steps_per_epoch: optimizer steps per epoch, honoured exactly (the
       training data repeats, freshly shuffled each pass); None for one pass
@@ -251,7 +269,9 @@ def train(model_dir: str,
     window_seconds: training crop and evaluation window in seconds (1 s in
       the paper).
     shuffle_buffer: examples in the shuffle buffer.
-    seed: seeds initialisation, shuffling and cropping.
+    seed: seeds initialisation, shuffling, cropping and the waveform
+      augmentation (`WaveformAugmentation.*` bindings, training batches
+      only; experiments/data/augmentation.py).
     mixed_precision: train with the mixed_float16 policy and loss scaling
       (the frontends keep computing in float32).
     precise_batch_norm_batches: training batches over which BatchNorm moving
@@ -338,23 +358,36 @@ def train(model_dir: str,
             f'Hz but {info.name} is at {info.sample_rate} Hz; set the '
             'frontend\'s sample_rate (gin macro SAMPLE_RATE) to match.')
       # Through gin, so that AudioClassifier.* and LoudnessNormalization.*
-      # bindings (pooling, dropout, target level) apply.
+      # bindings (pooling, dropout, target level) apply; a gin binding of
+      # AudioClassifier.normalization (e.g. None) wins.
+      normalization = {}
+      if not _gin_binds('AudioClassifier.normalization'):
+        normalization['normalization'] = configurables.configured(
+            models.LoudnessNormalization)()
       model = configurables.configured(models.AudioClassifier)(
           frontend=frontend_layer,
           encoder=encoder() if encoder is not None else None,
-          num_outputs=num_classes,
-          normalization=configurables.configured(
-              models.LoudnessNormalization)())
+          num_outputs=num_classes, **normalization)
       model.build((None, window_samples))
-      if frontend_learning_rate_multiplier == 1:
+      stage_rates = optimizers.check_stage_rates(
+          frontend_layer, frontend_stage_learning_rates)
+      optimizers.freeze_stages(frontend_layer, stage_rates)
+      groups = optimizers.stage_groups(frontend_layer, stage_rates,
+                                       frontend_learning_rate_multiplier)
+      if frontend_learning_rate_multiplier == 1 and not groups:
         optimizer = keras.optimizers.Adam(learning_rate)
       else:
         optimizer = optimizers.GroupScaledAdam(
             learning_rate, frontend_layer.trainable_variables,
-            frontend_learning_rate_multiplier)
+            frontend_learning_rate_multiplier, groups=groups)
       if mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       optimizer.build(model.trainable_variables)
+
+    # Training batches only (also those precise BatchNorm reads, so that
+    # its statistics are those the weights were trained with).
+    augmentation = augmentation_lib.WaveformAugmentation(
+        sample_rate=info.sample_rate)
 
     identity = {
         'frontend': _name_of(frontend),
@@ -438,7 +471,8 @@ def train(model_dir: str,
           splits['train'], batch_size, crop_samples=window_samples,
           shuffle_buffer=shuffle_buffer, seed=int(seed),
           first_batch=first_batch, num_examples=num_train,
-          input_context=input_context)
+          input_context=input_context,
+          augmentation=augmentation if augmentation.active else None)
 
     step_function = loop.TrainStep(strategy, model, optimizer,
                                    info.multi_label, batch_size)
