@@ -31,6 +31,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from experiments.data import wav
+
 # Sub-seeds, one per transform, folded into the crop's seed.
 _SPEED, _SHIFT, _ROOM, _NOISE, _MICROPHONE, _GAIN = range(1, 7)
 
@@ -86,32 +88,26 @@ def _filter_in_frequency(audio, magnitude):
 
 def read_noise_folder(folder: str, sample_rate: int) -> np.ndarray:
   """Every *.wav under `folder` (recursively), mono at `sample_rate`, each
-  scaled to unit RMS and concatenated: float32 [samples].
+  scaled to unit RMS and concatenated: float32 [samples]. Damaged files
+  raise wav.read_wav's ValueError, which names the file.
 
   Raises:
     ValueError: no WAV files, or none with any signal.
   """
-  from scipy import signal  # Imported here: only noise folders need it.
-  from scipy.io import wavfile
-  paths = sorted(tf.io.gfile.glob(str(pathlib.PurePath(folder) / '**' /
-                                      '*.wav')) +
-                 tf.io.gfile.glob(str(pathlib.PurePath(folder) / '*.wav')))
+  if not tf.io.gfile.isdir(folder):
+    raise ValueError('WaveformAugmentation.noise_folder must be a folder of '
+                     f'WAV files; got {folder!r}, which is not a folder.')
+  paths = sorted(
+      str(pathlib.PurePath(directory) / name)
+      for directory, _, names in tf.io.gfile.walk(folder)
+      for name in names if name.lower().endswith('.wav'))
   pieces = []
-  for path in sorted(set(paths)):
-    with tf.io.gfile.GFile(path, 'rb') as wav_file:
-      rate, samples = wavfile.read(wav_file)
-    if samples.dtype.kind == 'i':
-      samples = samples.astype(np.float32) / float(
-          2**(8 * samples.dtype.itemsize - 1))
-    elif samples.dtype.kind == 'u':
-      samples = (samples.astype(np.float32) - 128.0) / 128.0
-    samples = samples.astype(np.float32)
-    if samples.ndim == 2:
-      samples = samples.mean(axis=1)
+  for path in paths:
+    samples, rate = wav.read_wav(path)
+    samples = wav.to_mono(samples)
     if rate != sample_rate:
-      divisor = math.gcd(sample_rate, rate)
-      samples = signal.resample_poly(samples, sample_rate // divisor,
-                                     rate // divisor).astype(np.float32)
+      samples = wav.resample(samples, rate, sample_rate)
+    samples = np.asarray(samples, np.float32).reshape(-1)
     rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
     if rms > 0:
       pieces.append(samples / rms)

@@ -73,8 +73,8 @@ class GroupScaledAdam(keras.optimizers.Adam):
 def _check_multiplier(value) -> float:
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
       float(value) >= 0.0) or value == float('inf'):
-    raise ValueError('GroupScaledAdam expects multipliers that are finite '
-                     f'numbers >= 0; got {value!r}.')
+    raise ValueError('GroupScaledAdam expects every multiplier >= 0; got '
+                     f'{value!r} (multipliers must be finite numbers).')
   return float(value)
 
 
