@@ -10,7 +10,7 @@ Usage (from the repository root; the protocol is in benchmarks/README.md,
   python benchmarks/domain_shift.py --table                              # table
 
 Each run trains gin_configs/default.gin + gin_configs/tasks/folder.gin
-(10 epochs x 40 steps of 16 clips, precise BatchNorm) with one frontend and
+(--epochs, default 5, x 40 steps of 16 clips, precise BatchNorm) with one frontend and
 one recipe, then evaluates best.keras (chosen on the carved validation split,
 training voices) and last.keras on every test clip, per test set-up (the
 file name's first part), and on the test clips scaled by 0.1, 0.3, 1 and 3.
@@ -36,16 +36,22 @@ FRONTENDS = {
     'efficient_leaf': ['gin_configs/efficient_leaf.gin'],
 }
 NO_NORMALIZATION = ['AudioClassifier.normalization = None']
-# recipe -> (gin files after the task, bindings).
+NORMALIZATION = ['AudioClassifier.normalization = @LoudnessNormalization()']
+NO_AUGMENTATION = [
+    f'WaveformAugmentation.{name}_probability = 0.0' for name in (
+        'gain', 'shift', 'noise', 'speed', 'microphone', 'room')]
+# recipe -> (gin files after the task, bindings); explicit, so that the
+# recipes mean the same whatever the task files default to.
 RECIPES = {
-    # Today's default: loudness normalisation, no augmentation.
-    'base': ([], []),
+    # The recipe before this benchmark: the clip-level loudness
+    # normalisation, no augmentation.
+    'base': ([], NORMALIZATION + NO_AUGMENTATION),
     # Augmentation (gin_configs/augmentation.gin), no loudness normalisation.
     'aug': (['gin_configs/augmentation.gin'], NO_NORMALIZATION),
     # Augmentation with the loudness normalisation kept.
-    'aug_norm': (['gin_configs/augmentation.gin'], []),
+    'aug_norm': (['gin_configs/augmentation.gin'], NORMALIZATION),
     # Only the random gain, no loudness normalisation.
-    'gain_only': ([], NO_NORMALIZATION + [
+    'gain_only': ([], NO_NORMALIZATION + NO_AUGMENTATION[1:] + [
         'WaveformAugmentation.gain_probability = 1.0']),
     # LEAF only: per-stage control, with 'aug'.
     'aug_pcen_only': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + [
@@ -61,8 +67,8 @@ CORE = [f'{frontend}/{recipe}' for recipe in ('base', 'aug')
 SCALES = (0.1, 0.3, 1.0, 3.0)
 
 
-def run_name(run, seed):
-  return f"{run.replace('/', '_')}_seed{seed}"
+def run_name(run, seed, epochs):
+  return f"{run.replace('/', '_')}_e{epochs}_seed{seed}"
 
 
 def train(task, run, seed, epochs, model_dir):
@@ -127,7 +133,7 @@ def compression_parameters(model_path):
 
 
 def run_one(task, run, seed, epochs, clips):
-  model_dir = ROOT / 'runs' / 'domain_shift_models' / run_name(run, seed)
+  model_dir = ROOT / 'runs' / 'domain_shift_models' / run_name(run, seed, epochs)
   if not (model_dir / 'test_metrics.json').exists():
     train(task, run, seed, epochs, model_dir)
   test = json.loads((model_dir / 'test_metrics.json').read_text())
@@ -140,7 +146,7 @@ def run_one(task, run, seed, epochs, clips):
       'compression_last': compression_parameters(model_dir / 'last.keras'),
   }
   RESULTS.mkdir(parents=True, exist_ok=True)
-  (RESULTS / f'{run_name(run, seed)}.json').write_text(
+  (RESULTS / f'{run_name(run, seed, epochs)}.json').write_text(
       json.dumps(record, indent=1))
   return record
 
@@ -155,17 +161,17 @@ def table():
   records = collections.defaultdict(list)
   for path in sorted(RESULTS.glob('*.json')):
     record = json.loads(path.read_text())
-    records[record['run']].append(record)
+    records[record['run'], record['epochs']].append(record)
   setups = ('level', 'babble', 'phone', 'room')
-  lines = ['| frontend / recipe | seeds | test, chosen | test, last | ' +
+  lines = ['| frontend / recipe | epochs | seeds | test, chosen | test, last | ' +
            ' | '.join(f'{s}, last' for s in setups) +
            ' | x0.1 / x1 / x3, last |',
-           '|---|---|---|---|' + '---|' * len(setups) + '---|']
+           '|---|---|---|---|---|' + '---|' * len(setups) + '---|']
   order = [f'{f}/{r}' for r in RECIPES for f in FRONTENDS]
-  for run in sorted(records, key=lambda r: order.index(r) if r in order
-                    else len(order)):
-    rows = records[run]
-    cells = [run, ','.join(str(r['seed']) for r in rows),
+  for run, epochs in sorted(records, key=lambda r: (
+      r[1], order.index(r[0]) if r[0] in order else len(order))):
+    rows = records[run, epochs]
+    cells = [run, str(epochs), ','.join(str(r['seed']) for r in rows),
              _mean_spread([r['chosen']['all'] for r in rows]),
              _mean_spread([r['last']['all'] for r in rows])]
     cells += [_mean_spread([r['last'][s] for r in rows]) for s in setups]
@@ -184,7 +190,7 @@ def main():
                       help='frontend/recipe pairs; default: the core grid '
                       f"{' '.join(CORE)}. Recipes: {', '.join(RECIPES)}")
   parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-  parser.add_argument('--epochs', type=int, default=10)
+  parser.add_argument('--epochs', type=int, default=5)
   parser.add_argument('--table', action='store_true',
                       help='only print the table of existing results')
   args = parser.parse_args()
@@ -204,7 +210,7 @@ def main():
   clips = test_clips(task)
   for seed in args.seeds:
     for run in args.runs:
-      if (RESULTS / f'{run_name(run, seed)}.json').exists():
+      if (RESULTS / f'{run_name(run, seed, args.epochs)}.json').exists():
         continue
       record = run_one(task, run, seed, args.epochs, clips)
       print(json.dumps({k: record[k] for k in ('run', 'seed', 'test_chosen',
