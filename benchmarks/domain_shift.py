@@ -104,9 +104,14 @@ def test_clips(task):
   return np.stack(audio), np.array(labels), np.array(setups)
 
 
-def accuracies(model_path, audio, labels, setups):
+def load(model_path):
   import keras
-  model = keras.saving.load_model(model_path)
+  from experiments import models  # pylint: disable=unused-import
+  return keras.saving.load_model(model_path)
+
+
+def accuracies(model_path, audio, labels, setups):
+  model = load(model_path)
 
   def predict(x):
     return np.concatenate([np.argmax(model(x[i:i + 64]), -1)
@@ -123,8 +128,7 @@ def accuracies(model_path, audio, labels, setups):
 
 def compression_parameters(model_path):
   """Mean learned sPCEN parameters of a LEAF model (None otherwise)."""
-  import keras
-  model = keras.saving.load_model(model_path)
+  model = load(model_path)
   compression = getattr(model.frontend, 'compression', None)
   if not hasattr(compression, 'effective_parameters'):
     return None
