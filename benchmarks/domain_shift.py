@@ -136,6 +136,28 @@ def compression_parameters(model_path):
           compression.effective_parameters().items()}
 
 
+def level_sensitivity(model_path, audio):
+  """How much the features the encoder sees move when the level changes.
+
+  For factors 0.1 and 3: the mean absolute change of the frontend's output
+  (after the model's normalisation, if any) between the clip at that factor
+  and at 1, over the output's standard deviation at 1; 0 is level
+  invariant. The first 64 test clips.
+  """
+  model = load(model_path)
+  audio = audio[:64]
+
+  def features(x):
+    if model.normalization is not None:
+      x = model.normalization(x)
+    return np.asarray(model.frontend(x))
+
+  reference = features(audio)
+  return {f'x{factor:g}': float(np.mean(np.abs(
+      features(audio * factor) - reference)) / np.std(reference))
+          for factor in (0.1, 3.0)}
+
+
 def run_one(task, run, seed, epochs, clips):
   model_dir = ROOT / 'runs' / 'domain_shift_models' / run_name(run, seed, epochs)
   if not (model_dir / 'test_metrics.json').exists():
@@ -148,6 +170,8 @@ def run_one(task, run, seed, epochs, clips):
       'chosen': accuracies(model_dir / 'best.keras', *clips),
       'last': accuracies(model_dir / 'last.keras', *clips),
       'compression_last': compression_parameters(model_dir / 'last.keras'),
+      'level_sensitivity_last': level_sensitivity(model_dir / 'last.keras',
+                                                  clips[0]),
   }
   RESULTS.mkdir(parents=True, exist_ok=True)
   (RESULTS / f'{run_name(run, seed, epochs)}.json').write_text(

@@ -210,12 +210,17 @@ def _report_unused_bindings(frontend_name: Optional[str]) -> None:
         parts[-2] != frontend_name):
       other_frontends.append(binding)
       continue
+    if (len(parts) >= 2 and parts[-2] == 'LoudnessNormalization' and
+        _gin_binds('AudioClassifier.normalization')):
+      # common.gin's settings, under a recipe that replaces the layer.
+      other_frontends.append(binding)
+      continue
     logging.warning('gin binding %s was not used by this run: is it a '
                     'parameter of something the run does not build?',
                     binding)
   if other_frontends:
-    logging.info('Bindings of frontends this run does not build (from '
-                 'composed frontend files): %s', ', '.join(other_frontends))
+    logging.info('Bindings of layers this run does not build (from '
+                 'composed .gin files): %s', ', '.join(other_frontends))
 
 
 # The gin name stays `experiments.training.train`, as run folders record it.
