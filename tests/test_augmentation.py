@@ -252,3 +252,65 @@ def test_two_input_pipelines_augment_each_example_as_one_pipeline_does():
     for k in range(2):
       np.testing.assert_array_equal(shares[k][step][1], label[k::2])
       np.testing.assert_array_equal(shares[k][step][0], audio[k::2])
+
+
+def train_in_process(model_dir, bindings):
+  import gin  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import gin_files  # pylint: disable=g-import-not-at-top
+  from experiments.training import job  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    gin_files.parse([str(REPO_ROOT / 'gin_configs' / name) for name in (
+        'common.gin', 'leaf.gin', 'convnet.gin', 'augmentation.gin')],
+                    bindings)
+    return job.train(model_dir=str(model_dir))
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.slow
+def test_an_augmented_run_resumes_exactly_and_evaluates_clean_clips(
+    tmp_path, tone_folder, data_dir, monkeypatch):
+  import json  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import experiments_helpers as helpers  # pylint: disable=g-import-not-at-top
+  calls = {'training_stream': [], 'eval_clips': []}
+  for name in calls:
+    original = getattr(pipeline, name)
+
+    def spy(*args, _original=original, _name=name, **kwargs):
+      calls[_name].append(kwargs)
+      return _original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, name, spy)
+
+  def bindings(epochs):
+    return helpers.tiny_bindings(tone_folder, data_dir, **{
+        'ConvNet.filters': '[4, 8]', 'train.num_epochs': epochs,
+        'AudioClassifier.normalization': 'None'})
+
+  train_in_process(tmp_path / 'whole', bindings(2))
+  # Killed after epoch 1 (its checkpoint), then rerun to 2 epochs.
+  train_in_process(tmp_path / 'resumed', bindings(1))
+  train_in_process(tmp_path / 'resumed', bindings(2))
+  assert ((tmp_path / 'resumed' / 'metrics.csv').read_text() ==
+          (tmp_path / 'whole' / 'metrics.csv').read_text())
+  for got, want in zip(
+      keras.saving.load_model(tmp_path / 'resumed' / 'last.keras').weights,
+      keras.saving.load_model(tmp_path / 'whole' / 'last.keras').weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+  # Training batches (also precise BatchNorm's) are augmented; evaluation
+  # clips never are.
+  streams = calls['training_stream']
+  assert streams and all(
+      isinstance(kwargs['augmentation'], augmentation.WaveformAugmentation)
+      and kwargs['augmentation'].room_probability == 0.3
+      for kwargs in streams)
+  assert calls['eval_clips'] and all(
+      'augmentation' not in kwargs for kwargs in calls['eval_clips'])
+  recorded = json.loads((tmp_path / 'whole' / 'run.json').read_text())
+  assert recorded['bindings']['WaveformAugmentation.room_probability'] == (
+      '0.3')
+  assert recorded['bindings']['WaveformAugmentation.max_gain_db'] == '20.0'
