@@ -53,6 +53,10 @@ RECIPES = {
     # Only the random gain, no loudness normalisation.
     'gain_only': ([], NO_NORMALIZATION + NO_AUGMENTATION[1:] + [
         'WaveformAugmentation.gain_probability = 1.0']),
+    # LEAF only: 'aug' with the pre-compression floor lowered from 1e-5 to
+    # 1e-12 (sPCEN's own floor), so that quiet recordings are not flattened.
+    'aug_lowfloor': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + [
+        'leaf_audio.Leaf.pre_compression_floor = 1e-12']),
     # LEAF only: per-stage control, with 'aug'.
     'aug_pcen_only': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + [
         "train.frontend_stage_learning_rates = {'preemphasis': 0, "
