@@ -4,14 +4,14 @@ Usage (from the repository root; the protocol is in benchmarks/README.md,
 "Domain shift"):
 
   python benchmarks/make_domain_shift.py --root runs/domain_shift
-  python benchmarks/domain_shift.py --task runs/domain_shift            # grid
+  python benchmarks/domain_shift.py --task runs/domain_shift        # grid
   python benchmarks/domain_shift.py --task runs/domain_shift \\
-      --runs leaf/base mel/base --seeds 0                                # a part
-  python benchmarks/domain_shift.py --table                              # table
+      --runs leaf/base mel/base --seeds 0                            # a part
+  python benchmarks/domain_shift.py --table                          # table
 
 Each run trains gin_configs/default.gin + gin_configs/tasks/folder.gin
-(--epochs, default 5, x 40 steps of 16 clips, precise BatchNorm) with one frontend and
-one recipe, then evaluates best.keras (chosen on the carved validation split,
+(--epochs, default 5, x 40 steps of 16 clips, precise BatchNorm) with one
+frontend and one recipe, then evaluates best.keras (chosen on the carved validation split,
 training voices) and last.keras on every test clip, per test set-up (the
 file name's first part), and on the test clips scaled by 0.1, 0.3, 1 and 3.
 One JSON file per run in runs/domain_shift_results/ (a run whose file
@@ -43,6 +43,7 @@ NO_AUGMENTATION = [
 # LEAF's pre-compression floor of the recipes before 'aug_lowfloor' (the
 # frontend's default; default.gin now lowers it).
 FLOOR = ['leaf_audio.Leaf.pre_compression_floor = 1e-5']
+AUGMENTATION = ['gin_configs/augmentation.gin']
 # recipe -> (gin files after the task, bindings); explicit, so that the
 # recipes mean the same whatever the task files default to.
 RECIPES = {
@@ -61,12 +62,12 @@ RECIPES = {
     'aug_lowfloor': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + [
         'leaf_audio.Leaf.pre_compression_floor = 1e-12']),
     # LEAF only: per-stage control, with 'aug'.
-    'aug_pcen_only': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + FLOOR + [
+    'aug_pcen_only': (AUGMENTATION, NO_NORMALIZATION + FLOOR + [
         "train.frontend_stage_learning_rates = {'preemphasis': 0, "
         "'filterbank': 0, 'pooling': 0}"]),
-    'aug_fixed_filters': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + FLOOR + [
+    'aug_fixed_filters': (AUGMENTATION, NO_NORMALIZATION + FLOOR + [
         "train.frontend_stage_learning_rates = {'filterbank': 0}"]),
-    'aug_fixed_pcen': (['gin_configs/augmentation.gin'], NO_NORMALIZATION + FLOOR + [
+    'aug_fixed_pcen': (AUGMENTATION, NO_NORMALIZATION + FLOOR + [
         "train.frontend_stage_learning_rates = {'compression': 0}"]),
 }
 CORE = [f'{frontend}/{recipe}' for recipe in ('base', 'aug')
@@ -166,7 +167,8 @@ def level_sensitivity(model_path, audio):
 
 
 def run_one(task, run, seed, epochs, clips):
-  model_dir = ROOT / 'runs' / 'domain_shift_models' / run_name(run, seed, epochs)
+  model_dir = (ROOT / 'runs' / 'domain_shift_models' /
+               run_name(run, seed, epochs))
   if not (model_dir / 'test_metrics.json').exists():
     train(task, run, seed, epochs, model_dir)
   test = json.loads((model_dir / 'test_metrics.json').read_text())
@@ -198,7 +200,8 @@ def table():
     record = json.loads(path.read_text())
     records[record['run'], record['epochs']].append(record)
   setups = ('level', 'babble', 'phone', 'room')
-  lines = ['| frontend / recipe | epochs | seeds | test, chosen | test, last | ' +
+  lines = ['| frontend / recipe | epochs | seeds | test, chosen | '
+           'test, last | ' +
            ' | '.join(f'{s}, last' for s in setups) +
            ' | x0.1 / x1 / x3, last |',
            '|---|---|---|---|---|' + '---|' * len(setups) + '---|']
