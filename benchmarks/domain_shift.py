@@ -11,8 +11,8 @@ Usage (from the repository root; the protocol is in benchmarks/README.md,
 
 Each run trains gin_configs/default.gin + gin_configs/tasks/folder.gin
 (--epochs, default 5, x 40 steps of 16 clips, precise BatchNorm) with one
-frontend and one recipe, then evaluates best.keras (chosen on the carved validation split,
-training voices) and last.keras on every test clip, per test set-up (the
+frontend and one recipe, then evaluates best.keras (chosen on the carved
+validation split, training voices) and last.keras on every test clip, per test set-up (the
 file name's first part), and on the test clips scaled by 0.1, 0.3, 1 and 3.
 One JSON file per run in runs/domain_shift_results/ (a run whose file
 exists is not retrained), so the grid can be run in parts and in any order;
