@@ -11,8 +11,11 @@ from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
 from experiments import gin_files as configuration
 from experiments.training import optimizers
+from experiments.training import precise_batch_norm
 from experiments.training import job as training
 import experiments_helpers as helpers
+
+import leaf_audio
 
 LEARNING_RATE = 1e-2
 
@@ -150,3 +153,132 @@ def test_bad_multipliers_get_clear_errors(tmp_path, value):
     train_in_process(tmp_path / 'run', helpers.tiny_bindings(
         folder, tmp_path / 'tfds',
         **{'train.frontend_learning_rate_multiplier': value}))
+
+
+# Per-stage learning rates (train.frontend_stage_learning_rates).
+
+
+def leaf_model(frontend=None):
+  keras.utils.set_random_seed(5)
+  frontend = frontend or leaf_audio.Leaf(n_filters=8)
+  model = keras.Sequential([keras.Input((1600,)), frontend,
+                            keras.layers.GlobalAveragePooling1D(),
+                            keras.layers.Dense(2)])
+  return model, frontend
+
+
+def stage_weights(frontend):
+  return {name: [np.array(w) for w in getattr(frontend, name).weights]
+          for name in ('preemphasis', 'filterbank', 'pooling', 'compression')
+          if getattr(frontend, name) is not None}
+
+
+def classification_steps(model, optimizer, steps=1):
+  rng = np.random.default_rng(0)
+  inputs = tf.constant(rng.uniform(-0.5, 0.5, (4, 1600)), tf.float32)
+  labels = tf.constant([0, 1, 0, 1])
+  optimizer.build(model.trainable_variables)
+  for _ in range(steps):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+          labels, model(inputs, training=True), from_logits=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
+
+def staged_optimizer(frontend, rates, frontend_multiplier=1.0):
+  rates = optimizers.check_stage_rates(frontend, rates)
+  optimizers.freeze_stages(frontend, rates)
+  return optimizers.GroupScaledAdam(
+      LEARNING_RATE, frontend.trainable_variables, frontend_multiplier,
+      groups=optimizers.stage_groups(frontend, rates, frontend_multiplier))
+
+
+def test_stage_rates_freeze_and_scale_what_they_name():
+  steps = {}
+  for rates in (None, {'filterbank': 0, 'pooling': 0.1}):
+    model, frontend = leaf_model()
+    before = stage_weights(frontend)
+    classification_steps(model, staged_optimizer(frontend, rates))
+    after = stage_weights(frontend)
+    steps[str(rates)] = {name: [a - b for a, b in zip(after[name],
+                                                      before[name])]
+                         for name in before}
+  plain, staged = steps['None'], steps[str({'filterbank': 0,
+                                            'pooling': 0.1})]
+  for step in staged['filterbank']:
+    np.testing.assert_array_equal(step, 0.0)
+  assert max(np.abs(s).max() for s in plain['filterbank']) > 0.1 * (
+      LEARNING_RATE)
+  # Adam's first step is lr * sign(g) (nearly): the pooling's is 0.1 times
+  # plain Adam's, the compression's unchanged.
+  for got, want in zip(staged['pooling'], plain['pooling']):
+    np.testing.assert_allclose(got, 0.1 * want, rtol=1e-3, atol=1e-7)
+  for got, want in zip(staged['compression'], plain['compression']):
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+  assert max(np.abs(s).max() for s in plain['compression']) > 0.1 * (
+      LEARNING_RATE)
+
+
+def test_a_frozen_stage_keeps_its_statistics_too():
+  # EfficientLeaf's LogTBN compression holds a BatchNormalization: frozen, its
+  # moving statistics stay, in training-mode calls and in precise BatchNorm.
+  model, frontend = leaf_model(leaf_audio.EfficientLeaf(n_filters=8))
+  optimizer = staged_optimizer(frontend, {'compression': 0})
+  statistics = [np.array(w) for w in frontend.compression.non_trainable_weights]
+  assert statistics
+  classification_steps(model, optimizer, steps=3)
+  batches = [(tf.random.uniform([4, 1600], -0.5, 0.5), None)]
+  assert precise_batch_norm.recompute_batch_norm(model, batches) == 0
+  for got, want in zip(frontend.compression.non_trainable_weights,
+                       statistics):
+    np.testing.assert_array_equal(np.array(got), want)
+  assert not frontend.compression.trainable_weights
+
+
+def test_unknown_stage_names_are_refused_with_the_valid_names():
+  _, frontend = leaf_model()
+  with pytest.raises(ValueError, match=r"unknown stage name\(s\) \['filters'\]"
+                     r"; valid names are \['preemphasis', 'filterbank'"):
+    optimizers.check_stage_rates(frontend, {'filters': 0})
+
+
+@pytest.mark.parametrize('rates, message', [
+    ({'pooling': -1}, r"\['pooling'\] must be a finite number >= 0; got -1"),
+    ({'pooling': True}, 'must be a finite number >= 0; got True'),
+    ([('pooling', 0)], 'must be a dict stage name -> multiplier'),
+])
+def test_bad_stage_rates_get_clear_errors(rates, message):
+  _, frontend = leaf_model()
+  with pytest.raises(ValueError, match=message):
+    optimizers.check_stage_rates(frontend, rates)
+
+
+def test_stage_rates_need_a_frontend_with_stages():
+  with pytest.raises(ValueError, match='MelFilterbanks has none'):
+    optimizers.check_stage_rates(leaf_audio.MelFilterbanks(), {'pooling': 0})
+
+
+@pytest.mark.slow
+def test_training_only_the_compression_keeps_every_other_stage_at_init(
+    tmp_path):
+  folder = helpers.make_tone_folder(tmp_path / 'tones')
+  run = tmp_path / 'run'
+  train_in_process(run, helpers.tiny_bindings(
+      folder, tmp_path / 'tfds', **{
+          'ConvNet.filters': '[4, 8]', 'train.learning_rate': '1e-2',
+          'train.frontend_stage_learning_rates':
+              "{'preemphasis': 0, 'filterbank': 0, 'pooling': 0}"}))
+  trained = keras.saving.load_model(run / 'last.keras').frontend
+  initial = leaf_audio.Leaf()
+  initial.build((None, 4800))
+  assert trained.preemphasis is None  # Leaf's default; 0 is then a no-op.
+  for name in ('filterbank', 'pooling'):
+    assert getattr(trained, name).weights
+    for got, want in zip(getattr(trained, name).weights,
+                         getattr(initial, name).weights):
+      np.testing.assert_array_equal(np.array(got), np.array(want))
+  assert max(np.abs(np.array(got) - np.array(want)).max()
+             for got, want in zip(trained.compression.trainable_weights,
+                                  initial.compression.trainable_weights)
+             ) > 1e-4

@@ -461,7 +461,8 @@ def train_batches(dataset, batch_size, crop_samples=16000, shuffle_buffer=1000,
 
 def training_stream(dataset, batch_size, crop_samples=16000,
                     shuffle_buffer=1000, seed=0, first_batch=0,
-                    num_examples=None, input_context=None):
+                    num_examples=None, input_context=None,
+                    augmentation=None):
   """The endless, deterministic stream of training batches, from any batch.
 
   The examples are read in passes, each in a fresh order (a shuffle
@@ -490,6 +491,11 @@ def training_stream(dataset, batch_size, crop_samples=16000,
     num_examples: int, examples per pass (checked to be > 0); None counts
       them (one read).
     input_context: tf.distribute.InputContext or None.
+    augmentation: None, or a function (crop float32 [crop_samples], seed
+      int64 [2]) -> crop of the same shape, e.g. an
+      experiments.data.augmentation.WaveformAugmentation; it gets the crop's
+      stateless seed (seed, i), so augmented batches are as exactly
+      reproducible as the crops. Labels are never changed.
 
   Returns:
     tf.data.Dataset, endless, of (audio float32 [per-replica batch,
@@ -534,10 +540,14 @@ def training_stream(dataset, batch_size, crop_samples=16000,
     if input_context.num_input_pipelines > 1:
       stream = stream.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
-  stream = stream.map(
-      lambda example, crop_seed: (random_crop(example['audio'], crop_samples,
-                                              crop_seed), example['label']),
-      num_parallel_calls=tf.data.AUTOTUNE)
+
+  def crop(example, crop_seed):
+    audio = random_crop(example['audio'], crop_samples, crop_seed)
+    if augmentation is not None:
+      audio = tf.ensure_shape(augmentation(audio, crop_seed), [crop_samples])
+    return audio, example['label']
+
+  stream = stream.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
   return stream.batch(per_replica_batch, drop_remainder=True).prefetch(
       tf.data.AUTOTUNE)
 

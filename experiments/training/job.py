@@ -71,6 +71,7 @@ from experiments import errors
 from experiments import gin_files
 from experiments import models
 from experiments import storage
+from experiments.data import augmentation as augmentation_lib
 from experiments.data import pipeline
 from experiments.serving import export_directory
 from experiments.serving import signatures
@@ -119,6 +120,7 @@ def train(model_dir: str,
           batch_size: int = 64,
           learning_rate: float = 1e-4,
           frontend_learning_rate_multiplier: float = 1.0,
+          frontend_stage_learning_rates: Optional[dict] = None,
           num_epochs: int = 10,
           steps_per_epoch: Optional[int] = None,
           window_seconds: float = 1.0,
@@ -149,6 +151,13 @@ def train(model_dir: str,
       Adam at learning_rate times this (>= 0; 0 freezes the frontend; 1, the
       default, is plain Adam for every variable). See
       experiments/training/optimizers.py.
+    frontend_stage_learning_rates: None, or a dict stage name -> multiplier
+      for the stages of a `leaf_audio.Frontend` ('preemphasis',
+      'filterbank', 'activation', 'pooling', 'compression',
+      'normalization', 'spec_augment'), on top of
+      frontend_learning_rate_multiplier; 0 freezes the stage (its weights
+      and statistics), unnamed stages keep 1. E.g. {'filterbank': 0,
+      'pooling': 0, 'preemphasis': 0} trains only the compression.
     num_epochs: total epochs; a resumed run continues up to this number.
     steps_per_epoch: optimizer steps per epoch, honoured exactly (the
       training data repeats, freshly shuffled each pass); None for one pass
@@ -156,7 +165,9 @@ def train(model_dir: str,
     window_seconds: training crop and evaluation window in seconds (1 s in
       the paper).
     shuffle_buffer: examples in the shuffle buffer.
-    seed: seeds initialisation, shuffling and cropping.
+    seed: seeds initialisation, shuffling, cropping and the waveform
+      augmentation (`WaveformAugmentation.*` bindings, training batches
+      only; experiments/data/augmentation.py).
     mixed_precision: train with the mixed_float16 policy and loss scaling
       (the frontends keep computing in float32).
     precise_batch_norm_batches: training batches over which BatchNorm moving
@@ -200,6 +211,7 @@ def train(model_dir: str,
       model_dir=model_dir, strategy=strategy, frontend=frontend,
       encoder=encoder, batch_size=batch_size, learning_rate=learning_rate,
       frontend_learning_rate_multiplier=frontend_learning_rate_multiplier,
+      frontend_stage_learning_rates=frontend_stage_learning_rates,
       num_epochs=num_epochs, steps_per_epoch=steps_per_epoch,
       window_seconds=window_seconds, shuffle_buffer=shuffle_buffer,
       seed=seed, mixed_precision=mixed_precision,
@@ -233,12 +245,16 @@ class Data:
     window_samples: training crop and evaluation window, samples.
     num_train: training examples.
     steps: optimizer steps per epoch.
+    augmentation: the training batches' WaveformAugmentation (gin), or None
+      when it changes nothing. Precise BatchNorm reads augmented batches
+      too, so that its statistics are those the weights were trained with.
   """
   splits: dict
   info: object
   window_samples: int
   num_train: int
   steps: int
+  augmentation: Optional[augmentation_lib.WaveformAugmentation] = None
 
   def training_stream(self, settings, first_batch, input_context=None):
     """The training batches from global batch `first_batch` on."""
@@ -247,7 +263,7 @@ class Data:
         crop_samples=self.window_samples,
         shuffle_buffer=settings.shuffle_buffer, seed=settings.seed,
         first_batch=first_batch, num_examples=self.num_train,
-        input_context=input_context)
+        input_context=input_context, augmentation=self.augmentation)
 
 
 def load_data(settings) -> Data:
@@ -271,9 +287,12 @@ def load_data(settings) -> Data:
         f'train.batch_size = {settings.batch_size} is larger than the '
         f'{num_train} training examples; set train.steps_per_epoch (the data '
         'repeats) or a smaller batch.')
+  augmentation = augmentation_lib.WaveformAugmentation(
+      sample_rate=info.sample_rate)
   return Data(splits=splits, info=info, window_samples=window_samples,
               num_train=num_train,
-              steps=settings.steps_per_epoch or num_train // settings.batch_size)
+              steps=settings.steps_per_epoch or num_train // settings.batch_size,
+              augmentation=augmentation if augmentation.active else None)
 
 
 def _run_lock(settings):
@@ -356,12 +375,17 @@ def build_model(settings, data):
 def _build_optimizer(settings, model, frontend_layer):
   """Adam (per-group learning rates when the frontend's differ), with loss
   scaling under mixed precision; built on the model's variables."""
-  if settings.frontend_learning_rate_multiplier == 1:
+  stage_rates = optimizers.check_stage_rates(
+      frontend_layer, settings.frontend_stage_learning_rates)
+  optimizers.freeze_stages(frontend_layer, stage_rates)
+  groups = optimizers.stage_groups(
+      frontend_layer, stage_rates, settings.frontend_learning_rate_multiplier)
+  if settings.frontend_learning_rate_multiplier == 1 and not groups:
     optimizer = keras.optimizers.Adam(settings.learning_rate)
   else:
     optimizer = optimizers.GroupScaledAdam(
         settings.learning_rate, frontend_layer.trainable_variables,
-        settings.frontend_learning_rate_multiplier)
+        settings.frontend_learning_rate_multiplier, groups=groups)
   if settings.mixed_precision:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   optimizer.build(model.trainable_variables)
@@ -404,12 +428,17 @@ def _report_unused_bindings(frontend_name: Optional[str]) -> None:
         parts[-2] != frontend_name):
       other_frontends.append(binding)
       continue
+    if (len(parts) >= 2 and parts[-2] == 'LoudnessNormalization' and
+        configurables.is_bound(models.AudioClassifier, 'normalization')):
+      # common.gin's settings, under a recipe that replaces the layer.
+      other_frontends.append(binding)
+      continue
     logging.warning('gin binding %s was not used by this run: is it a '
                     'parameter of something the run does not build?',
                     binding)
   if other_frontends:
-    logging.info('Bindings of frontends this run does not build (from '
-                 'composed frontend files): %s', ', '.join(other_frontends))
+    logging.info('Bindings of layers this run does not build (from '
+                 'composed .gin files): %s', ', '.join(other_frontends))
 
 
 def open_run_folder(settings, data, model) -> bool:

@@ -104,6 +104,7 @@ class Settings:
   batch_size: int
   learning_rate: float
   frontend_learning_rate_multiplier: float
+  frontend_stage_learning_rates: Optional[dict]
   num_epochs: int
   steps_per_epoch: Optional[int]
   window_seconds: float
@@ -122,7 +123,8 @@ class Settings:
               learning_rate, frontend_learning_rate_multiplier, num_epochs,
               steps_per_epoch, window_seconds, shuffle_buffer, seed,
               mixed_precision, precise_batch_norm_batches, checkpoint_steps,
-              export, verbose, resume_from=None,
+              export, verbose, frontend_stage_learning_rates=None,
+              resume_from=None,
               max_loss=divergence.DEFAULT_MAX_LOSS) -> 'Settings':
     """Checks every argument; raises errors.ConfigurationError naming it."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -144,6 +146,7 @@ class Settings:
         frontend_learning_rate_multiplier=_non_negative_number(
             'frontend_learning_rate_multiplier',
             frontend_learning_rate_multiplier),
+        frontend_stage_learning_rates=frontend_stage_learning_rates,
         num_epochs=_positive_int('num_epochs', num_epochs),
         steps_per_epoch=_positive_int('steps_per_epoch', steps_per_epoch,
                                       allow_none=True),
