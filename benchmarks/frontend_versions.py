@@ -70,9 +70,12 @@ def main():
         for job in jobs:
           ratios[(version, name, job)].append(
               times[f'{name}|{job}'] / times[f'MelFilterbanks|{job}'])
-    print(f'round {index + 1}/{args.rounds} done', file=sys.stderr,
-          flush=True)
-  print(f'batch {args.batch} x {args.seconds:g} s, {args.rounds} interleaved '
+    # The table so far, so that an interrupted run still tells something.
+    print_table(args, codes, jobs, ratios, index + 1)
+
+
+def print_table(args, codes, jobs, ratios, rounds):
+  print(f'batch {args.batch} x {args.seconds:g} s, {rounds} interleaved '
         'rounds, median over rounds of (frontend / mel) in one process')
   print('| frontend | job | ' + ' | '.join(v for v, _ in codes) +
         f' | change from {codes[0][0]} |')
@@ -83,7 +86,7 @@ def main():
                  for version, _ in codes]
       print(f'| {name} | {job} | ' + ' | '.join(f'{m:.2f}x' for m in medians)
             + f' | {100 * (medians[-1] / medians[0] - 1):+.1f}% |')
-
+  sys.stdout.flush()
 
 if __name__ == '__main__':
   main()

@@ -166,14 +166,12 @@ class Frontend(keras.layers.Layer):
   `EfficientLeaf` are presets of this class: they build the stages from their
   arguments. The stages are read-only attributes of the same names.
 
-  Interfaces the stages offer (used by `methods`, `plotting` and the
-  inspector): a filterbank has `impulse_responses()` (see
-  `convolution.complex_filters` for complex ones) and `kernel_size`,
-  `strides`, `padding`; Gabor filterbanks have `gabor_parameters()`, sinc ones
-  `band_edges_hz()`. A pooling stage has `kernel_size`, `strides`, `padding`
-  and, unless it is max pooling, `windows()` [kernel_size, channels or 1]. A
-  filterbank that pools itself (EfficientLeaf's) has both, and no pooling
-  stage follows it.
+  Consumers (`streaming`, `methods`, `plotting`, the inspector, the
+  TensorBoard figures) read every stage through `leaf_audio.stages`: its
+  geometry in samples, its learned parameters in physical units, how it
+  streams, whether the FFT method applies. A filterbank that pools itself
+  (EfficientLeaf's) says so (`pools_itself`), and no pooling stage follows
+  it. See docs/extending.md for a stage of your own.
 
   Args:
     filterbank: Keras layer, [batch, samples, 1] -> [batch, time, channels].
