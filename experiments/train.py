@@ -70,8 +70,11 @@ def main(argv):
     except KeyboardInterrupt as error:  # Includes watchdog.RunInterrupted.
       print(f'interrupted: rerun the same command to resume '
             f'{_MODEL_DIR.value} from its last checkpoint.', file=sys.stderr)
-      sys.exit(getattr(error, 'exit_status',
-                       watchdog.EXIT_STATUS[watchdog.signal.SIGINT]))
+      # The run's files are written and its lock released (train's finally);
+      # tearing TensorFlow down can take many seconds on a busy machine,
+      # longer than a stop may take.
+      watchdog.exit_now(getattr(
+          error, 'exit_status', watchdog.EXIT_STATUS[watchdog.signal.SIGINT]))
 
 
 def _main(stop):
