@@ -138,8 +138,10 @@ def main(argv):
   except KeyboardInterrupt as error:  # Includes watchdog.RunInterrupted.
     print(f'interrupted: rerun the same command to resume {model_dir} from '
           'its last checkpoint.', file=sys.stderr)
-    raise SystemExit(getattr(error, 'exit_status',
-                             errors.INTERRUPTED)) from None
+    # The run's files are written and its lock released (train's finally);
+    # tearing TensorFlow down can take many seconds on a busy machine,
+    # longer than a stop may take.
+    watchdog.exit_now(getattr(error, 'exit_status', errors.INTERRUPTED))
   except Exception as error:  # pylint: disable=broad-except
     if errors.is_reported(error):
       errors.report_and_exit(error)

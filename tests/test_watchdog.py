@@ -113,19 +113,22 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_run_resumes(
           'train.steps_per_epoch': 400, 'train.verbose': 1}))]
   process = subprocess.Popen(command, cwd=REPO_ROOT, env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-  # The progress bar's first step is printed once training runs.
+                             bufsize=0)
+  # The progress bar (redrawn with \r, no newline) shows the first step
+  # once training runs.
   deadline = time.time() + 300
-  line = ''
-  while time.time() < deadline and '1/400' not in line:
-    line = process.stdout.readline()
-    if not line and process.poll() is not None:
+  shown = b''
+  while time.time() < deadline and b'/400' not in shown:
+    chunk = os.read(process.stdout.fileno(), 4096)
+    if not chunk:
       break
+    shown += chunk
   assert process.poll() is None, 'the run ended before it could be stopped'
   time.sleep(2)
   sent = time.monotonic()
   process.send_signal(signal.SIGTERM)
   _, stderr = finish(process, timeout=30)
+  stderr = stderr.decode()
   assert time.monotonic() - sent < 10
   assert process.returncode == 143, stderr[-2000:]
   assert 'interrupted: rerun the same command to resume' in stderr
