@@ -223,7 +223,10 @@ def main():
       output = subprocess.run(
           [sys.executable, __file__, '--measure', folder, '--threads',
            str(threads), '--rounds', str(args.rounds), '--calls',
-           str(args.calls)], check=True, capture_output=True, text=True)
+           str(args.calls)], check=False, capture_output=True, text=True)
+      if output.returncode:
+        sys.exit(f'the {threads}-thread measurement failed:\n'
+                 f'{output.stderr[-3000:]}')
       results[threads] = json.loads(output.stdout.strip().splitlines()[-1])
   print(f'main recipe model (Leaf 40 filters, ConvNet 16-32-64), batch 1; '
         f'median of {args.rounds} interleaved rounds\n')
