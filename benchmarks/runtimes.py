@@ -54,7 +54,7 @@ HOP_SECONDS = 0.01
 def export(folder):
   import keras  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top
-  from experiments import export as export_cli  # pylint: disable=g-import-not-at-top
+  from experiments.serving import exporting as export_cli  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   model = models.AudioClassifier(
