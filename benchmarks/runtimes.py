@@ -100,7 +100,10 @@ def _frontend_jobs(folder, threads, clip, calls):
   method: FFT for Leaf) and LiteRT (direct convolution)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
+  # (Importing leaf_audio and experiments.models registers the classes.)
   model = model_files.load_keras_file(os.path.join(folder, 'run',
                                                    'best.keras'))
   frontend = tf.function(model.frontend)
