@@ -54,7 +54,7 @@ HOP_SECONDS = 0.01
 def export(folder):
   import keras  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top
-  from experiments import export as export_cli  # pylint: disable=g-import-not-at-top
+  from experiments.serving import exporting as export_cli  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   model = models.AudioClassifier(
@@ -100,7 +100,10 @@ def _frontend_jobs(folder, threads, clip, calls):
   method: FFT for Leaf) and LiteRT (direct convolution)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
+  # (Importing leaf_audio and experiments.models registers the classes.)
   model = model_files.load_keras_file(os.path.join(folder, 'run',
                                                    'best.keras'))
   frontend = tf.function(model.frontend)
@@ -223,7 +226,10 @@ def main():
       output = subprocess.run(
           [sys.executable, __file__, '--measure', folder, '--threads',
            str(threads), '--rounds', str(args.rounds), '--calls',
-           str(args.calls)], check=True, capture_output=True, text=True)
+           str(args.calls)], check=False, capture_output=True, text=True)
+      if output.returncode:
+        sys.exit(f'the {threads}-thread measurement failed:\n'
+                 f'{output.stderr[-3000:]}')
       results[threads] = json.loads(output.stdout.strip().splitlines()[-1])
   print(f'main recipe model (Leaf 40 filters, ConvNet 16-32-64), batch 1; '
         f'median of {args.rounds} interleaved rounds\n')

@@ -7,5 +7,6 @@
   export_directory.py      the export folder: numbered versions, staged,
                            added and read through tf.io.gfile
   converters.py            the export as self-describing .tflite / .onnx files
+  exporting.py             a training run -> the SavedModel and those files
   runtimes.py              one call shape for TensorFlow, LiteRT, onnxruntime
 """

@@ -329,15 +329,18 @@ def add_streaming_endpoints(archive, windowed_model, window_samples: int,
   return stream
 
 
-def write_streaming_tflite(saved_model_dir, path) -> pathlib.Path:
+def write_streaming_tflite(saved_model_dir, path,
+                           lookahead_samples: int = 0) -> pathlib.Path:
   """Converts the SavedModel's 'stream_step' to a .tflite at `path`.
 
   `converters.write_streaming_tflite`: `path` must end in .tflite and be new
   or an earlier .tflite of this package (replaced atomically); a folder, a
   user's file, or a path inside an export is refused with a ValueError
-  before anything is converted.
+  before anything is converted. lookahead_samples is recorded in the file's
+  metadata (experiments.export passes the frontend's).
   """
-  return converters.write_streaming_tflite(saved_model_dir, path)
+  return converters.write_streaming_tflite(saved_model_dir, path,
+                                           lookahead_samples)
 
 
 def run_tflite(model_content, audio, hop_samples):
