@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import export as export_binary
+from experiments.serving import exporting
 from experiments import gin_files as configuration
 from experiments.training import job as training
 from experiments.training import run_files
@@ -154,7 +154,7 @@ def test_training_and_export_refuse_a_locked_model_dir(tmp_path, tone_folder,
     with pytest.raises(run_lock.RunLockedError, match='in use by train'):
       train(tmp_path / 'run')
     with pytest.raises(run_lock.RunLockedError, match='in use by train'):
-      export_binary.export_run(tmp_path / 'run')
+      exporting.export_run(tmp_path / 'run')
     assert sorted(os.listdir(tmp_path / 'run')) == before
   # A run that fails releases its lock too.
   (tmp_path / 'run' / 'run.json').write_text('[]')

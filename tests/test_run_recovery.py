@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
-from experiments import export as export_binary
+from experiments.serving import exporting
 from experiments import gin_files as configuration
 from experiments.training import job as training
 from experiments.training import run_files
@@ -168,7 +168,7 @@ def test_a_run_json_that_is_not_an_object_is_named(run, tone_folder, data_dir,
                      match='run.json is damaged: it holds ' + re.escape(text)):
     train_in_process(run, tiny(tone_folder, data_dir))
   with pytest.raises(run_files.RunFileError, match='run.json is damaged'):
-    export_binary.export_run(run, export_dir=run.parent / 'export')
+    exporting.export_run(run, export_dir=run.parent / 'export')
 
 
 def test_a_foreign_best_keras_is_named(run, tone_folder, data_dir):
