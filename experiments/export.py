@@ -30,12 +30,12 @@ from absl import app
 from absl import flags
 
 from experiments import errors
+from experiments import run_flags
 from experiments.serving.exporting import export_run  # pylint: disable=unused-import
 
-_MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
-                                 required=True)
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', 'best.keras', 'Model file inside model_dir to export.')
+_MODEL_DIR = run_flags.MODEL_DIR
+flags.mark_flag_as_required('model_dir')
+_CHECKPOINT = run_flags.CHECKPOINT
 _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Destination: a new or empty folder, or a previous '
     'export; defaults to model_dir/export.')
@@ -57,7 +57,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    export_run(_MODEL_DIR.value, _CHECKPOINT.value, _EXPORT_DIR.value,
+    export_run(_MODEL_DIR.value, _CHECKPOINT.value or 'best.keras',
+               _EXPORT_DIR.value,
                tflite=_TFLITE.value, onnx=_ONNX.value,
                streaming_tflite=_STREAMING_TFLITE.value,
                streaming_onnx=_STREAMING_ONNX.value, report=print)

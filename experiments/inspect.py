@@ -27,14 +27,13 @@ from absl import flags
 import numpy as np
 
 from experiments import errors
+from experiments import run_flags
 
-_MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Folder of a training run.',
-                                 required=True)
+_MODEL_DIR = run_flags.MODEL_DIR
+flags.mark_flag_as_required('model_dir')
 _WAV = flags.DEFINE_string(
     'wav', None, 'A WAV file to show through the frontend; default: a chirp.')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'Model file inside model_dir; default best.keras, '
-    'or last.keras when the run has no best.keras yet.')
+_CHECKPOINT = run_flags.CHECKPOINT
 
 OUTPUT_FOLDER = 'inspect'
 

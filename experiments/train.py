@@ -38,6 +38,7 @@ from absl import logging
 
 from experiments import errors
 from experiments import gin_files
+from experiments import run_flags
 from experiments import storage
 from experiments.training import distribution
 from experiments.training import watchdog
@@ -48,10 +49,8 @@ _GIN_CONFIG = flags.DEFINE_multi_string(
 _GIN_BINDINGS = flags.DEFINE_multi_string(
     'gin_bindings', [], "A gin binding such as 'train.num_epochs = 5'; "
     'applied after the files.')
-_MODEL_DIR = flags.DEFINE_string(
-    'model_dir', None, 'Folder of the run: checkpoints, logs, export. A local '
-    'path or a URL of any TensorFlow file system (gs://bucket/run).',
-    required=True)
+_MODEL_DIR = run_flags.MODEL_DIR
+flags.mark_flag_as_required('model_dir')
 _STRATEGY = flags.DEFINE_enum(
     'strategy', 'default', list(distribution.STRATEGIES),
     'tf.distribute strategy: default (one device), mirrored (all local GPUs, '
