@@ -99,10 +99,11 @@ def test_base_requirements_are_tensorflow_keras_numpy_only(monkeypatch):
       'tensorflow', 'keras', 'numpy'}
   extras = arguments['extras_require']
   training = {'tensorflow-datasets', 'gin-config', 'absl-py', 'tensorboard',
-              'importlib_resources', 'scipy'}
+              'importlib_resources', 'scipy', 'matplotlib'}
+  deploy = {'tf2onnx', 'onnx', 'ai-edge-litert', 'onnxruntime'}
   assert requirement_names(extras['experiments']) == training
-  assert requirement_names(extras['test']) == training | {'pytest',
-                                                          'matplotlib'}
+  assert requirement_names(extras['deploy']) == deploy
+  assert requirement_names(extras['test']) == training | deploy | {'pytest'}
 
 
 def test_cpu_build_is_chosen_by_the_environment(monkeypatch):

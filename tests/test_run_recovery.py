@@ -18,6 +18,7 @@ from conftest import REPO_ROOT
 from experiments import configurables  # pylint: disable=unused-import
 from experiments.serving import exporting
 from experiments import gin_files as configuration
+from experiments import storage
 from experiments.training import job as training
 from experiments.training import run_files
 import experiments_helpers as helpers
@@ -199,9 +200,9 @@ def test_a_deleted_best_keras_of_a_finished_run_is_written_again(
 
 def test_a_file_system_without_storage_is_named(tmp_path, tone_folder,
                                                 data_dir, monkeypatch):
-  monkeypatch.setattr(training.shutil, 'disk_usage',
+  monkeypatch.setattr(run_files.shutil, 'disk_usage',
                       lambda path: shutil._ntuple_diskusage(0, 0, 0))  # pylint: disable=protected-access
-  with pytest.raises(training.RunDirectoryError,
+  with pytest.raises(run_files.RunDirectoryError,
                      match='stores no files'):
     train_in_process(tmp_path / 'run', tiny(tone_folder, data_dir))
 
@@ -210,13 +211,13 @@ def test_a_write_cut_short_by_a_full_disk_leaves_the_old_file(tmp_path,
                                                               monkeypatch):
   target = tmp_path / 'metrics.csv'
   target.write_text('epoch,loss\n0,1.0\n')
-  original = type(target).write_text
+  original = storage.write_bytes
 
-  def full_disk(path, text, *args, **kwargs):
-    original(path, text[:5])  # Part of it reached the disk.
+  def full_disk(path, data):
+    original(path, data[:5])  # Part of it reached the disk.
     raise OSError(28, 'No space left on device', str(path))
 
-  monkeypatch.setattr(type(target), 'write_text', full_disk)
+  monkeypatch.setattr(storage, 'write_bytes', full_disk)
   with pytest.raises(OSError, match='No space left'):
     run_files.write_text_atomically(target, 'epoch,loss\n0,1.0\n1,0.5\n')
   monkeypatch.undo()

@@ -225,8 +225,8 @@ def train(model_dir: str,
       settings) as folder:
     keras.utils.set_random_seed(settings.seed)
     model, optimizer = build_model(settings, data)
-    resumed = open_run_folder(settings, data, model)
-    state = restore_state(settings, model, optimizer, folder, resumed)
+    resume_point = open_run_folder(settings, data, model)
+    state = restore_state(settings, model, optimizer, folder, resume_point)
     train_epochs(settings, data, model, optimizer, state)
     # Every worker of a cluster logs this; equal lines mean equal models.
     logging.info('Final weights fingerprint: %s', weights_fingerprint(model))
@@ -441,14 +441,17 @@ def _report_unused_bindings(frontend_name: Optional[str]) -> None:
                  'composed .gin files): %s', ', '.join(other_frontends))
 
 
-def open_run_folder(settings, data, model) -> bool:
+def open_run_folder(settings, data, model) -> Optional[str]:
   """Checks that model_dir may hold this run, then (chief) writes run.json
   and config.gin. Only now that the run is known to be buildable, and to be
-  this model_dir's run, does model_dir change. Returns whether the run
-  resumes one that model_dir holds.
+  this model_dir's run, does model_dir change. Returns where a resumed run
+  continues (a checkpoint prefix, or settings.resume_from's .keras file when
+  the checkpoints are unusable), else None; both are checked before anything
+  is written.
 
   Raises:
-    run_files.RunMismatchError, run_files.RunFileError,
+    run_files.RunMismatchError, run_files.RunFileError (and its
+    RunCheckpointError: finished epochs but unusable checkpoints),
     run_files.RunDirectoryError, export_directory.ExportDirectoryError.
   """
   info = data.info
@@ -465,11 +468,13 @@ def open_run_folder(settings, data, model) -> bool:
   }
   resumed = run_files.check_run_identity(settings.model_dir, identity,
                                          defaults)
+  resume_point = None
   if resumed:
     for name in ('best.keras', 'last.keras'):
       run_files.check_keras_file_matches(settings.path(name), model)
+    resume_point = _checkpoint_or_recovery(settings)
   if not settings.chief:
-    return resumed
+    return resume_point
   if settings.export:
     # A user folder at model_dir/export is refused now, not after training.
     destination = export_directory.check_destination(settings.path('export'),
@@ -491,7 +496,7 @@ def open_run_folder(settings, data, model) -> bool:
   run_files.write_text_atomically(settings.path('config.gin'),
                                   gin.operative_config_str())
   _report_unused_bindings(identity['frontend'])
-  return resumed
+  return resume_point
 
 
 @dataclasses.dataclass
@@ -515,15 +520,15 @@ class TrainingState:
 
 
 def restore_state(settings, model, optimizer, folder,
-                  resumed: bool) -> TrainingState:
+                  resume_point: Optional[str]) -> TrainingState:
   """The checkpoint of model, optimizer and position, restored from the
   chief's last checkpoint when the run resumes (or, with
   settings.resume_from, from a whole-model file when the checkpoints are
   missing or damaged).
 
   Raises:
-    run_files.RunCheckpointError: the run has finished epochs but its
-      checkpoints are missing or damaged (named), and resume_from is None.
+    run_files.RunCheckpointError: the checkpoint cannot be restored into
+      this run (named).
   """
   totals = loop.EpochTotals()
   epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -535,7 +540,7 @@ def restore_state(settings, model, optimizer, folder,
       model_variables=list(model.variables), optimizer=optimizer,
       epoch=epoch, step=step, loss_sum=totals.loss_sum,
       examples=totals.examples, correct=totals.correct)
-  latest = _checkpoint_or_recovery(settings) if resumed else None
+  latest = resume_point
   if latest in run_files.KERAS_FILES:
     epoch.assign(run_files.resume_from_keras_file(
         settings.model_dir, latest, model, settings.path(CHECKPOINT_DIR),
