@@ -35,7 +35,9 @@ from experiments.serving.exporting import export_run  # pylint: disable=unused-i
 
 _MODEL_DIR = run_flags.MODEL_DIR
 flags.mark_flag_as_required('model_dir')
+flags.declare_key_flag('model_dir')  # Listed by --helpshort.
 _CHECKPOINT = run_flags.CHECKPOINT
+flags.declare_key_flag('checkpoint')
 _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Destination: a new or empty folder, or a previous '
     'export; defaults to model_dir/export.')

@@ -31,9 +31,11 @@ from experiments import run_flags
 
 _MODEL_DIR = run_flags.MODEL_DIR
 flags.mark_flag_as_required('model_dir')
+flags.declare_key_flag('model_dir')  # Listed by --helpshort.
 _WAV = flags.DEFINE_string(
     'wav', None, 'A WAV file to show through the frontend; default: a chirp.')
 _CHECKPOINT = run_flags.CHECKPOINT
+flags.declare_key_flag('checkpoint')
 
 OUTPUT_FOLDER = 'inspect'
 

@@ -27,6 +27,7 @@ from experiments.data import wav
 from experiments.serving import runtimes
 
 _MODEL = model_flag.MODEL
+flags.declare_key_flag('model')  # Listed by --helpshort.
 _TOP_K = flags.DEFINE_integer('top_k', 3, 'Classes to print per file.')
 _THREADS = flags.DEFINE_integer(
     'num_threads', 1, 'CPU threads of LiteRT or onnxruntime.')

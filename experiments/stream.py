@@ -24,6 +24,7 @@ from experiments.data import wav
 from experiments.serving import runtimes
 
 _MODEL = model_flag.MODEL
+flags.declare_key_flag('model')  # Listed by --helpshort.
 _EVERY_MS = flags.DEFINE_float('every_ms', 250., 'Print period in ms.')
 _PLOT = flags.DEFINE_string('plot', None, 'Optional PNG of the probabilities.')
 

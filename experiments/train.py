@@ -51,6 +51,7 @@ _GIN_BINDINGS = flags.DEFINE_multi_string(
     'applied after the files.')
 _MODEL_DIR = run_flags.MODEL_DIR
 flags.mark_flag_as_required('model_dir')
+flags.declare_key_flag('model_dir')  # Listed by --helpshort.
 _STRATEGY = flags.DEFINE_enum(
     'strategy', 'default', list(distribution.STRATEGIES),
     'tf.distribute strategy: default (one device), mirrored (all local GPUs, '

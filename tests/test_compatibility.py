@@ -31,8 +31,10 @@ LEGACY_BINDINGS = [
     'ConvNet.filters = [4, 8]', 'train.precise_batch_norm_batches = 2',
     'train.export = False', 'train.verbose = 0']
 # Each binary and one of its own flags.
-ENTRY_POINTS = {'train': '--gin_config', 'export': '--export_dir',
-                'predict': '--saved_model', 'stream': '--every_ms',
+# A flag each binary's --helpshort lists (the shared ones are declared key
+# flags of every binary that takes them).
+ENTRY_POINTS = {'train': '--model_dir', 'export': '--export_dir',
+                'predict': '--model', 'stream': '--model',
                 'inspect': '--model_dir', 'compare_frontends': '--runs_dir'}
 
 
