@@ -139,13 +139,24 @@ class PageRunner:
                    for argv in argvs)
 
 
+def _forget_module(module):
+  """Drops `module` from sys.modules and from its package's attributes
+  (`from package import module` reads the attribute first)."""
+  sys.modules.pop(module, None)
+  parent, _, name = module.rpartition('.')
+  if parent in sys.modules and hasattr(sys.modules[parent], name):
+    delattr(sys.modules[parent], name)
+
+
 @contextlib.contextmanager
 def only_absl_flags():
   """Hides every flag but absl's own while a binary runs, then restores them.
 
   A binary defines its flags (--model_dir, ...) when its module runs, and
   binaries imported as modules (experiments.inspect in test_inspect) have
-  defined theirs already.
+  defined theirs already. The modules that defined the hidden flags (e.g.
+  experiments.run_flags, shared by several binaries) are imported afresh
+  while the binary runs, so that they define their flags again.
   """
   registry = flags.FLAGS
   hidden = [(module, flag)
@@ -154,9 +165,26 @@ def only_absl_flags():
   for _, flag in hidden:
     if flag.name in registry:
       delattr(registry, flag.name)
+  # Only this project's modules: TensorFlow's must not be imported twice.
+  defining = {module for module, _ in hidden
+              if module in sys.modules and module.startswith('experiments.')}
+  saved_modules = {module: sys.modules[module] for module in defining}
+  for module in defining:
+    _forget_module(module)
   try:
     yield
   finally:
+    # Modules that defined flags while the binary ran are forgotten too, so
+    # that the next binary that imports them defines their flags again.
+    defined = {module for module in registry.flags_by_module_dict()
+               if module in sys.modules and module.startswith('experiments.')}
+    for module in defining | defined:
+      _forget_module(module)
+    for module, loaded in saved_modules.items():
+      sys.modules[module] = loaded
+      parent, _, name = module.rpartition('.')
+      if parent in sys.modules:
+        setattr(sys.modules[parent], name, loaded)
     for name in list(registry):
       module = registry.find_module_defining_flag(name, default='')
       if not module.startswith('absl.'):
