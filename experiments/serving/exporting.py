@@ -47,6 +47,8 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None, *,
   from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
   from experiments.training import model_files  # pylint: disable=g-import-not-at-top
   from experiments.training import run_lock  # pylint: disable=g-import-not-at-top
+  # Registers the model classes that best.keras names.
+  from experiments import models  # pylint: disable=g-import-not-at-top,unused-import
   report = report or (lambda message: None)
   model_dir = pathlib.Path(model_dir)
   export_dir = pathlib.Path(export_dir or model_dir / 'export')
