@@ -192,6 +192,10 @@ def _check_plots(frontend, initial, clip):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CONFIGURATIONS))
 def test_configuration_works_everywhere(name, tmp_path):
+  if name == 'gin:mel':
+    # Issue 21, still open: MelFilterbanks is not yet a Frontend composition,
+    # so it has no `pooling` stage for the framing check below.
+    pytest.xfail('MelFilterbanks is not yet a Frontend composition')
   frontend = CONFIGURATIONS[name]()
   rate = frontend.sample_rate
   rng = np.random.default_rng(0)

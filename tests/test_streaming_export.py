@@ -362,11 +362,7 @@ def test_export_cli_refuses_a_streaming_tflite_of_a_normalised_model(
   assert last.startswith('error: ') and 'LoudnessNormalization' in last
   assert 'AudioClassifier.normalization = None' in last
   assert not path.exists()
-  # The SavedModel itself serves, without the streaming signatures, and the
-  # export said why in one warning line.
-  loaded = tf.saved_model.load(
-      export_directory.saved_model_path(model_dir / 'export'))
-  assert 'serving_default' in loaded.signatures
-  assert 'stream_step' not in loaded.signatures
-  assert sum('no streaming signatures' in line
-             for line in result.stderr.splitlines()) == 1
+  # Every destination and the model are checked before anything is written:
+  # no SavedModel either (training's own export leaves the streaming
+  # signatures out with one warning line; tested above).
+  assert not (model_dir / 'export').exists()

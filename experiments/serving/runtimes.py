@@ -112,8 +112,10 @@ class SavedModelRuntime:
         'sample_rate': int(metadata['sample_rate']),
         'label_names': [name.decode() for name in
                         metadata['label_names'].numpy()],
-        'window_samples': int(metadata['window_samples']),
     }
+    # Some earlier exports' metadata() lacks it (predict does not need it).
+    if 'window_samples' in metadata:
+      self.metadata['window_samples'] = int(metadata['window_samples'])
     for key in ('hop_samples', 'lookahead_samples'):
       if key in metadata:
         self.metadata[key] = int(metadata[key])

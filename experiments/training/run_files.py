@@ -431,7 +431,9 @@ def find_checkpoint(checkpoint_dir, model_dir) -> 'str | None':
         f'{index} is missing (named by {state_path}), so the run cannot '
         f'resume. {_recovery_choices(model_dir)}')
   try:
-    reader = tf.train.load_checkpoint(prefix)
+    # The reader of this very prefix (tf.train.load_checkpoint takes a prefix
+    # that a file system such as ram:// reports as a folder for a folder).
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
   except (tf.errors.OpError, ValueError) as error:
     raise RunCheckpointError(
         f'{index} is damaged ({_first_line(error)}), so the run cannot '
