@@ -114,15 +114,10 @@ def test_a_wav_folder_run_on_ram_trains_resumes_and_exports(tmp_path, capsys):
 
   # Rerun with the export: it is served from ram://, with best.keras's
   # probabilities.
-  try:
-    _run_binary(command(2, export=True))
-  except SystemExit as error:
-    assert 'exports only to local folders' in capsys.readouterr().err
-    assert not (REPO_ROOT / 'ram:').exists()
-    pytest.xfail('the export folder is not yet written through tf.io.gfile '
-                 '(experiments/serving/export_directory.py); the run refuses '
-                 f'to export to a URL (status {error.code}).')
-  served = tf.saved_model.load(storage.join(model_dir, 'export'))
+  _run_binary(command(2, export=True))
+  from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
+  served = tf.saved_model.load(export_directory.saved_model_path(
+      storage.join(model_dir, 'export')))
   clip = helpers.tone(300., 0.6, np.random.default_rng(2))[np.newaxis]
   outputs = served.signatures['serving_default'](waveform=tf.constant(clip))
   model = model_files.load_keras_file(storage.join(model_dir, 'best.keras'))
