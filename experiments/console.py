@@ -35,6 +35,33 @@ _PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__))
 _active = []  # The process's Console, once started.
 
 
+# The log of a process before its model_dir is known: a temporary file named
+# after the process, removed when it ends (or, after a kill, by the next run).
+_LOG_PREFIX = 'leaf-audio-console-'
+
+
+def _remove_logs_of_ended_processes() -> None:
+  """Removes temporary console logs whose process is gone (a killed run's)."""
+  folder = tempfile.gettempdir()
+  for name in os.listdir(folder):
+    if not (name.startswith(_LOG_PREFIX) and name.endswith('.log')):
+      continue
+    pid = name[len(_LOG_PREFIX):].split('-', 1)[0]
+    if not pid.isdigit():
+      continue
+    try:
+      os.kill(int(pid), 0)
+      continue  # Alive (or another user's): not ours to remove.
+    except ProcessLookupError:
+      pass
+    except OSError:
+      continue
+    try:
+      os.remove(os.path.join(folder, name))
+    except OSError:
+      pass
+
+
 def verbosity_requested(argv) -> bool:
   """Whether the command line sets absl's --verbosity (or -v)."""
   for argument in argv[1:]:
@@ -78,9 +105,10 @@ class Console:
 
   def __init__(self, quiet: bool):
     self.quiet = quiet
+    _remove_logs_of_ended_processes()
     self._log = tempfile.NamedTemporaryFile(
-        mode='w+', prefix='leaf-audio-', suffix='.log', delete=False,
-        encoding='utf-8', buffering=1)
+        mode='w+', prefix=f'{_LOG_PREFIX}{os.getpid()}-', suffix='.log',
+        delete=False, encoding='utf-8', buffering=1)
     self.log_path = self._log.name
     self._destination = None
     self._previous = ''

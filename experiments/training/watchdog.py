@@ -90,10 +90,15 @@ class StopSignals:
   def __enter__(self):
     signal_reader, self._signal_writer = os.pipe()
     os.set_blocking(self._signal_writer, False)
+    try:  # The terminal, also under a quiet console (fd 2 is then its log).
+      terminal = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+      terminal = None
     self._watchdog = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), str(os.getpid()),
          str(signal_reader), str(self.grace_seconds)],
-        stdin=subprocess.PIPE, pass_fds=(signal_reader,), text=True)
+        stdin=subprocess.PIPE, stderr=terminal, pass_fds=(signal_reader,),
+        text=True)
     os.close(signal_reader)
     self._previous_wakeup_fd = signal.set_wakeup_fd(
         self._signal_writer, warn_on_full_buffer=False)
