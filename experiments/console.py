@@ -232,6 +232,15 @@ def terminal():
     yield
 
 
+def terminal_stderr():
+  """The terminal's stderr (a file descriptor) for a child process: under a
+  quiet Console fd 2 is its log, so a child's messages would not be seen."""
+  console = active()
+  if console is None or not console.quiet:
+    return None
+  return console.err.fileno()
+
+
 def stop_active() -> None:
   """Stops the process's Console, if one was started and not stopped."""
   console = active()

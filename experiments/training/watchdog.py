@@ -90,10 +90,9 @@ class StopSignals:
   def __enter__(self):
     signal_reader, self._signal_writer = os.pipe()
     os.set_blocking(self._signal_writer, False)
-    try:  # The terminal, also under a quiet console (fd 2 is then its log).
-      terminal = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-      terminal = None
+    # The terminal, also under a quiet console (fd 2 is then its log).
+    from experiments import console  # pylint: disable=g-import-not-at-top
+    terminal = console.terminal_stderr()
     self._watchdog = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), str(os.getpid()),
          str(signal_reader), str(self.grace_seconds)],
