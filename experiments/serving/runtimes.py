@@ -190,6 +190,18 @@ class _FileRuntime:
           f'{"streaming_" if kind == "streaming" else ""}'
           f'{self.path.suffix[1:]}=...).')
 
+  def stream(self, audio):
+    """One row per hop: (probabilities [hops, classes], valid [hops]),
+    through the subclass's initial_state and step."""
+    self._require('streaming', 'stream')
+    state = self.initial_state()
+    rows, valid = [], []
+    for hop in _hops(_as_audio(audio), self.metadata['hop_samples']):
+      outputs, state = self.step(hop, state)
+      rows.append(outputs['probabilities'][0])
+      valid.append(bool(outputs['valid'][0]))
+    return _stack(rows, valid, len(self.metadata['label_names']))
+
 
 class LiteRTRuntime(_FileRuntime):
   """A .tflite file of experiments.export run by LiteRT.
@@ -223,16 +235,6 @@ class LiteRTRuntime(_FileRuntime):
     outputs = self._runner(samples=samples, **state)
     return outputs, {name: outputs[name.replace('state_in_', 'state_out_')]
                      for name in state}
-
-  def stream(self, audio):
-    self._require('streaming', 'stream')
-    state = self.initial_state()
-    rows, valid = [], []
-    for hop in _hops(_as_audio(audio), self.metadata['hop_samples']):
-      outputs, state = self.step(hop, state)
-      rows.append(outputs['probabilities'][0])
-      valid.append(bool(outputs['valid'][0]))
-    return _stack(rows, valid, len(self.metadata['label_names']))
 
 
 class OnnxRuntime(_FileRuntime):
@@ -278,16 +280,6 @@ class OnnxRuntime(_FileRuntime):
     outputs = self._run(dict(state, samples=samples))
     return outputs, {name: outputs[name.replace('state_in_', 'state_out_')]
                      for name in state}
-
-  def stream(self, audio):
-    self._require('streaming', 'stream')
-    state = self.initial_state()
-    rows, valid = [], []
-    for hop in _hops(_as_audio(audio), self.metadata['hop_samples']):
-      outputs, state = self.step(hop, state)
-      rows.append(outputs['probabilities'][0])
-      valid.append(bool(outputs['valid'][0]))
-    return _stack(rows, valid, len(self.metadata['label_names']))
 
 
 def open_runtime(path, num_threads: int = 1):
