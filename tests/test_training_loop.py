@@ -18,6 +18,7 @@ from experiments.training import run_files as checkpoints
 from experiments import configurables  # pylint: disable=unused-import
 from experiments import gin_files as configuration
 from experiments.training import loop
+from experiments.training import evaluation
 from experiments import models
 from experiments.training import precise_batch_norm
 from experiments.training import job as training
@@ -188,6 +189,24 @@ def test_recompute_batch_norm_averages_batch_statistics():
   nested = models.AudioClassifier(leaf_audio.MelFilterbanks(n_filters=8),
                                   models.ConvNet((4, 4)), num_outputs=2)
   assert len(precise_batch_norm.batch_norm_layers(nested)) == 4
+
+
+def test_one_traced_forward_recomputes_batch_norm_after_every_epoch():
+  """train_epochs keeps one forward function; each recomputation with it
+  gives that call's batch statistics (momentum 0), not a blend."""
+  layer = keras.layers.BatchNormalization(momentum=0.99)
+  model = keras.Sequential([keras.Input((3,)), layer])
+  forward = precise_batch_norm.training_forward(model)
+  rng = np.random.default_rng(1)
+  for loc in (1., -4.):
+    batches = [(rng.normal(loc, 1., (6, 3)).astype(np.float32), None)
+               for _ in range(2)]
+    precise_batch_norm.recompute_batch_norm(model, batches, forward)
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(),
+        np.mean([b.mean(0) for b, _ in batches], axis=0), rtol=1e-5)
+  assert layer.momentum == 0.99
+  assert forward.experimental_get_tracing_count() == 1
 
 
 def test_metrics_csv_and_test_metrics_json(tmp_path, tone_folder, data_dir):
@@ -418,3 +437,22 @@ def test_a_damaged_state_file_is_named(tmp_path):
     checkpoints.read_json_state(state)
   state.write_text('{"epoch": 2}')
   assert checkpoints.read_json_state(state) == {'epoch': 2}
+
+
+def test_clip_evaluation_traces_the_model_once_for_every_epoch():
+  """Validation after each epoch reuses one traced function, and each epoch
+  sees the weights of that epoch (mean logits of 1 s windows)."""
+  classifier = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+      2, kernel_initializer='zeros')])
+  waveform = np.array([[1., 2., 3., 4., 5., 6.]], np.float32)
+  clips = tf.data.Dataset.from_tensors((waveform, np.array([1])))
+  callback = evaluation.ClipEvaluation(clips, num_classes=2,
+                                       multi_label=False, window_samples=4)
+  callback.set_model(classifier)
+  for sign in (1., -1.):  # Class 1 wins, then class 0.
+    classifier.layers[-1].kernel.assign(
+        sign * np.array([[0., 1.]] * 4, np.float32))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert logs['val_accuracy'] == (1. if sign > 0 else 0.)
+  assert callback._predict.experimental_get_tracing_count() == 1  # pylint: disable=protected-access

@@ -17,8 +17,20 @@ def clip_metrics(num_classes: int, multi_label: bool):
   return metrics_lib.single_label_metrics(num_classes)
 
 
+def clip_predictor(windowed_model):
+  """A tf.function mapping waveforms [batch, samples] (any length) to logits.
+
+  Traced once for every clip length; keep it to evaluate the same model
+  again (each new function traces the model again, seconds for LEAF).
+  """
+  return tf.function(
+      lambda waveform: windowed_model(waveform, training=False),
+      input_signature=[tf.TensorSpec([None, None], tf.float32)])
+
+
 def evaluate_clips(windowed_model, clips: tf.data.Dataset,
-                   metrics: Sequence[keras.metrics.Metric]) -> Dict[str, float]:
+                   metrics: Sequence[keras.metrics.Metric],
+                   predict=None) -> Dict[str, float]:
   """Runs a WindowedClassifier over full clips and returns metric values.
 
   Args:
@@ -26,10 +38,10 @@ def evaluate_clips(windowed_model, clips: tf.data.Dataset,
       logits [batch, classes].
     clips: (waveform [1, samples], label [1] or [1, classes]) pairs.
     metrics: Keras metrics updated with (labels, logits); reset first.
+    predict: `clip_predictor(windowed_model)` made earlier, or None for a
+      new one.
   """
-  predict = tf.function(
-      lambda waveform: windowed_model(waveform, training=False),
-      input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  predict = predict or clip_predictor(windowed_model)
   for metric in metrics:
     metric.reset_state()
   for waveform, label in clips:
@@ -56,9 +68,16 @@ class ClipEvaluation(keras.callbacks.Callback):
     self.clips = clips
     self.metrics = clip_metrics(num_classes, multi_label)
     self.window_samples = window_samples
+    self._windowed = None
+    self._predict = None
 
   def on_epoch_end(self, epoch, logs=None):
-    windowed = models.WindowedClassifier(self.model, self.window_samples)
-    results = evaluate_clips(windowed, self.clips, self.metrics)
+    # One traced function for every epoch: the model object stays the same.
+    if self._windowed is None or self._windowed.classifier is not self.model:
+      self._windowed = models.WindowedClassifier(self.model,
+                                                 self.window_samples)
+      self._predict = clip_predictor(self._windowed)
+    results = evaluate_clips(self._windowed, self.clips, self.metrics,
+                             self._predict)
     if logs is not None:
       logs.update({f'val_{name}': value for name, value in results.items()})

@@ -600,6 +600,7 @@ def train_epochs(settings, data, model, optimizer, state) -> None:
   step_function = loop.TrainStep(settings.strategy, model, optimizer,
                                  data.info.multi_label, settings.batch_size)
   start_epoch, start_step = int(state.epoch.numpy()), int(state.step.numpy())
+  batch_norm_forward = precise_batch_norm.training_forward(model)
   for epoch in range(start_epoch, settings.num_epochs):
     first_step = start_step if epoch == start_epoch else 0
     logs = _train_one_epoch(settings, data, state, step_function, epoch,
@@ -609,7 +610,7 @@ def train_epochs(settings, data, model, optimizer, state) -> None:
     if settings.precise_batch_norm_batches:
       precise_batch_norm.recompute_batch_norm(
           model, data.training_stream(settings, epoch * data.steps).take(
-              settings.precise_batch_norm_batches))
+              settings.precise_batch_norm_batches), batch_norm_forward)
     if callbacks:
       _end_epoch(settings, callbacks, epoch, logs)
     # The checkpoint comes last: a kill before it redoes this epoch, whose
@@ -704,15 +705,20 @@ def test_and_export(settings, data) -> dict:
     The chosen model's test metrics.
   """
   info = data.info
+  best_state = run_files.read_json_state(settings.path('best.keras.json'))
+  last_state = run_files.read_json_state(settings.path('last.keras.json'))
   results = {}
   for name in ('best', 'last'):
+    if name == 'last' and last_state['epoch'] == best_state['epoch']:
+      # The same epoch's weights: best.keras and last.keras were written
+      # from one model state, so its test metrics are the same.
+      results['last'] = results['best']
+      break
     model = model_files.load_keras_file(settings.path(f'{name}.keras'))
     windowed = models.WindowedClassifier(model, data.window_samples)
     results[name] = (windowed, evaluation.evaluate_clips(
         windowed, pipeline.eval_clips(data.splits['test']),
         evaluation.clip_metrics(len(info.label_names), info.multi_label)))
-  best_state = run_files.read_json_state(settings.path('best.keras.json'))
-  last_state = run_files.read_json_state(settings.path('last.keras.json'))
   monitor = _monitor(info)
   test_metrics = dict(results['best'][1])
   test_metrics.update({

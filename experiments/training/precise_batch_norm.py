@@ -47,7 +47,14 @@ def batch_norm_layers(layer) -> List[keras.layers.BatchNormalization]:
   return found
 
 
-def recompute_batch_norm(model, batches: Iterable) -> int:
+def training_forward(model):
+  """A tf.function running `model(audio, training=True)`, for
+  `recompute_batch_norm`; keep it to recompute again after more training
+  (each new function traces the model again, seconds for LEAF)."""
+  return tf.function(lambda audio: model(audio, training=True))
+
+
+def recompute_batch_norm(model, batches: Iterable, forward=None) -> int:
   """Sets every BatchNorm's moving statistics to the mean over `batches`.
 
   Each batch goes through the model in training mode with momentum 0, so
@@ -59,6 +66,9 @@ def recompute_batch_norm(model, batches: Iterable) -> int:
   Args:
     model: a built Keras model, called as model(audio, training=True).
     batches: iterable of (audio [batch, samples], label) pairs.
+    forward: `training_forward(model)` made earlier, or None for a new one.
+      Momentum is 0 whenever it runs here, so a function traced by an
+      earlier call computes the same.
 
   Returns:
     The number of batches used (0 when the model has no BatchNorm, in which
@@ -75,7 +85,7 @@ def recompute_batch_norm(model, batches: Iterable) -> int:
   try:
     for layer in layers:
       layer.momentum = 0.
-    forward = tf.function(lambda audio: model(audio, training=True))
+    forward = forward or training_forward(model)
     for audio, _ in batches:
       forward(audio)
       sums = [total + tf.cast(v.value, tf.float32)
