@@ -27,13 +27,19 @@ $(VENV)/.installed-%: setup.py
 
 install: $(VENV)/.installed-test
 
+# Test files run in parallel processes, one per core (at most 4: each holds
+# TensorFlow); a file's tests stay in one process. TEST_WORKERS=0 runs them in
+# this process.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile
+
 # The full suite (what CI runs).
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests
+	$(PYTEST) tests
 
 # The suite without the tests marked slow (a few minutes), for development.
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 train: $(VENV)/.installed-experiments
 	$(BIN)/python -m experiments.train $(addprefix --gin_config=,$(GIN_CONFIGS)) --model_dir=$(RUN_DIR)

@@ -61,8 +61,10 @@ setuptools.setup(
         'experiments': EXPERIMENTS_REQUIREMENTS,
         'deploy': DEPLOY_REQUIREMENTS,
         'plot': ['matplotlib>=3.5'],
-        # deploy: every runtime is tested.
-        'test': EXPERIMENTS_REQUIREMENTS + DEPLOY_REQUIREMENTS + ['pytest>=7'],
+        # deploy: every runtime is tested; pytest-xdist runs test files in
+        # parallel processes (make test).
+        'test': EXPERIMENTS_REQUIREMENTS + DEPLOY_REQUIREMENTS + [
+            'pytest>=7', 'pytest-xdist>=3'],
     },
     license='Apache 2.0',
 )
