@@ -299,9 +299,8 @@ def test_every_batch_signature_returns_batched_outputs(trained_run):
     batched.append(name)
     # The tflite signature (the converters' input) is checked on whole
     # windows; its clips shorter than a window are left to tests/test_runtimes.
-    # Known gap: the tflite signature fails on a batch of 0 clips.
     samples = window if name == 'tflite' else 1600
-    for batch in ((2,) if name == 'tflite' else (2, 0)):
+    for batch in (2, 0):
       inputs = {}
       for key, spec in specs.items():
         if spec.dtype == tf.string:

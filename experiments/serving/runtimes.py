@@ -125,6 +125,7 @@ class SavedModelRuntime:
     except (OSError, ValueError):
       pass
     self._step = self._model.signatures.get('stream_step')
+    self._loop = None  # stream's tf.function, traced at its first call
     if self._step is not None:
       self.metadata.setdefault('hop_samples', int(
           self._step.structured_input_signature[1]['samples'].shape[1]))
@@ -141,21 +142,55 @@ class SavedModelRuntime:
     if self._step is None:
       raise ValueError(f'{str(self.path)!r} has no stream_step signature (its '
                        'frontend does not stream, or it predates streaming).')
-    state = self._model.signatures['stream_initial_state']()
-    rows, valid = [], []
-    for hop in _hops(_as_audio(audio), self.metadata['hop_samples']):
-      outputs = self._step(samples=self._tf.constant(hop), **state)
-      # The state outputs share the inputs' names, or (ONNX-safe) carry
-      # state_out_ where the inputs carry state_in_.
-      state = {name: outputs[name] if name in outputs else
-               outputs[name.replace('state_in_', 'state_out_')]
-               for name in state}
-      probabilities = outputs['probabilities'].numpy()[0]
-      rows.append(probabilities)
-      valid.append(_valid_rows(
-          probabilities,
-          outputs['valid'].numpy() if 'valid' in outputs else None))
-    return _stack(rows, valid, len(self.metadata['label_names']))
+    hop = self.metadata['hop_samples']
+    audio = _as_audio(audio)
+    hops = audio[:len(audio) // hop * hop].reshape(-1, hop)
+    rows, valid = self._stream_loop()(self._tf.constant(hops))
+    rows = rows.numpy()
+    return _stack(rows, _valid_rows(rows, valid.numpy()),
+                  len(self.metadata['label_names']))
+
+  def _stream_loop(self):
+    """A tf.function: hops float32 [n, hop_samples] -> (probabilities [n,
+    classes], valid [n]), the export's stream_step called once per hop from
+    stream_initial_state's state, each step's state fed to the next, in one
+    graph (a tf.while_loop): the same steps as a client's loop, without
+    Python's cost per call (about half of the time per hop)."""
+    if self._loop is not None:
+      return self._loop
+    tf = self._tf
+    step = self._step
+    initial_state = self._model.signatures['stream_initial_state']
+    classes = len(self.metadata['label_names'])
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, self.metadata['hop_samples']], tf.float32)])
+    def loop(hops):
+      count = tf.shape(hops)[0]
+
+      def body(index, state, rows, valid):
+        outputs = step(samples=hops[index][tf.newaxis], **state)
+        # The state outputs share the inputs' names, or (ONNX-safe) carry
+        # state_out_ where the inputs carry state_in_.
+        state = {name: outputs[name] if name in outputs else
+                 outputs[name.replace('state_in_', 'state_out_')]
+                 for name in state}
+        probabilities = outputs['probabilities'][0]
+        # Exports before the `valid` output: _valid_rows checks the rows.
+        is_valid = (outputs['valid'][0] if 'valid' in outputs else
+                    tf.constant(True))
+        return (index + 1, state, rows.write(index, probabilities),
+                valid.write(index, is_valid))
+
+      _, _, rows, valid = tf.while_loop(
+          lambda index, *_: index < count, body,
+          (tf.constant(0), initial_state(),
+           tf.TensorArray(tf.float32, size=count, element_shape=[classes]),
+           tf.TensorArray(tf.bool, size=count, element_shape=[])))
+      return rows.stack(), valid.stack()
+
+    self._loop = loop
+    return loop
 
 
 def _file_marker(path):

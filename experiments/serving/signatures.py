@@ -332,10 +332,20 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
       tf.TensorSpec([None, None], tf.float32, name='waveform')
   ])
   def tflite(waveform):
+    batch = tf.shape(waveform)[0]
+    # A batch of 0 clips gives 0 rows, as serving_default does. The
+    # frontends' reshapes cannot infer an axis of a tensor with 0 elements
+    # (in TF, LiteRT and onnxruntime alike), so an empty batch is classified
+    # as one silent clip whose row is then dropped; no control flow, so the
+    # graph still converts to builtin operators. For a non-empty batch the
+    # padding has 0 rows.
+    padding = tf.zeros([tf.maximum(1 - batch, 0), tf.shape(waveform)[1]],
+                       waveform.dtype)
+    waveform = tf.concat([waveform, padding], axis=0)
     finite = _finite_clips(waveform)
     logits = direct_model(_silence_invalid(waveform, finite), training=False)
     probabilities, valid = _valid_probabilities(logits, multi_label, finite)
-    return {'probabilities': probabilities, 'valid': valid}
+    return {'probabilities': probabilities[:batch], 'valid': valid[:batch]}
 
   @tf.function(input_signature=[])
   def metadata():

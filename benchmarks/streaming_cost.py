@@ -1,0 +1,151 @@
+"""Where a streamed hop's time goes in LiteRT on one thread (issue 22).
+
+  python benchmarks/streaming_cost.py
+  python benchmarks/streaming_cost.py --rounds 7 --seconds 2
+
+The model is the README's main recipe (default.gin: `Leaf()` with 40
+filters, `ConvNet((16, 32, 64))`, mean pooling, 10 classes, no loudness
+normalisation), untrained: the cost does not depend on the weights. Its
+`stream_step` is exported at cadence k = 1 and k = 10
+(`signatures.export_saved_model(..., cadence=k)`) and converted to
+`.tflite`; the frontend's own step (`StreamingFrontend.to_tflite()`) is
+converted beside them. Each is run by one LiteRT interpreter on one thread,
+hop by hop over `--seconds` of noise from a zero state (Python's call
+overhead included: it is what a Python client pays), in interleaved rounds:
+
+  k = 1        the classifier on its 1 s window after every hop
+  k = 10       the classifier after every 10th hop: the hops that run the
+               classifier and the hops that do not, and per hop (one of the
+               first and nine of the second, over ten)
+  frontend     the frontend's step alone (filterbank, pooling, PCEN)
+
+Each cell is the median over rounds of the median call in a round (medians,
+not means, so that a call preempted on a shared machine does not count);
+the fraction is of the hop's 10 ms (real time).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+HOP_SAMPLES = 160
+HOP_SECONDS = 0.01
+LABELS = [f'class_{i}' for i in range(10)]
+
+
+def convert(folder):
+  """{name: .tflite bytes}: 'k1' and 'k10' streams, 'frontend' step."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  from leaf_audio import streaming  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments.serving import converters  # pylint: disable=g-import-not-at-top
+  from experiments.serving import signatures  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = models.AudioClassifier(
+      leaf_audio.Leaf(), models.ConvNet((16, 32, 64), dropout=0.0),
+      num_outputs=len(LABELS), pooling='mean', normalization=None)
+  model.build((None, 16000))
+  windowed = models.WindowedClassifier(model, 16000)
+  files = {}
+  for cadence in (1, 10):
+    export_dir = os.path.join(folder, f'k{cadence}')
+    signatures.export_saved_model(windowed, LABELS, 16000, 16000, False,
+                                  export_dir, cadence=cadence)
+    path = os.path.join(folder, f'k{cadence}.tflite')
+    converters.write_streaming_tflite(export_dir, path)
+    with open(path, 'rb') as file:
+      files[f'k{cadence}'] = file.read()
+  files['frontend'] = streaming.StreamingFrontend(model.frontend).to_tflite()
+  return files
+
+
+class _Runner:
+  """One .tflite step fed hop by hop, its state outputs fed back."""
+
+  def __init__(self, content, signature, state_prefix, output_of):
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+    self._runner = litert.Interpreter(
+        model_content=content, num_threads=1).get_signature_runner(signature)
+    self._names = [name for name in self._runner.get_input_details()
+                   if name.startswith(state_prefix)]
+    self._output_of = output_of
+    self._initial = {
+        name: np.zeros(detail['shape'], detail['dtype'])
+        for name, detail in self._runner.get_input_details().items()
+        if name in self._names}
+
+  def run(self, audio):
+    """Seconds per call, one per hop of audio [samples]."""
+    state = dict(self._initial)
+    times = []
+    for start in range(0, len(audio) - HOP_SAMPLES + 1, HOP_SAMPLES):
+      hop = audio[np.newaxis, start:start + HOP_SAMPLES]
+      begin = time.perf_counter()
+      outputs = self._runner(samples=hop, **state)
+      state = {name: outputs[self._output_of(name)] for name in self._names}
+      times.append(time.perf_counter() - begin)
+    return times
+
+
+def measure(files, rounds, seconds):
+  """{row: median seconds per hop} over interleaved rounds."""
+  stream_output = lambda name: name.replace('state_in_', 'state_out_')
+  runners = {
+      'k1': _Runner(files['k1'], 'stream_step', 'state_in_', stream_output),
+      'k10': _Runner(files['k10'], 'stream_step', 'state_in_', stream_output),
+      'frontend': _Runner(files['frontend'], 'step', 'state_', lambda n: n),
+  }
+  audio = (0.1 * np.random.default_rng(0).standard_normal(
+      int(seconds * 16000))).astype(np.float32)
+  for runner in runners.values():
+    runner.run(audio[:16000])  # warm-up
+  rows = {key: [] for key in ('k1', 'k10 classifier hops', 'k10 other hops',
+                              'frontend')}
+  for _ in range(rounds):
+    for name, runner in runners.items():
+      times = runner.run(audio)
+      if name == 'k10':
+        # Hops 10, 20, ... (counted from 1) run the classifier.
+        rows['k10 classifier hops'].append(statistics.median(times[9::10]))
+        rows['k10 other hops'].append(statistics.median(
+            [t for index, t in enumerate(times) if index % 10 != 9]))
+      else:
+        rows[name].append(statistics.median(times))
+  results = {key: statistics.median(values) for key, values in rows.items()}
+  results['k10'] = (results['k10 classifier hops'] +
+                    9 * results['k10 other hops']) / 10
+  return results
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--rounds', type=int, default=5)
+  parser.add_argument('--seconds', type=float, default=2.0,
+                      help='audio streamed per round and runner')
+  args = parser.parse_args()
+  with tempfile.TemporaryDirectory() as folder:
+    files = convert(folder)
+  results = measure(files, args.rounds, args.seconds)
+  print(f'main recipe model, LiteRT, 1 thread, {args.seconds:g} s streamed '
+        f'per round; median of {args.rounds} interleaved rounds\n')
+  print(f'{"":<34}{"us per call":>12}{"of real time":>14}')
+  for key, title in (('k1', 'stream k = 1, per hop'),
+                     ('k10', 'stream k = 10, per hop'),
+                     ('k10 classifier hops', '  k = 10, hops with classifier'),
+                     ('k10 other hops', '  k = 10, other hops'),
+                     ('frontend', 'frontend step alone')):
+    print(f'{title:<34}{results[key] * 1e6:>12.0f}'
+          f'{results[key] / HOP_SECONDS:>14.1%}')
+
+
+if __name__ == '__main__':
+  main()
