@@ -200,6 +200,42 @@ def _remove_if_owned_by(path: str, holder: dict, token: str) -> bool:
   return False
 
 
+def owner_record(purpose: str, token: str) -> dict:
+  """What a lock (or any record of a process's use of something) says about
+  this process: host, pid, its start time, purpose, command and `token`."""
+  return {
+      'host': socket.gethostname(),
+      'pid': os.getpid(),
+      'process_start': _process_start(os.getpid()),
+      'started': datetime.datetime.now(datetime.timezone.utc).strftime(
+          '%Y-%m-%dT%H:%M:%SZ'),
+      'purpose': purpose,
+      'command': ' '.join(sys.argv)[:300],
+      'token': token,
+  }
+
+
+def holder_is_gone(owner: dict) -> bool:
+  """Whether the process an owner_record describes is known to have ended:
+  on this host, its pid is gone or now belongs to a process started at
+  another time. Another host's processes are never known to be gone."""
+  return _is_stale(owner)
+
+
+def create_exclusive(path: str, text: str, token: str) -> bool:
+  """Creates the file `path` holding `text` unless it exists (atomically on
+  local disks; see the module docstring for object stores); True if this
+  call created it."""
+  return _create(path, text, token)
+
+
+def remove_stale(path: str, holder: dict, token: str) -> bool:
+  """Removes the file `path` if it still holds the record `holder` (of a
+  process that is gone), never another process's fresh file; True if it
+  was removed."""
+  return _remove_if_owned_by(path, holder, token)
+
+
 def acquire(model_dir, purpose: str = 'train') -> RunLock:
   """Takes the lock on model_dir (created if missing) for this process.
 
@@ -222,16 +258,7 @@ def acquire(model_dir, purpose: str = 'train') -> RunLock:
     created_dir = model_dir
   path = os.path.join(model_dir, LOCK_FILE)
   token = uuid.uuid4().hex
-  owner = {
-      'host': socket.gethostname(),
-      'pid': os.getpid(),
-      'process_start': _process_start(os.getpid()),
-      'started': datetime.datetime.now(datetime.timezone.utc).strftime(
-          '%Y-%m-%dT%H:%M:%SZ'),
-      'purpose': purpose,
-      'command': ' '.join(sys.argv)[:300],
-      'token': token,
-  }
+  owner = owner_record(purpose, token)
   text = json.dumps(owner, indent=2, sort_keys=True)
   for _ in range(3):  # Tries again after a stale lock was removed.
     if _create(path, text, token):
