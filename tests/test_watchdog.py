@@ -182,3 +182,35 @@ def test_the_watchdog_ends_a_process_that_does_not_stop():
   assert 'SIGTERM received and the run did not stop within 1 s' in (
       result.stderr)
   assert time.monotonic() - start < 25
+
+
+def test_the_watchdog_ends_a_process_whose_steps_stop():
+  # Steps that keep coming hold the watchdog off; outside the steps there is
+  # no limit; a step that never ends (a collective waiting for a dead or
+  # stopped peer) ends the process, naming the peer that is gone.
+  port = free_ports(1)[0]  # Closed: nothing listens there.
+  code = textwrap.dedent(f"""
+      import time
+      from experiments.training import watchdog
+      with watchdog.StopSignals() as stop:
+        stop.expect_steps(2, {{'worker 1': '127.0.0.1:{port}'}})
+        with watchdog.signals_deferred():
+          for _ in range(8):
+            time.sleep(0.4)
+            watchdog.step_done()
+        print('steps kept it alive', flush=True)
+        time.sleep(3)
+        print('no limit outside the steps', flush=True)
+        with watchdog.signals_deferred():
+          time.sleep(60)
+      """)
+  start = time.monotonic()
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=90)
+  assert result.returncode == -signal.SIGKILL, result.stderr  # 137 in a shell.
+  assert result.stdout.split('\n')[:2] == [
+      'steps kept it alive', 'no limit outside the steps'], result.stdout
+  assert (f'error: no training step finished within 2 s (--step_timeout): a '
+          f'worker died or hangs; not reachable: worker 1 (127.0.0.1:{port})'
+          in result.stderr), result.stderr
+  assert time.monotonic() - start < 40

@@ -7,14 +7,26 @@ and 'tpu' (TPUStrategy). Create the strategy before any other TensorFlow op
 of the process: multi-worker and TPU strategies configure the runtime.
 """
 
+import contextlib
 import json
 import os
 
 import tensorflow as tf
 
 from experiments import errors
+from experiments.training import watchdog
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+# The errors a collective raises when a peer is gone (its health check or a
+# transfer failed) or its timeout ran out.
+_PEER_LOST_ERRORS = (tf.errors.UnavailableError,
+                     tf.errors.DeadlineExceededError)
+
+
+class WorkerLostError(errors.LeafAudioError):
+  """A worker of a multi-worker run died or became unreachable mid-run;
+  every worker must be restarted (the run resumes). Exit status 9."""
+  exit_status = 9
 
 
 def split_cpu(num_devices: int) -> None:
@@ -143,6 +155,27 @@ def cluster_peers() -> dict:
       if (task_type, index) != (task.get('type'), task.get('index')):
         peers[f'{task_type} {index}'] = address
   return peers
+
+
+@contextlib.contextmanager
+def worker_loss_reported(strategy: tf.distribute.Strategy):
+  """Inside, a collective that fails because a peer is gone (TensorFlow's
+  UnavailableError or DeadlineExceededError) becomes one WorkerLostError
+  naming the workers that accept no connection; a no-op for one process."""
+  try:
+    yield
+  except _PEER_LOST_ERRORS as error:
+    if not is_multi_worker(strategy):
+      raise
+    unreachable, reachable = watchdog.reachability(cluster_peers())
+    who = ('not reachable: ' + ', '.join(unreachable) if unreachable else
+           'all accept connections: ' + ', '.join(reachable))
+    first_line = errors.one_line(error).split('. ', 1)[0][:200]
+    raise WorkerLostError(
+        f'a worker of the cluster was lost during training ({who}; '
+        f'TensorFlow: {type(error).__name__}: {first_line}). Restart every '
+        'worker with the same command: the run resumes from its last '
+        'checkpoint.') from error
 
 
 def _without_coordination_service() -> None:
