@@ -104,8 +104,8 @@ class RunLock:
     try:
       if _read_owner(self.path).get('token') == self.owner['token']:
         tf.io.gfile.remove(self.path)
-      if self._created_dir and not tf.io.gfile.listdir(self._created_dir):
-        tf.io.gfile.rmtree(self._created_dir)
+      if self._created_dir:
+        _remove_if_empty(self._created_dir)
     except (tf.errors.OpError, OSError, ValueError) as error:
       logging.warning('Could not release the lock %s: %s', self.path, error)
 
@@ -114,6 +114,21 @@ class RunLock:
 
   def __exit__(self, *exc_info):
     self.release()
+
+
+def _remove_if_empty(folder: str) -> None:
+  """Removes `folder` if it holds nothing. Locally os.rmdir checks and
+  removes in one step, so a file another process (the next run, taking the
+  lock just released) writes meanwhile is never deleted. Other file systems
+  have no such step: there a listing comes first, and a file written in the
+  moment between the listing and the removal would go with the folder."""
+  if _is_local(folder):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      pass  # Not empty (another process writes there), or gone.
+  elif not tf.io.gfile.listdir(folder):
+    tf.io.gfile.rmtree(folder)
 
 
 def _read_owner(path: str) -> dict:
