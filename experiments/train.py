@@ -64,9 +64,10 @@ _WORKER_JOIN_TIMEOUT = flags.DEFINE_float(
     'status 137 and the names of the missing workers; 0 waits forever.')
 _STEP_TIMEOUT = flags.DEFINE_float(
     'step_timeout', 300., 'With --strategy=multi_worker: seconds within '
-    'which each training step (the first one of an epoch included) must '
-    'finish; otherwise a worker died or hangs, and the run ends with exit '
-    'status 137 naming the unreachable workers; 0: no limit.')
+    'which each training step must finish (the first of an epoch: within '
+    'the larger of this and --worker_join_timeout); otherwise a worker died '
+    'or hangs, and the run ends with exit status 137 naming the unreachable '
+    'workers; 0: no limit.')
 _LOGICAL_CPUS = flags.DEFINE_integer(
     'logical_cpus', 0, 'Split the CPU into this many logical devices (to try '
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
@@ -82,7 +83,8 @@ def run(model_dir: str, stop: watchdog.StopSignals) -> dict:
     distribution.split_cpu(_LOGICAL_CPUS.value)
   if _STRATEGY.value == 'multi_worker':
     stop.expect_join(_WORKER_JOIN_TIMEOUT.value, distribution.cluster_peers())
-    stop.expect_steps(_STEP_TIMEOUT.value, distribution.cluster_peers())
+    stop.expect_steps(_STEP_TIMEOUT.value, distribution.cluster_peers(),
+                      first_step_seconds=_WORKER_JOIN_TIMEOUT.value)
   # The strategy comes before any other TensorFlow op of the process.
   with watchdog.signals_end_process():  # Its wait for workers holds the GIL.
     strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)

@@ -185,7 +185,7 @@ def test_the_watchdog_ends_a_process_that_does_not_stop():
 
 
 def test_the_watchdog_ends_a_process_whose_steps_stop():
-  # Steps that keep coming hold the watchdog off; outside the steps there is
+  # A slow first step and steps that keep coming hold the watchdog off; outside the steps there is
   # no limit; a step that never ends (a collective waiting for a dead or
   # stopped peer) ends the process, naming the peer that is gone.
   port = free_ports(1)[0]  # Closed: nothing listens there.
@@ -193,15 +193,19 @@ def test_the_watchdog_ends_a_process_whose_steps_stop():
       import time
       from experiments.training import watchdog
       with watchdog.StopSignals() as stop:
-        stop.expect_steps(2, {{'worker 1': '127.0.0.1:{port}'}})
+        stop.expect_steps(2, {{'worker 1': '127.0.0.1:{port}'}},
+                          first_step_seconds=4)
         with watchdog.signals_deferred():
+          time.sleep(2.5)  # The first step may take first_step_seconds.
           for _ in range(8):
-            time.sleep(0.4)
             watchdog.step_done()
+            time.sleep(0.4)
         print('steps kept it alive', flush=True)
         time.sleep(3)
         print('no limit outside the steps', flush=True)
         with watchdog.signals_deferred():
+          time.sleep(0.2)
+          watchdog.step_done()
           time.sleep(60)
       """)
   start = time.monotonic()

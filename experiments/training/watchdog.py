@@ -143,21 +143,27 @@ class StopSignals:
   def joined(self) -> None:
     self._tell({'joined': True})
 
-  def expect_steps(self, timeout_seconds: float, peers: dict) -> None:
+  def expect_steps(self, timeout_seconds: float, peers: dict,
+                   first_step_seconds: float = 0.) -> None:
     """Has the process ended when, inside `signals_deferred()` (the training
     steps of an epoch), no step finishes within timeout_seconds.
 
     Args:
-      timeout_seconds: seconds from entering the steps to the first step's
-        end and between steps; 0 or None: no limit.
+      timeout_seconds: seconds between two steps; 0 or None: no limit.
       peers: {'worker 1': 'host:port', ...}, named in the message.
+      first_step_seconds: seconds from entering the steps to the end of the
+        first (it traces the step function, sets up the collectives and
+        fills the shuffle buffer); at least timeout_seconds.
     """
     if timeout_seconds:
-      self._steps = {'step_seconds': float(timeout_seconds), 'peers': peers}
+      self._steps = {'step_seconds': float(timeout_seconds),
+                     'first_step_seconds': max(float(first_step_seconds),
+                                               float(timeout_seconds)),
+                     'peers': peers}
 
   def _steps_started(self) -> None:
     if self._steps:
-      self._last_progress = time.monotonic()
+      self._last_progress = float('-inf')  # The first step is always told.
       self._tell(self._steps)
 
   def _steps_ended(self) -> None:
@@ -212,7 +218,8 @@ def reachability(peers: dict) -> tuple:
   return unreachable, reachable
 
 
-def step_timeout_message(seconds: float, peers: dict) -> str:
+def step_timeout_message(seconds: float, peers: dict,
+                         first_step: bool = False) -> str:
   """Why the watchdog ends a run whose steps stopped: names the peers that
   accept no connection (or says that all do)."""
   unreachable, reachable = reachability(peers)
@@ -221,10 +228,12 @@ def step_timeout_message(seconds: float, peers: dict) -> str:
   else:
     who = ('all accept connections: ' + ', '.join(reachable) +
            ' (one of them may be stopped or stuck)')
-  return (f'no training step finished within {seconds:g} s '
-          f'(--step_timeout): a worker died or hangs; {who}. Restart every '
-          'worker with the same command: the run resumes from its last '
-          'checkpoint.')
+  what = ('the first training step of the epoch did not finish within '
+          f'{seconds:g} s (the larger of --step_timeout and '
+          '--worker_join_timeout)' if first_step else
+          f'no training step finished within {seconds:g} s (--step_timeout)')
+  return (f'{what}: a worker died or hangs; {who}. Restart every worker '
+          'with the same command: the run resumes from its last checkpoint.')
 
 
 def join_timeout_message(seconds: float, peers: dict) -> str:
@@ -286,6 +295,7 @@ def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
   stop_deadline = join_deadline = step_deadline = None
   signum = None
   join = steps = {}
+  progressed = False  # Whether a step finished since the steps began.
   while True:
     deadlines = [d for d in (stop_deadline, join_deadline, step_deadline)
                  if d is not None]
@@ -302,9 +312,10 @@ def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
         join = message
         join_deadline = time.monotonic() + message['join_seconds']
       elif 'step_seconds' in message:
-        steps = message
-        step_deadline = time.monotonic() + message['step_seconds']
+        steps, progressed = message, False
+        step_deadline = time.monotonic() + message['first_step_seconds']
       elif message.get('progress') and step_deadline is not None:
+        progressed = True
         step_deadline = time.monotonic() + steps['step_seconds']
       elif message.get('steps_ended'):
         step_deadline = None
@@ -322,8 +333,10 @@ def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
     if join_deadline is not None and now >= join_deadline:
       _end(parent, join_timeout_message(join['join_seconds'], join['peers']))
     if step_deadline is not None and now >= step_deadline:
-      _end(parent, step_timeout_message(steps['step_seconds'],
-                                        steps['peers']))
+      _end(parent, step_timeout_message(
+          steps['step_seconds'] if progressed else
+          steps['first_step_seconds'], steps['peers'],
+          first_step=not progressed))
 
 
 def _end(parent: int, message: str) -> None:
