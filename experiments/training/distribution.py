@@ -10,13 +10,18 @@ of the process: multi-worker and TPU strategies configure the runtime.
 import contextlib
 import json
 import os
+import uuid
 
 import tensorflow as tf
 
 from experiments import errors
+from experiments import storage
+from experiments.training import run_lock
 from experiments.training import watchdog
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+# The record in a worker's temporary folder of the process that uses it.
+WORKER_FOLDER_OWNER = '.owner.json'
 # The errors a collective raises when a peer is gone (its health check or a
 # transfer failed) or its timeout ran out.
 _PEER_LOST_ERRORS = (tf.errors.UnavailableError,
@@ -176,6 +181,43 @@ def worker_loss_reported(strategy: tf.distribute.Strategy):
         f'TensorFlow: {type(error).__name__}: {first_line}). Restart every '
         'worker with the same command: the run resumes from its last '
         'checkpoint.') from error
+
+
+@contextlib.contextmanager
+def worker_folder(folder: str):
+  """Inside, `folder` (a non-chief worker's temporary checkpoint folder, one
+  fixed name per worker and run) is this process's: emptied of what a
+  killed earlier worker left, recorded as used by this process, and removed
+  at the end.
+
+  A folder whose record names a live process (another worker with the same
+  name training into the same --model_dir on this host) is refused, never
+  emptied.
+
+  Raises:
+    errors.RunFolderError: the folder is in use by a live process.
+  """
+  owner_path = storage.join(folder, WORKER_FOLDER_OWNER)
+  if storage.exists(owner_path):
+    try:
+      owner = json.loads(storage.read_text(owner_path))
+    except ValueError:
+      owner = {}  # Cut short while written: its process was killed.
+    if (isinstance(owner, dict) and owner and owner.get('pid') != os.getpid()
+        and not run_lock.holder_is_gone(owner)):
+      raise errors.RunFolderError(
+          f'the worker folder {folder} is in use by '
+          f'{run_lock.describe(owner)}: another run into the same '
+          '--model_dir with the same worker on this host. Wait for it to end '
+          'or use another --model_dir.')
+  storage.remove_tree(folder)  # What a killed worker of this run left.
+  storage.makedirs(folder)
+  storage.write_atomically(owner_path, json.dumps(
+      run_lock.owner_record('worker checkpoints', uuid.uuid4().hex)))
+  try:
+    yield folder
+  finally:
+    storage.remove_tree(folder)
 
 
 def _without_coordination_service() -> None:

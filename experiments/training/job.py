@@ -327,12 +327,8 @@ def _checkpoint_folder(settings):
   worker = distribution.worker_name(settings.strategy)
   folder = storage.join(tempfile.gettempdir(),
                         f'leaf-audio-{worker}-{run_hash}')
-  storage.remove_tree(folder)
-  storage.makedirs(folder)
-  try:
+  with distribution.worker_folder(folder):
     yield folder
-  finally:
-    storage.remove_tree(folder)
 
 
 def build_model(settings, data):
