@@ -35,6 +35,7 @@ import uuid
 from absl import logging
 import tensorflow as tf
 
+from experiments import errors
 from experiments import storage
 from experiments.training import run_lock
 
@@ -45,8 +46,9 @@ WAIT_SECONDS = 30.
 _POLL_SECONDS = 0.1
 
 
-class CacheRemovedError(FileNotFoundError):
-  """The cache was removed (or is being removed) by another process."""
+class CacheRemovedError(errors.DataError):
+  """The cache was removed (or is being removed) by another process; the
+  binaries report it as one line with the data status (5)."""
 
 
 def uses_folder(builder_dir, cache_name: str) -> str:
