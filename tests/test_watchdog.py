@@ -184,6 +184,7 @@ def test_the_watchdog_ends_a_process_that_does_not_stop():
   assert time.monotonic() - start < 25
 
 
+@pytest.mark.slow  # About 10 s of timers.
 def test_the_watchdog_ends_a_process_whose_steps_stop():
   # A slow first step and steps that keep coming hold the watchdog off; outside the steps there is
   # no limit; a step that never ends (a collective waiting for a dead or
