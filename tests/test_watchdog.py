@@ -219,3 +219,36 @@ def test_the_watchdog_ends_a_process_whose_steps_stop():
           f'worker died or hangs; not reachable: worker 1 (127.0.0.1:{port})'
           in result.stderr), result.stderr
   assert time.monotonic() - start < 40
+
+
+@pytest.mark.slow  # Starts processes; about 4 s.
+def test_the_watchdog_reads_every_message_that_arrives_at_once():
+  # Two messages in one write: the second ('the steps ended') must be seen
+  # at once, or the watchdog would end a run that is merely evaluating.
+  watched = subprocess.Popen(['sleep', '30'])
+  signal_reader, signal_writer = os.pipe()
+  port = free_ports(1)[0]
+  dog = subprocess.Popen(
+      [sys.executable, watchdog.__file__, str(watched.pid),
+       str(signal_reader), '8'], stdin=subprocess.PIPE,
+      stderr=subprocess.PIPE, pass_fds=(signal_reader,), text=True)
+  os.close(signal_reader)
+  try:
+    steps = {'step_seconds': 1., 'first_step_seconds': 1.,
+             'peers': {'worker 1': f'127.0.0.1:{port}'}}
+    dog.stdin.write(json.dumps(steps) + '\n' +
+                    json.dumps({'steps_ended': True}) + '\n')
+    dog.stdin.flush()
+    time.sleep(2.5)
+    assert watched.poll() is None  # Outside the steps: no limit.
+    dog.stdin.write(json.dumps(steps) + '\n')
+    dog.stdin.flush()
+    assert watched.wait(timeout=10) == -signal.SIGKILL
+    assert 'the first training step of the epoch did not finish within 1 s' in (
+        dog.communicate(timeout=10)[1])
+  finally:
+    for process in (watched, dog):
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+    os.close(signal_writer)

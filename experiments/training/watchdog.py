@@ -291,7 +291,10 @@ def pending_stop():
 
 def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
   """The watchdog process: see the module docstring."""
-  control = sys.stdin
+  # Read unbuffered and split here: a buffered readline could take several
+  # messages from the pipe and leave all but one unseen by select.
+  control = sys.stdin.fileno()
+  pending = b''
   stop_deadline = join_deadline = step_deadline = None
   signum = None
   join = steps = {}
@@ -301,11 +304,14 @@ def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
                  if d is not None]
     wait = max(0., min(deadlines) - time.monotonic()) if deadlines else None
     readable, _, _ = select.select([control, signal_fd], [], [], wait)
+    messages = []
     if control in readable:
-      line = control.readline()
-      if not line:
+      chunk = os.read(control, 65536)
+      if not chunk:
         return  # The training process ended.
-      message = json.loads(line)
+      *lines, pending = (pending + chunk).split(b'\n')
+      messages = [json.loads(line) for line in lines if line.strip()]
+    for message in messages:
       if message.get('joined'):
         join_deadline = None
       elif 'join_seconds' in message:
