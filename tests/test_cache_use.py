@@ -112,9 +112,9 @@ _READER = textwrap.dedent('''
     builder.download_and_prepare()
     dataset = builder.as_dataset('train')
     count = lambda: sum(1 for _ in tfds.as_numpy(dataset))
-    print(count(), flush=True)
+    print('examples:', count(), flush=True)
     sys.stdin.readline()  # Another process rebuilds meanwhile.
-    print(count(), flush=True)
+    print('examples:', count(), flush=True)
 ''')
 
 
@@ -122,26 +122,32 @@ _READER = textwrap.dedent('''
 def test_another_process_keeps_reading_while_the_folder_is_rebuilt(tmp_path):
   root, data_dir = tmp_path / 'sounds', tmp_path / 'data'
   make_label_folders(root, 5)
-  reader = subprocess.Popen(
-      [sys.executable, '-c', _READER, str(root), str(data_dir)],
-      cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT),
-                              TF_CPP_MIN_LOG_LEVEL='2'),
-      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+  log = tmp_path / 'reader.err'
+  with open(log, 'w') as stderr:
+    reader = subprocess.Popen(
+        [sys.executable, '-c', _READER, str(root), str(data_dir)],
+        cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT),
+                                TF_CPP_MIN_LOG_LEVEL='2'),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+        text=True)
   try:
-    before = reader.stdout.readline()
-    assert before.strip().isdigit(), reader.stderr.read()[-3000:]
+    before = ''
+    while not before.startswith('examples:'):  # TFDS prints to stdout too.
+      before = reader.stdout.readline()
+      assert before, log.read_text()[-3000:]  # The reader ended early.
     read_cache = cache_names(data_dir)
     make_label_folders(root, 7)
     folder.folder_builder(root, data_dir=data_dir).download_and_prepare()
     assert set(read_cache) < set(cache_names(data_dir))
-    after, errors = reader.communicate('go\n', timeout=120)
+    output, _ = reader.communicate('go\n', timeout=120)
   finally:
     if reader.poll() is None:
       reader.kill()
       reader.wait()
-  assert reader.returncode == 0, errors[-3000:]
-  assert after.strip() == before.strip()
+  assert reader.returncode == 0, log.read_text()[-3000:]
+  after = [line for line in output.splitlines()
+           if line.startswith('examples:')]
+  assert after == [before.strip()]
   # The reader has exited: the next preparation removes its cache.
   folder.folder_builder(root, data_dir=data_dir).download_and_prepare()
   assert not set(read_cache) & set(cache_names(data_dir))
