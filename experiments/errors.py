@@ -19,6 +19,10 @@ scripts may rely on:
                                checkpoint is intact
   8       DivergedError        the training loss became non-finite or
                                exploded; nothing was exported
+  9       WorkerLostError      a worker of a multi-worker run died or
+                               became unreachable mid-run (defined in
+                               experiments/training/distribution.py);
+                               restarting every worker resumes
   130     SIGINT (Ctrl-C)      interrupted (a checkpoint first); rerunning
                                the command resumes
   143     SIGTERM              the same, from kill, Kubernetes or Slurm

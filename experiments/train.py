@@ -62,6 +62,12 @@ _WORKER_JOIN_TIMEOUT = flags.DEFINE_float(
     'worker_join_timeout', 600., 'With --strategy=multi_worker: seconds to '
     'wait for every worker of TF_CONFIG to start before ending with exit '
     'status 137 and the names of the missing workers; 0 waits forever.')
+_STEP_TIMEOUT = flags.DEFINE_float(
+    'step_timeout', 300., 'With --strategy=multi_worker: seconds within '
+    'which each training step must finish (the first of an epoch: within '
+    'the larger of this and --worker_join_timeout); otherwise a worker died '
+    'or hangs, and the run ends with exit status 137 naming the unreachable '
+    'workers; 0: no limit.')
 _LOGICAL_CPUS = flags.DEFINE_integer(
     'logical_cpus', 0, 'Split the CPU into this many logical devices (to try '
     '--strategy=mirrored without GPUs); 0 leaves it whole.')
@@ -77,6 +83,8 @@ def run(model_dir: str, stop: watchdog.StopSignals) -> dict:
     distribution.split_cpu(_LOGICAL_CPUS.value)
   if _STRATEGY.value == 'multi_worker':
     stop.expect_join(_WORKER_JOIN_TIMEOUT.value, distribution.cluster_peers())
+    stop.expect_steps(_STEP_TIMEOUT.value, distribution.cluster_peers(),
+                      first_step_seconds=_WORKER_JOIN_TIMEOUT.value)
   # The strategy comes before any other TensorFlow op of the process.
   with watchdog.signals_end_process():  # Its wait for workers holds the GIL.
     strategy = distribution.make_strategy(_STRATEGY.value, _TPU.value)
@@ -87,7 +95,8 @@ def run(model_dir: str, stop: watchdog.StopSignals) -> dict:
   gin_files.parse(_GIN_CONFIG.value, _GIN_BINDINGS.value)
   logging.info('Strategy %s with %d replica(s).', _STRATEGY.value,
                strategy.num_replicas_in_sync)
-  return job.train(model_dir=model_dir, strategy=strategy)
+  with distribution.worker_loss_reported(strategy):
+    return job.train(model_dir=model_dir, strategy=strategy)
 
 
 def _python() -> str:

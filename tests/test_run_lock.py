@@ -176,3 +176,35 @@ def test_a_stale_lock_found_twice_is_removed_once(tmp_path):
       'token'] == fresh.owner['token']
   assert os.listdir(tmp_path) == [run_lock.LOCK_FILE]
   fresh.release()
+
+
+def test_releasing_never_removes_what_the_next_run_wrote(tmp_path,
+                                                         monkeypatch):
+  # acquire created the folder; release removes it only while empty. The
+  # next process, taking the lock just released, writes its first file in
+  # the moment after a listing of the folder.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'new_run'
+  lock = run_lock.acquire(folder)
+  real_listdir = tf.io.gfile.listdir
+  listed = []
+
+  def listdir_then_the_next_run_writes(path):
+    names = real_listdir(path)
+    (folder / 'metrics.csv').write_text('epoch\n')
+    listed.append(path)
+    return names
+
+  monkeypatch.setattr(tf.io.gfile, 'listdir', listdir_then_the_next_run_writes)
+  lock.release()
+  if listed:  # Today's release lists, then removes the whole tree.
+    assert (folder / 'metrics.csv').read_text() == 'epoch\n'
+  else:  # An empty folder is removed in one step (os.rmdir).
+    assert not folder.exists()
+  monkeypatch.undo()
+
+  # A folder that holds the next run's file at release is kept.
+  lock = run_lock.acquire(folder)
+  (folder / 'mine.txt').write_text('x')
+  lock.release()
+  assert sorted(os.listdir(folder)) == ['mine.txt']

@@ -158,7 +158,7 @@ def worker_tmp(model_dir):
   return path
 
 
-def start_workers(model_dir, bindings, count=2, **popen_kwargs):
+def start_workers(model_dir, bindings, count=2, flags=(), **popen_kwargs):
   """Starts `count` local workers with the same command (free ports)."""
   ports = free_ports(count)
   cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}
@@ -172,7 +172,8 @@ def start_workers(model_dir, bindings, count=2, **popen_kwargs):
                TMPDIR=str(worker_tmp(model_dir)))
     processes.append(subprocess.Popen(
         [sys.executable, '-m', 'experiments.train', '--strategy=multi_worker',
-         '--verbosity=0', *helpers.train_args(model_dir, WORKER_CONFIGS, bindings)],
+         '--verbosity=0', *flags,
+         *helpers.train_args(model_dir, WORKER_CONFIGS, bindings)],
         cwd=REPO_ROOT, env=env, text=True, **popen_kwargs))
   return processes
 
@@ -244,8 +245,10 @@ def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
   assert reference.returncode == 0, reference.stderr[-3000:]
 
   model_dir = tmp_path / 'run'
-  processes = start_workers(model_dir, bindings, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+  log = tmp_path / 'workers.err'
+  with open(log, 'w') as stderr:
+    processes = start_workers(model_dir, bindings, stdout=subprocess.DEVNULL,
+                              stderr=stderr)
   try:
     state = model_dir / 'last.keras.json'
     deadline = time.time() + 300
@@ -256,12 +259,13 @@ def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
     assert processes[1].poll() is None, 'worker 1 ended before the kill'
     processes[1].send_signal(signal.SIGKILL)  # In epoch 2.
     processes[1].wait()
-    # The chief now waits for its peer in a collective: restart all.
-    try:
-      processes[0].wait(timeout=10)
-    except subprocess.TimeoutExpired:
-      processes[0].send_signal(signal.SIGKILL)
-      processes[0].wait()
+    # The chief's collective fails: one line naming the lost worker.
+    processes[0].wait(timeout=120)
+    chief_errors = log.read_text()
+    assert processes[0].returncode == 9, chief_errors[-3000:]
+    assert re.search(r'error: a worker of the cluster was lost during '
+                     r'training \(not reachable: worker 1 \(127\.0\.0\.1:',
+                     chief_errors), chief_errors[-3000:]
   finally:
     for process in processes:
       if process.poll() is None:

@@ -182,3 +182,73 @@ def test_the_watchdog_ends_a_process_that_does_not_stop():
   assert 'SIGTERM received and the run did not stop within 1 s' in (
       result.stderr)
   assert time.monotonic() - start < 25
+
+
+@pytest.mark.slow  # About 10 s of timers.
+def test_the_watchdog_ends_a_process_whose_steps_stop():
+  # A slow first step and steps that keep coming hold the watchdog off; outside the steps there is
+  # no limit; a step that never ends (a collective waiting for a dead or
+  # stopped peer) ends the process, naming the peer that is gone.
+  port = free_ports(1)[0]  # Closed: nothing listens there.
+  code = textwrap.dedent(f"""
+      import time
+      from experiments.training import watchdog
+      with watchdog.StopSignals() as stop:
+        stop.expect_steps(2, {{'worker 1': '127.0.0.1:{port}'}},
+                          first_step_seconds=4)
+        with watchdog.signals_deferred():
+          time.sleep(2.5)  # The first step may take first_step_seconds.
+          for _ in range(8):
+            watchdog.step_done()
+            time.sleep(0.4)
+        print('steps kept it alive', flush=True)
+        time.sleep(3)
+        print('no limit outside the steps', flush=True)
+        with watchdog.signals_deferred():
+          time.sleep(0.2)
+          watchdog.step_done()
+          time.sleep(60)
+      """)
+  start = time.monotonic()
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=90)
+  assert result.returncode == -signal.SIGKILL, result.stderr  # 137 in a shell.
+  assert result.stdout.split('\n')[:2] == [
+      'steps kept it alive', 'no limit outside the steps'], result.stdout
+  assert (f'error: no training step finished within 2 s (--step_timeout): a '
+          f'worker died or hangs; not reachable: worker 1 (127.0.0.1:{port})'
+          in result.stderr), result.stderr
+  assert time.monotonic() - start < 40
+
+
+@pytest.mark.slow  # Starts processes; about 4 s.
+def test_the_watchdog_reads_every_message_that_arrives_at_once():
+  # Two messages in one write: the second ('the steps ended') must be seen
+  # at once, or the watchdog would end a run that is merely evaluating.
+  watched = subprocess.Popen(['sleep', '30'])
+  signal_reader, signal_writer = os.pipe()
+  port = free_ports(1)[0]
+  dog = subprocess.Popen(
+      [sys.executable, watchdog.__file__, str(watched.pid),
+       str(signal_reader), '8'], stdin=subprocess.PIPE,
+      stderr=subprocess.PIPE, pass_fds=(signal_reader,), text=True)
+  os.close(signal_reader)
+  try:
+    steps = {'step_seconds': 1., 'first_step_seconds': 1.,
+             'peers': {'worker 1': f'127.0.0.1:{port}'}}
+    dog.stdin.write(json.dumps(steps) + '\n' +
+                    json.dumps({'steps_ended': True}) + '\n')
+    dog.stdin.flush()
+    time.sleep(2.5)
+    assert watched.poll() is None  # Outside the steps: no limit.
+    dog.stdin.write(json.dumps(steps) + '\n')
+    dog.stdin.flush()
+    assert watched.wait(timeout=10) == -signal.SIGKILL
+    assert 'the first training step of the epoch did not finish within 1 s' in (
+        dog.communicate(timeout=10)[1])
+  finally:
+    for process in (watched, dog):
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+    os.close(signal_writer)

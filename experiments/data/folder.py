@@ -44,9 +44,11 @@ name, so the next `download_and_prepare` rebuilds without any special flag
 and a builder never serves data from an older state of the folder. (The
 alternative, one cache per folder checked against a stored fingerprint,
 would need every caller to pass a force-rebuild flag at the right time.)
-After a rebuild, caches of the same folder and rate with another
-fingerprint are deleted, so a folder keeps one copy on disk; two processes
-preparing the same folder in different states would remove each other's.
+After preparing (or finding) its cache, a builder deletes the caches of
+the same folder and rate with another fingerprint, so a folder keeps one
+copy on disk, but never one that a live process reads: `as_dataset`
+records its process's use of a cache until the process exits, and the
+clean-up keeps a cache with a live user (experiments/data/cache_use.py).
 """
 
 import collections
@@ -61,6 +63,7 @@ import tensorflow_datasets as tfds
 
 from experiments import storage
 from experiments.data import audio_feature
+from experiments.data import cache_use
 from experiments.data import wav
 
 SPLIT_FOLDERS = ('train', 'validation', 'test')
@@ -371,6 +374,7 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
     self._source_formats = collections.defaultdict(list)
     self._silent = []
     self._damaged = []
+    self._cache_use = None
     super().__init__(config=config, **kwargs)
     if self.is_prepared():
       self._log_damaged(self.info.metadata.get(_DAMAGED_KEY, []) if
@@ -434,16 +438,27 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
     self._log_conversions()
     self._log_silent()
     self._log_damaged(self._damaged)
-    self._remove_stale_caches()
     return result
 
   def download_and_prepare(self, *args, **kwargs):
-    """Prepares the data; a failed build leaves no empty cache folders."""
+    """Prepares the data (unless prepared), then removes this folder's
+    outdated caches that no process reads; a failed build leaves no empty
+    cache folders."""
     try:
-      return super().download_and_prepare(*args, **kwargs)
+      result = super().download_and_prepare(*args, **kwargs)
     except BaseException:
       self._remove_empty_cache_folders()
       raise
+    self._remove_stale_caches()
+    return result
+
+  def as_dataset(self, *args, **kwargs):
+    """tfds' as_dataset; first records that this process reads the cache
+    (until it exits), so that no other process's clean-up deletes it."""
+    if self._cache_use is None:
+      self._cache_use = cache_use.start_using(self.data_dir_root / self.name,
+                                              self.builder_config.name)
+    return super().as_dataset(*args, **kwargs)
 
   def _remove_empty_cache_folders(self):
     config_dir = self.data_dir_root / self.name / self.builder_config.name
@@ -487,14 +502,14 @@ class WavFolder(tfds.core.GeneratorBasedBuilder):
           _named(sorted(self._silent)))
 
   def _remove_stale_caches(self):
-    """Deletes this folder's caches at this rate with an older fingerprint."""
+    """Deletes this folder's caches at this rate with another fingerprint,
+    except those a live process reads (experiments/data/cache_use.py)."""
     builder_dir = self.data_dir_root / self.name
     prefix = cache_prefix(self._layout.root, self.builder_config.sample_rate)
     for config_dir in builder_dir.iterdir():
       if (config_dir.name.startswith(prefix) and
           config_dir.name != self.builder_config.name):
-        logging.info('WavFolder: removing the outdated cache %s', config_dir)
-        config_dir.rmtree()
+        cache_use.remove_unless_used(builder_dir, config_dir.name)
 
 
 def _named(paths):

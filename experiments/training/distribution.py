@@ -7,14 +7,31 @@ and 'tpu' (TPUStrategy). Create the strategy before any other TensorFlow op
 of the process: multi-worker and TPU strategies configure the runtime.
 """
 
+import contextlib
 import json
 import os
+import uuid
 
 import tensorflow as tf
 
 from experiments import errors
+from experiments import storage
+from experiments.training import run_lock
+from experiments.training import watchdog
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+# The record in a worker's temporary folder of the process that uses it.
+WORKER_FOLDER_OWNER = '.owner.json'
+# The errors a collective raises when a peer is gone (its health check or a
+# transfer failed) or its timeout ran out.
+_PEER_LOST_ERRORS = (tf.errors.UnavailableError,
+                     tf.errors.DeadlineExceededError)
+
+
+class WorkerLostError(errors.LeafAudioError):
+  """A worker of a multi-worker run died or became unreachable mid-run;
+  every worker must be restarted (the run resumes). Exit status 9."""
+  exit_status = 9
 
 
 def split_cpu(num_devices: int) -> None:
@@ -143,6 +160,64 @@ def cluster_peers() -> dict:
       if (task_type, index) != (task.get('type'), task.get('index')):
         peers[f'{task_type} {index}'] = address
   return peers
+
+
+@contextlib.contextmanager
+def worker_loss_reported(strategy: tf.distribute.Strategy):
+  """Inside, a collective that fails because a peer is gone (TensorFlow's
+  UnavailableError or DeadlineExceededError) becomes one WorkerLostError
+  naming the workers that accept no connection; a no-op for one process."""
+  try:
+    yield
+  except _PEER_LOST_ERRORS as error:
+    if not is_multi_worker(strategy):
+      raise
+    unreachable, reachable = watchdog.reachability(cluster_peers())
+    who = ('not reachable: ' + ', '.join(unreachable) if unreachable else
+           'all accept connections: ' + ', '.join(reachable))
+    first_line = errors.one_line(error).split('. ', 1)[0][:200]
+    raise WorkerLostError(
+        f'a worker of the cluster was lost during training ({who}; '
+        f'TensorFlow: {type(error).__name__}: {first_line}). Restart every '
+        'worker with the same command: the run resumes from its last '
+        'checkpoint.') from error
+
+
+@contextlib.contextmanager
+def worker_folder(folder: str):
+  """Inside, `folder` (a non-chief worker's temporary checkpoint folder, one
+  fixed name per worker and run) is this process's: emptied of what a
+  killed earlier worker left, recorded as used by this process, and removed
+  at the end.
+
+  A folder whose record names a live process (another worker with the same
+  name training into the same --model_dir on this host) is refused, never
+  emptied.
+
+  Raises:
+    errors.RunFolderError: the folder is in use by a live process.
+  """
+  owner_path = storage.join(folder, WORKER_FOLDER_OWNER)
+  if storage.exists(owner_path):
+    try:
+      owner = json.loads(storage.read_text(owner_path))
+    except ValueError:
+      owner = {}  # Cut short while written: its process was killed.
+    if (isinstance(owner, dict) and owner and owner.get('pid') != os.getpid()
+        and not run_lock.holder_is_gone(owner)):
+      raise errors.RunFolderError(
+          f'the worker folder {folder} is in use by '
+          f'{run_lock.describe(owner)}: another run into the same '
+          '--model_dir with the same worker on this host. Wait for it to end '
+          'or use another --model_dir.')
+  storage.remove_tree(folder)  # What a killed worker of this run left.
+  storage.makedirs(folder)
+  storage.write_atomically(owner_path, json.dumps(
+      run_lock.owner_record('worker checkpoints', uuid.uuid4().hex)))
+  try:
+    yield folder
+  finally:
+    storage.remove_tree(folder)
 
 
 def _without_coordination_service() -> None:

@@ -327,12 +327,8 @@ def _checkpoint_folder(settings):
   worker = distribution.worker_name(settings.strategy)
   folder = storage.join(tempfile.gettempdir(),
                         f'leaf-audio-{worker}-{run_hash}')
-  storage.remove_tree(folder)
-  storage.makedirs(folder)
-  try:
+  with distribution.worker_folder(folder):
     yield folder
-  finally:
-    storage.remove_tree(folder)
 
 
 def build_model(settings, data):
@@ -637,6 +633,7 @@ def _train_one_epoch(settings, data, state, step_function, epoch,
   def save_mid_epoch(done):
     # SIGINT/SIGTERM: a checkpoint at this step first (one process only:
     # saving is collective, and the other workers may not stop).
+    watchdog.step_done()  # Progress for the watchdog's --step_timeout.
     stopping = watchdog.pending_stop()
     divergence.check(epoch, done, state.totals.logs(
         data.info.multi_label)['loss'], settings.max_loss, settings.model_dir)

@@ -104,8 +104,8 @@ class RunLock:
     try:
       if _read_owner(self.path).get('token') == self.owner['token']:
         tf.io.gfile.remove(self.path)
-      if self._created_dir and not tf.io.gfile.listdir(self._created_dir):
-        tf.io.gfile.rmtree(self._created_dir)
+      if self._created_dir:
+        _remove_if_empty(self._created_dir)
     except (tf.errors.OpError, OSError, ValueError) as error:
       logging.warning('Could not release the lock %s: %s', self.path, error)
 
@@ -114,6 +114,21 @@ class RunLock:
 
   def __exit__(self, *exc_info):
     self.release()
+
+
+def _remove_if_empty(folder: str) -> None:
+  """Removes `folder` if it holds nothing. Locally os.rmdir checks and
+  removes in one step, so a file another process (the next run, taking the
+  lock just released) writes meanwhile is never deleted. Other file systems
+  have no such step: there a listing comes first, and a file written in the
+  moment between the listing and the removal would go with the folder."""
+  if _is_local(folder):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      pass  # Not empty (another process writes there), or gone.
+  elif not tf.io.gfile.listdir(folder):
+    tf.io.gfile.rmtree(folder)
 
 
 def _read_owner(path: str) -> dict:
@@ -200,6 +215,42 @@ def _remove_if_owned_by(path: str, holder: dict, token: str) -> bool:
   return False
 
 
+def owner_record(purpose: str, token: str) -> dict:
+  """What a lock (or any record of a process's use of something) says about
+  this process: host, pid, its start time, purpose, command and `token`."""
+  return {
+      'host': socket.gethostname(),
+      'pid': os.getpid(),
+      'process_start': _process_start(os.getpid()),
+      'started': datetime.datetime.now(datetime.timezone.utc).strftime(
+          '%Y-%m-%dT%H:%M:%SZ'),
+      'purpose': purpose,
+      'command': ' '.join(sys.argv)[:300],
+      'token': token,
+  }
+
+
+def holder_is_gone(owner: dict) -> bool:
+  """Whether the process an owner_record describes is known to have ended:
+  on this host, its pid is gone or now belongs to a process started at
+  another time. Another host's processes are never known to be gone."""
+  return _is_stale(owner)
+
+
+def create_exclusive(path: str, text: str, token: str) -> bool:
+  """Creates the file `path` holding `text` unless it exists (atomically on
+  local disks; see the module docstring for object stores); True if this
+  call created it."""
+  return _create(path, text, token)
+
+
+def remove_stale(path: str, holder: dict, token: str) -> bool:
+  """Removes the file `path` if it still holds the record `holder` (of a
+  process that is gone), never another process's fresh file; True if it
+  was removed."""
+  return _remove_if_owned_by(path, holder, token)
+
+
 def acquire(model_dir, purpose: str = 'train') -> RunLock:
   """Takes the lock on model_dir (created if missing) for this process.
 
@@ -222,16 +273,7 @@ def acquire(model_dir, purpose: str = 'train') -> RunLock:
     created_dir = model_dir
   path = os.path.join(model_dir, LOCK_FILE)
   token = uuid.uuid4().hex
-  owner = {
-      'host': socket.gethostname(),
-      'pid': os.getpid(),
-      'process_start': _process_start(os.getpid()),
-      'started': datetime.datetime.now(datetime.timezone.utc).strftime(
-          '%Y-%m-%dT%H:%M:%SZ'),
-      'purpose': purpose,
-      'command': ' '.join(sys.argv)[:300],
-      'token': token,
-  }
+  owner = owner_record(purpose, token)
   text = json.dumps(owner, indent=2, sort_keys=True)
   for _ in range(3):  # Tries again after a stale lock was removed.
     if _create(path, text, token):

@@ -17,15 +17,19 @@ works in three parts:
 - A watchdog *process* (plain Python, no TensorFlow) that needs nothing from
   the training process: the C-level signal handler writes each signal to it
   through `signal.set_wakeup_fd`, and the training process tells it when the
-  cluster has formed. If the training process is still alive GRACE_SECONDS
-  after a signal, or its cluster has not formed within the join timeout, the
-  watchdog prints why (naming the workers it cannot reach) and ends it with
-  SIGKILL. It ends by itself when the training process does.
+  cluster has formed and (multi-worker runs) when training steps finish. If
+  the training process is still alive GRACE_SECONDS after a signal, its
+  cluster has not formed within the join timeout, or no training step
+  finished within the step timeout (a peer that died or hangs mid-run leaves
+  the others blocked in a collective), the watchdog prints why (naming the
+  workers it cannot reach) and ends it with SIGKILL. It ends by itself when
+  the training process does.
 
 Exit statuses (docs/recovery.md), as a shell shows them:
   130  SIGINT (Ctrl-C)      143  SIGTERM (kill, Kubernetes, Slurm)
   137  ended by the watchdog (SIGKILL): no stop within GRACE_SECONDS of a
-       signal, or the other workers did not join within the join timeout
+       signal, the other workers did not join within the join timeout, or
+       no training step finished within the step timeout
 """
 
 import contextlib
@@ -43,6 +47,8 @@ GRACE_SECONDS = 8.0
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 WATCHDOG_EXIT_STATUS = 128 + signal.SIGKILL
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Seconds between two progress messages to the watchdog (steps are faster).
+_PROGRESS_INTERVAL = 1.0
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -79,6 +85,8 @@ class StopSignals:
     self._previous_wakeup_fd = -1
     self._watchdog = None
     self._signal_writer = None
+    self._steps = None  # {'step_seconds', 'peers'} once expect_steps ran.
+    self._last_progress = 0.
 
   def _handle(self, signum, frame):
     del frame
@@ -135,6 +143,40 @@ class StopSignals:
   def joined(self) -> None:
     self._tell({'joined': True})
 
+  def expect_steps(self, timeout_seconds: float, peers: dict,
+                   first_step_seconds: float = 0.) -> None:
+    """Has the process ended when, inside `signals_deferred()` (the training
+    steps of an epoch), no step finishes within timeout_seconds.
+
+    Args:
+      timeout_seconds: seconds between two steps; 0 or None: no limit.
+      peers: {'worker 1': 'host:port', ...}, named in the message.
+      first_step_seconds: seconds from entering the steps to the end of the
+        first (it traces the step function, sets up the collectives and
+        fills the shuffle buffer); at least timeout_seconds.
+    """
+    if timeout_seconds:
+      self._steps = {'step_seconds': float(timeout_seconds),
+                     'first_step_seconds': max(float(first_step_seconds),
+                                               float(timeout_seconds)),
+                     'peers': peers}
+
+  def _steps_started(self) -> None:
+    if self._steps:
+      self._last_progress = float('-inf')  # The first step is always told.
+      self._tell(self._steps)
+
+  def _steps_ended(self) -> None:
+    if self._steps:
+      self._tell({'steps_ended': True})
+
+  def step_done(self) -> None:
+    """Tells the watchdog a step finished (at most once a second)."""
+    now = time.monotonic()
+    if self._steps and now - self._last_progress >= _PROGRESS_INTERVAL:
+      self._last_progress = now
+      self._tell({'progress': True})
+
 
 @contextlib.contextmanager
 def signals_end_process():
@@ -162,8 +204,9 @@ def exit_now(status: int) -> None:
   os._exit(status)  # pylint: disable=protected-access
 
 
-def join_timeout_message(seconds: float, peers: dict) -> str:
-  """Names the peers that accept no connection (or all, if all do)."""
+def reachability(peers: dict) -> tuple:
+  """(unreachable, reachable): 'worker 1 (host:port)' for each peer, split
+  by whether it accepts a TCP connection within 2 s."""
   unreachable, reachable = [], []
   for name, address in peers.items():
     host, _, port = address.rpartition(':')
@@ -172,6 +215,30 @@ def join_timeout_message(seconds: float, peers: dict) -> str:
         reachable.append(f'{name} ({address})')
     except (OSError, ValueError):
       unreachable.append(f'{name} ({address})')
+  return unreachable, reachable
+
+
+def step_timeout_message(seconds: float, peers: dict,
+                         first_step: bool = False) -> str:
+  """Why the watchdog ends a run whose steps stopped: names the peers that
+  accept no connection (or says that all do)."""
+  unreachable, reachable = reachability(peers)
+  if unreachable:
+    who = 'not reachable: ' + ', '.join(unreachable)
+  else:
+    who = ('all accept connections: ' + ', '.join(reachable) +
+           ' (one of them may be stopped or stuck)')
+  what = ('the first training step of the epoch did not finish within '
+          f'{seconds:g} s (the larger of --step_timeout and '
+          '--worker_join_timeout)' if first_step else
+          f'no training step finished within {seconds:g} s (--step_timeout)')
+  return (f'{what}: a worker died or hangs; {who}. Restart every worker '
+          'with the same command: the run resumes from its last checkpoint.')
+
+
+def join_timeout_message(seconds: float, peers: dict) -> str:
+  """Names the peers that accept no connection (or all, if all do)."""
+  unreachable, reachable = reachability(peers)
   if unreachable:
     missing = 'not reachable: ' + ', '.join(unreachable)
   else:
@@ -198,12 +265,22 @@ def signals_deferred():
     yield
     return
   stop.deferring = True
+  stop._steps_started()  # pylint: disable=protected-access
   try:
     yield
   finally:
     stop.deferring = False
+    stop._steps_ended()  # pylint: disable=protected-access
   if stop.requested is not None:
     raise RunInterrupted(stop.requested)
+
+
+def step_done() -> None:
+  """Called after each training step: tells the watchdog the run moves
+  (see StopSignals.expect_steps); a no-op without StopSignals."""
+  stop = active()
+  if stop is not None:
+    stop.step_done()
 
 
 def pending_stop():
@@ -214,24 +291,40 @@ def pending_stop():
 
 def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
   """The watchdog process: see the module docstring."""
-  control = sys.stdin
-  stop_deadline = join_deadline = None
+  # Read unbuffered and split here: a buffered readline could take several
+  # messages from the pipe and leave all but one unseen by select.
+  control = sys.stdin.fileno()
+  pending = b''
+  stop_deadline = join_deadline = step_deadline = None
   signum = None
-  join = {}
+  join = steps = {}
+  progressed = False  # Whether a step finished since the steps began.
   while True:
-    deadlines = [d for d in (stop_deadline, join_deadline) if d is not None]
+    deadlines = [d for d in (stop_deadline, join_deadline, step_deadline)
+                 if d is not None]
     wait = max(0., min(deadlines) - time.monotonic()) if deadlines else None
     readable, _, _ = select.select([control, signal_fd], [], [], wait)
+    messages = []
     if control in readable:
-      line = control.readline()
-      if not line:
+      chunk = os.read(control, 65536)
+      if not chunk:
         return  # The training process ended.
-      message = json.loads(line)
+      *lines, pending = (pending + chunk).split(b'\n')
+      messages = [json.loads(line) for line in lines if line.strip()]
+    for message in messages:
       if message.get('joined'):
         join_deadline = None
       elif 'join_seconds' in message:
         join = message
         join_deadline = time.monotonic() + message['join_seconds']
+      elif 'step_seconds' in message:
+        steps, progressed = message, False
+        step_deadline = time.monotonic() + message['first_step_seconds']
+      elif message.get('progress') and step_deadline is not None:
+        progressed = True
+        step_deadline = time.monotonic() + steps['step_seconds']
+      elif message.get('steps_ended'):
+        step_deadline = None
     if signal_fd in readable:
       for byte in os.read(signal_fd, 64):
         if byte in EXIT_STATUS and stop_deadline is None:
@@ -245,6 +338,11 @@ def _watch(parent: int, signal_fd: int, grace_seconds: float) -> None:
            'the same command to resume from the last checkpoint.')
     if join_deadline is not None and now >= join_deadline:
       _end(parent, join_timeout_message(join['join_seconds'], join['peers']))
+    if step_deadline is not None and now >= step_deadline:
+      _end(parent, step_timeout_message(
+          steps['step_seconds'] if progressed else
+          steps['first_step_seconds'], steps['peers'],
+          first_step=not progressed))
 
 
 def _end(parent: int, message: str) -> None:
