@@ -77,8 +77,8 @@ class FilterbankSummary:
     bandwidth_hz: float64 [n_filters], full width at half maximum of each
       filter's amplitude response in Hz (for sinc filters: the pass band).
     method: how they were obtained: '<stage class> parameters' (what the
-      filterbank stage declares), 'mel scale' or 'measured' (peak of the
-      kernel's response).
+      filterbank stage declares; MelFilterbanks' `STFTMelFilterbank`
+      declares its mel scale) or 'measured' (peak of the kernel's response).
   """
   centre_hz: np.ndarray
   bandwidth_hz: np.ndarray

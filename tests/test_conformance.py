@@ -70,13 +70,18 @@ def gin_frontends():
 
 
 def compression_choices():
-  """Each named compression of EfficientLeaf, on EfficientLeaf and Leaf."""
+  """Each named compression of EfficientLeaf, on EfficientLeaf and Leaf.
+
+  Small (8 filters, 2 groups): what is checked is the compression; the
+  full-size frontends are the gin files'.
+  """
   found = {}
   for choice in efficient_leaf.COMPRESSIONS:
     found[f'EfficientLeaf:{choice}'] = (
-        lambda c=choice: leaf_audio.EfficientLeaf(compression=c))
+        lambda c=choice: leaf_audio.EfficientLeaf(n_filters=8, num_groups=2,
+                                                  compression=c))
     found[f'Leaf:{choice}'] = lambda c=choice: leaf_audio.Leaf(
-        compression=efficient_leaf._named_compression(  # pylint: disable=protected-access
+        n_filters=8, compression=efficient_leaf._named_compression(  # pylint: disable=protected-access
             c, keras.dtype_policies.get('float32')))
   return found
 
@@ -216,9 +221,11 @@ def test_configuration_works_everywhere(name, tmp_path):
                                  num_outputs=2)
   model.build((None, samples))
   initial = plotting.initial_frontend(frontend)
+  # Graph mode without XLA: Keras' 'auto' would compile each configuration
+  # with XLA on CPU, tens of seconds apiece, which is not what is checked.
   model.compile(optimizer=keras.optimizers.Adam(0.01),
                 loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True))
+                    from_logits=True), jit_compile=False)
   log_dir = tmp_path / 'tensorboard'
   # Two steps (a batch of one clip each), one epoch end: figures, histograms.
   model.fit(clip, np.array([0, 1]), batch_size=1, epochs=1, verbose=0,
