@@ -165,23 +165,3 @@ def gabor_time_domain_filters(n_filters: int = 40,
         mel_filter_areas(filters, n_fft) * np.float32(2) *
         np.sqrt(np.float32(math.pi)) * params[:, 1:2]).astype(np.float32)
     return (real.numpy() * gains) + 1j * (imag.numpy() * gains)
-
-
-def mel_centres_and_bandwidths(n_filters: int, min_freq: float,
-                               max_freq: float):
-  """Centres and FWHM bandwidths (Hz) of a triangular mel filterbank.
-
-  n_filters triangles evenly spaced on the HTK mel scale between min_freq and
-  max_freq (Hz), each spanning two mel steps; the FWHM is that of the square
-  root of the triangle (the amplitude of a filter that weights power), 1.5
-  mel steps: the widths `GaborInit` gives its Gabor filters, up to FFT bins.
-
-  Returns:
-    (centre_hz float64 [n_filters], bandwidth_hz float64 [n_filters]).
-  """
-  edges = np.linspace(hz_to_mel(min_freq), hz_to_mel(max_freq),
-                      n_filters + 2)
-  step = edges[1] - edges[0]
-  centres = edges[1:-1]
-  return (mel_to_hz(centres),
-          mel_to_hz(centres + 0.75 * step) - mel_to_hz(centres - 0.75 * step))

@@ -77,8 +77,8 @@ class FilterbankSummary:
     bandwidth_hz: float64 [n_filters], full width at half maximum of each
       filter's amplitude response in Hz (for sinc filters: the pass band).
     method: how they were obtained: '<stage class> parameters' (what the
-      filterbank stage declares; MelFilterbanks' `STFTMelFilterbank`
-      declares its mel scale) or 'measured' (peak of the kernel's response).
+      filterbank stage declares) or 'measured' (peak of each filter's
+      amplitude response: a free kernel's, or MelFilterbanks' mel filters).
   """
   centre_hz: np.ndarray
   bandwidth_hz: np.ndarray
@@ -330,8 +330,13 @@ def mel_curve(n_filters: int, sample_rate: float, min_freq: float,
   Returns:
     (centre_hz float64 [n_filters], bandwidth_hz float64 [n_filters]).
   """
-  del sample_rate  # the edges are in Hz already
-  return melfilters.mel_centres_and_bandwidths(n_filters, min_freq, max_freq)
+  edges = np.linspace(melfilters.hz_to_mel(min_freq),
+                      melfilters.hz_to_mel(max_freq), n_filters + 2)
+  step = edges[1] - edges[0]
+  centres = edges[1:-1]
+  return (melfilters.mel_to_hz(centres),
+          melfilters.mel_to_hz(centres + 0.75 * step) -
+          melfilters.mel_to_hz(centres - 0.75 * step))
 
 
 def _mel_range(frontend):

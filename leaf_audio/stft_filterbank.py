@@ -3,8 +3,9 @@
 `STFTMelFilterbank` is the filterbank stage of `MelFilterbanks`: frames the
 waveform (left-aligned windows, the end zero-padded), applies a periodic Hann
 window, takes the power of an n_fft-point real FFT and weights it with a
-triangular HTK mel matrix. It sets the frames itself (`pools_itself`), learns
-nothing, and declares its mel centres and bandwidths (Hz) for the plots.
+triangular HTK mel matrix. It sets the frames itself (`pools_itself`) and
+learns nothing (no `stage_parameters`); the plots measure its filters from
+`amplitude_responses()`.
 """
 
 import keras
@@ -117,14 +118,6 @@ class STFTMelFilterbank(stages.Stage, keras.layers.Layer):
 
   def stage_geometry(self):
     return stages.Geometry(self.window_size, self.hop, 'end')
-
-  def stage_parameters(self, sample_rate):
-    """The mel filters' centres and bandwidths (Hz): fixed, not learned."""
-    del sample_rate
-    centres, bandwidths = melfilters.mel_centres_and_bandwidths(
-        self.n_filters, self.min_freq, self.max_freq)
-    return {'centre_frequency': stages.parameter(centres, 'Hz'),
-            'bandwidth': stages.parameter(bandwidths, 'Hz', 'log')}
 
   def stream_kind(self):
     return 'pools_itself'
