@@ -47,7 +47,7 @@ def main():
       filterbank=leaf.filterbank, activation=leaf.activation,
       pooling=leaf.pooling, compression=None, pre_compression_floor=None)
   energies_mel = leaf_audio.MelFilterbanks(
-      compression_fn=lambda x: x)
+      compression=lambda x: x)
   normalization = models.LoudnessNormalization()
   max_gain = 10**(normalization.max_gain_db / 20)
   target = 10**(normalization.target_db / 20)

@@ -3,7 +3,7 @@
   python benchmarks/streaming.py
   python benchmarks/streaming.py --hops 500 --rounds 5
 
-Rows: `Leaf`, `EfficientLeaf(compression_fn='pcen')` and `MelFilterbanks`
+Rows: `Leaf`, `EfficientLeaf(compression='pcen')` and `MelFilterbanks`
 with their 16 kHz defaults (hop 160 samples = 10 ms). Each job streams
 `--hops` hops of noise one hop at a time through
 `leaf_audio.streaming.StreamingFrontend`: "TF" calls the step as a
@@ -32,7 +32,7 @@ from leaf_audio import streaming  # pylint: disable=g-import-not-at-top,wrong-im
 FRONTENDS = {
     'Leaf': leaf_audio.Leaf,
     "EfficientLeaf('pcen')": lambda: leaf_audio.EfficientLeaf(
-        compression_fn='pcen'),
+        compression='pcen'),
     'MelFilterbanks': leaf_audio.MelFilterbanks,
 }
 

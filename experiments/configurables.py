@@ -24,6 +24,7 @@ _LEAF_AUDIO_CLASSES = (
     leaf_audio.GaborConv1D,
     leaf_audio.GroupedGaborFilterbank,
     leaf_audio.SincConv1D,
+    leaf_audio.STFTMelFilterbank,
     leaf_audio.SquaredModulus,
     leaf_audio.GaussianLowpassPooling,
     leaf_audio.LearnablePooling1D,

@@ -43,6 +43,7 @@ from leaf_audio.modulus import SquaredModulus
 from leaf_audio.pooling import GaussianLowpassPooling
 from leaf_audio.pooling import LearnablePooling1D
 from leaf_audio.pooling import MaxPooling1D
+from leaf_audio.stft_filterbank import STFTMelFilterbank
 from leaf_audio.validation import check_waveform
 
 __version__ = '0.1.0'

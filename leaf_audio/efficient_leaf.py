@@ -39,9 +39,9 @@ class EfficientLeaf(frontend.Frontend):
   temporal batch norm. The paper appends the median-subtracted channels to
   the log ones (80 outputs); this default subtracts, so that the output has
   n_filters channels like every other frontend; pass
-  `compression_fn=LogTBN(median='append')` for the paper's.
+  `compression=LogTBN(median='append')` for the paper's.
 
-  With compression_fn='pcen' it uses LEAF's sPCEN and, initialised alike,
+  With compression='pcen' it uses LEAF's sPCEN and, initialised alike,
   computes LEAF's features up to the decimation error of its strides; with
   conv_win_factor=None and stride_factor=None it computes LEAF exactly (and
   costs as much).
@@ -63,10 +63,11 @@ class EfficientLeaf(frontend.Frontend):
     stride_factor: float or None, default 16.0; a group's stride is the
       largest divisor of the hop not above stride_factor * pi / (its highest
       centre frequency in radians/sample). None: stride 1.
-    compression_fn: 'logtbn' (DEFAULT, `LogTBN()`), 'pcen' (LEAF's sPCEN:
+    compression: 'logtbn' (DEFAULT, `LogTBN()`), 'pcen' (LEAF's sPCEN:
       alpha 0.96, smoothing 0.04 per channel, delta 2, root 2, floor 1e-12,
       learned), 'log_pcen' (the same, learned in log space), any Keras layer
-      or callable, or None for none.
+      or callable, or None for none. (`compression_fn`, its former name, is
+      accepted with a DeprecationWarning.)
     learn_filters: bool, default True.
     learn_pooling: bool, default True.
     complex_conv_init: initializer of the Gabor parameters, default
@@ -95,7 +96,7 @@ class EfficientLeaf(frontend.Frontend):
                num_groups: int = 8,
                conv_win_factor=6.0,
                stride_factor=16.0,
-               compression_fn=DEFAULT,
+               compression=DEFAULT,
                learn_filters: bool = True,
                learn_pooling: bool = True,
                complex_conv_init=DEFAULT,
@@ -103,9 +104,13 @@ class EfficientLeaf(frontend.Frontend):
                regularizer_fn=None,
                pooling_padding: str = 'same',
                pre_compression_floor=1e-5,
+               *,
+               compression_fn=DEFAULT,
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
     owner = type(self).__name__
+    compression = frontend.compression_argument(owner, compression,
+                                                compression_fn)
     frontend.set_filters_and_framing(self, n_filters, sample_rate, window_len,
                                      window_stride)
     self.num_groups = grouped_filterbank.check_group_arguments(
@@ -143,8 +148,8 @@ class EfficientLeaf(frontend.Frontend):
     super().__init__(
         filterbank=filterbank,
         compression=frontend.as_layer(
-            _named_compression(compression_fn, policy), owner,
-            'compression_fn', policy),
+            _named_compression(compression, policy), owner, 'compression',
+            policy),
         pre_compression_floor=pre_compression_floor,
         sample_rate=sample_rate,
         **kwargs)
@@ -161,28 +166,28 @@ class EfficientLeaf(frontend.Frontend):
                'learn_filters', 'learn_pooling', 'pooling_padding',
                'pre_compression_floor'),
         ('complex_conv_init', 'pooling_init', 'regularizer_fn'))
-    config['compression_fn'] = serialization.serialize(self.compression)
+    config['compression'] = serialization.serialize(self.compression)
     return config
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    for key in ('compression_fn', 'complex_conv_init', 'pooling_init',
+    config = frontend.config_with_compression(config)
+    for key in ('compression', 'complex_conv_init', 'pooling_init',
                 'regularizer_fn'):
       config[key] = serialization.deserialize(config.get(key))
     return cls(**config)
 
 
-def _named_compression(compression_fn, policy):
+def _named_compression(compression, policy):
   """The layer for DEFAULT and the names in COMPRESSIONS; others unchanged."""
-  if compression_fn is DEFAULT or compression_fn == 'logtbn':
+  if compression is DEFAULT or compression == 'logtbn':
     return logtbn.LogTBN(dtype=policy, name='log_tbn')
-  if compression_fn in ('pcen', 'log_pcen'):
+  if compression in ('pcen', 'log_pcen'):
     return frontend.leaf_pcen(
-        policy, 'log' if compression_fn == 'log_pcen' else 'linear')
-  if isinstance(compression_fn, str) and '>' not in compression_fn and (
-      keras.saving.get_registered_object(compression_fn) is None):
+        policy, 'log' if compression == 'log_pcen' else 'linear')
+  if isinstance(compression, str) and '>' not in compression and (
+      keras.saving.get_registered_object(compression) is None):
     raise ValueError(
-        f'EfficientLeaf: compression_fn must be one of {COMPRESSIONS}, a '
-        f'layer, a callable or None; got {compression_fn!r}.')
-  return compression_fn
+        f'EfficientLeaf: compression must be one of {COMPRESSIONS}, a '
+        f'layer, a callable or None; got {compression!r}.')
+  return compression

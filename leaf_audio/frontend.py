@@ -16,6 +16,7 @@ All frontends take float audio [batch, samples] or [batch, samples, 1] in
 import functools
 import inspect
 import types
+import warnings
 
 import keras
 import tensorflow as tf
@@ -31,6 +32,7 @@ from leaf_audio import modulus
 from leaf_audio import pooling
 from leaf_audio import serialization
 from leaf_audio import stages as stages_lib
+from leaf_audio import stft_filterbank
 from leaf_audio import validation
 
 
@@ -87,6 +89,33 @@ def as_layer(fn, owner: str, argument: str, dtype):
     return keras.layers.Lambda(fn, dtype=dtype)
   raise TypeError(f'{owner}: {argument} must be a Keras layer, a callable or '
                   f'None; got {fn!r}.')
+
+
+def compression_argument(owner: str, compression, compression_fn):
+  """`compression`, or `compression_fn` (its deprecated name) if given.
+
+  DEFAULT marks an argument not given; passing both is a ValueError.
+  """
+  if compression_fn is DEFAULT:
+    return compression
+  if compression is not DEFAULT:
+    raise ValueError(
+        f'{owner}: compression_fn is the deprecated name of compression; pass '
+        f'one of them, not both (got compression={compression!r} and '
+        f'compression_fn={compression_fn!r}).')
+  warnings.warn(
+      f'{owner}: compression_fn is deprecated; use compression= (the same '
+      'values: a layer, a callable, None or a named choice).',
+      DeprecationWarning, stacklevel=3)
+  return compression_fn
+
+
+def config_with_compression(config: dict) -> dict:
+  """A preset's config with a saved 'compression_fn' renamed 'compression'."""
+  config = dict(config)
+  if 'compression_fn' in config and 'compression' not in config:
+    config['compression'] = config.pop('compression_fn')
+  return config
 
 
 def _accepts(cls, argument: str) -> bool:
@@ -432,9 +461,10 @@ class _FilterbankPreset(Frontend):
     window_len: filter and pooling window in ms, default 25; the window has
       sample_rate * window_len // 1000 + 1 samples.
     window_stride: hop between frames in ms, default 10.
-    compression_fn: layer or callable applied last, default sPCEN (see above);
+    compression: layer or callable applied last, default sPCEN (see above);
       `functools.partial(log_compression, log_offset=...)` becomes a
-      `LogCompression` layer; None for no compression.
+      `LogCompression` layer; None for no compression. (`compression_fn`,
+      its former name, is accepted with a DeprecationWarning.)
     preemp: bool, default False; apply a learnable 2-tap pre-emphasis first,
       y[n] = x[n+1] - 0.97 x[n].
     preemp_init: default `PreempInit()`.
@@ -481,7 +511,7 @@ class _FilterbankPreset(Frontend):
                                                   name='squared_modulus'),
       complex_conv_init=lambda f: default_gabor_init(f.sample_rate),
       pooling_init=lambda f: keras.initializers.Constant(0.4),
-      compression_fn=lambda f: leaf_pcen(f.dtype_policy))
+      compression=lambda f: leaf_pcen(f.dtype_policy))
 
   def __init__(self,
                learn_pooling: bool = True,
@@ -493,7 +523,7 @@ class _FilterbankPreset(Frontend):
                sample_rate: float = 16000,
                window_len: float = 25.,
                window_stride: float = 10.,
-               compression_fn=DEFAULT,
+               compression=DEFAULT,
                preemp: bool = False,
                preemp_init=DEFAULT,
                complex_conv_init=DEFAULT,
@@ -504,9 +534,12 @@ class _FilterbankPreset(Frontend):
                pooling_padding=DEFAULT,
                pre_compression_floor=1e-5,
                method: str = 'auto',
+               *,
+               compression_fn=DEFAULT,
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
     owner = type(self).__name__
+    compression = compression_argument(owner, compression, compression_fn)
     set_filters_and_framing(self, n_filters, sample_rate, window_len,
                             window_stride)
     policy = keras.dtype_policies.get(kwargs['dtype'])
@@ -579,8 +612,8 @@ class _FilterbankPreset(Frontend):
         activation=as_layer(resolve('activation', activation), owner,
                             'activation', policy),
         pooling=self.pooling_cls(**pooling_kwargs),
-        compression=as_layer(resolve('compression_fn', compression_fn),
-                             owner, 'compression_fn', policy),
+        compression=as_layer(resolve('compression', compression), owner,
+                             'compression', policy),
         preemphasis=preemphasis,
         normalization=normalization,
         spec_augment=None if spec_augment is False else spec_augment,
@@ -602,15 +635,15 @@ class _FilterbankPreset(Frontend):
         pooling_cls=serialization.serialize_class(self.pooling_cls, owner,
                                                   'pooling_cls'),
         activation=serialization.serialize(self.activation),
-        compression_fn=serialization.serialize(self.compression),
+        compression=serialization.serialize(self.compression),
         spec_augment=(serialization.serialize(self.spec_augment)
                       if self.spec_augment is not None else False))
     return config
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    for key in ('activation', 'compression_fn', 'preemp_init',
+    config = config_with_compression(config)
+    for key in ('activation', 'compression', 'preemp_init',
                 'complex_conv_init', 'pooling_init', 'regularizer_fn',
                 'spec_augment'):
       config[key] = serialization.deserialize(config.get(key))
@@ -647,7 +680,7 @@ class TimeDomainFilterbanks(_FilterbankPreset):
   Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=Conv1D,
   pooling_cls=LearnablePooling1D, pooling_padding='valid', complex_conv_init=
   GaborInit(sample_rate, 60, min(7800, sample_rate / 2)), pooling_init=
-  LowpassInit(sample_rate, window_len), compression_fn=LogCompression(1e-5).
+  LowpassInit(sample_rate, window_len), compression=LogCompression(1e-5).
 
   Input shape: [batch, samples] or [batch, samples, 1], samples >= window.
   Output shape: [batch, frames, n_filters].
@@ -661,7 +694,7 @@ class TimeDomainFilterbanks(_FilterbankPreset):
       pooling_init=lambda f: initializers.LowpassInit(
           sample_rate=f.sample_rate, window_len=f.window_len,
           window_type='squared_hanning'),
-      compression_fn=lambda f: compression.LogCompression(
+      compression=lambda f: compression.LogCompression(
           log_offset=1e-5, dtype=f.dtype_policy, name='log_compression'))
 
 
@@ -681,7 +714,7 @@ class SincNet(_FilterbankPreset):
 
   Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=SincConv1D,
   activation=LeakyReLU(0.2), pooling_cls=MaxPooling1D (no pooling_init),
-  complex_conv_init=SincInit(sample_rate), compression_fn=
+  complex_conv_init=SincInit(sample_rate), compression=
   LayerNormalization().
 
   Input shape: [batch, samples] or [batch, samples, 1].
@@ -696,7 +729,7 @@ class SincNet(_FilterbankPreset):
           negative_slope=0.2, dtype=f.dtype_policy, name='leaky_relu'),
       complex_conv_init=lambda f: initializers.SincInit(
           sample_rate=f.sample_rate),
-      compression_fn=lambda f: keras.layers.LayerNormalization(
+      compression=lambda f: keras.layers.LayerNormalization(
           dtype=f.dtype_policy, name='layer_norm'))
 
 
@@ -714,7 +747,7 @@ class SincNetPlus(_FilterbankPreset):
 
   Takes the arguments of `Leaf`; these defaults differ: conv1d_cls=SincConv1D,
   activation=LeakyReLU(0.2), complex_conv_init=SincInit(sample_rate),
-  compression_fn=PCENCompression().
+  compression=PCENCompression().
 
   Input shape: [batch, samples] or [batch, samples, 1].
   Output shape: [batch, frames, n_filters].
@@ -723,18 +756,27 @@ class SincNetPlus(_FilterbankPreset):
   DEFAULTS = dict(
       SincNet.DEFAULTS,
       pooling_cls=lambda f: pooling.GaussianLowpassPooling,
-      compression_fn=lambda f: compression.PCENCompression(
+      compression=lambda f: compression.PCENCompression(
           dtype=f.dtype_policy, name='PCEN'))
 
 
+def _mel_compression(policy):
+  """MelFilterbanks' default: log(x + 1e-5)."""
+  return compression.LogCompression(log_offset=1e-5, dtype=policy,
+                                    name='log_compression')
+
+
 @serialization.register()
-class MelFilterbanks(keras.layers.Layer):
+class MelFilterbanks(Frontend):
   """Log mel filterbanks: the fixed baseline the learnable frontends start from.
 
   |STFT|^2 with a periodic Hann window of `window_len` ms, hop `window_stride`
   ms and n_fft points (`tf.signal.stft`, frames left-aligned: frame i covers
   samples [i * hop, i * hop + window), the end zero-padded), times a triangular
   HTK mel matrix (`tf.signal.linear_to_mel_weight_matrix`), then compression.
+  A preset of `Frontend`: its `filterbank` is an `STFTMelFilterbank` (which
+  sets the frames itself), its `compression` the compression layer; no
+  floor, no pooling stage.
 
   Defaults: 40 filters, 16 kHz, 25 ms windows (401 samples), 10 ms stride
   (ceil(samples / 160) frames), n_fft 512, 60-7800 Hz, log(x + 1e-5). No
@@ -747,12 +789,16 @@ class MelFilterbanks(keras.layers.Layer):
       window is longer. Must be at least the window length in samples.
     window_len: ms, default 25.
     window_stride: ms, default 10.
-    compression_fn: layer or callable, DEFAULT `LogCompression(1e-5)`; None
-      for power mel filterbanks.
+    compression: layer or callable, DEFAULT `LogCompression(1e-5)`; None
+      for power mel filterbanks. (`compression_fn`, its former name, is
+      accepted with a DeprecationWarning.)
     min_freq: lowest mel edge in Hz, default 60.
     max_freq: highest mel edge in Hz; DEFAULT 7800 capped at Nyquist, None for
       Nyquist (as in the original release).
     **kwargs: Keras layer arguments (name, dtype; dtype defaults to float32).
+
+  Attributes:
+    mel_matrix: float32 [n_fft // 2 + 1, n_filters], the filterbank's.
 
   Input shape: [batch, samples] or [batch, samples, 1], float in [-1, 1].
   Output shape: [batch, frames, n_filters].
@@ -768,13 +814,15 @@ class MelFilterbanks(keras.layers.Layer):
                n_fft=DEFAULT,
                window_len: float = 25.,
                window_stride: float = 10.,
-               compression_fn=DEFAULT,
+               compression=DEFAULT,
                min_freq: float = DEFAULT_MIN_FREQ_HZ,
                max_freq=DEFAULT,
+               *,
+               compression_fn=DEFAULT,
                **kwargs):
     kwargs.setdefault('dtype', 'float32')
-    super().__init__(**kwargs)
     owner = type(self).__name__
+    compression = compression_argument(owner, compression, compression_fn)
     set_filters_and_framing(self, n_filters, sample_rate, window_len,
                             window_stride)
     if n_fft is DEFAULT:
@@ -793,75 +841,41 @@ class MelFilterbanks(keras.layers.Layer):
     melfilters.check_frequency_range(owner, sample_rate, min_freq, max_freq)
     self.min_freq = min_freq
     self.max_freq = max_freq
-    if compression_fn is DEFAULT:
-      compression_fn = compression.LogCompression(
-          log_offset=1e-5, dtype=self.dtype_policy, name='log_compression')
-    # The compression layer (Identity for none).
-    self.compression = (as_layer(compression_fn, owner, 'compression_fn',
-                                 self.dtype_policy) or
-                        keras.layers.Identity(dtype=self.dtype_policy))
-    self.mel_matrix = melfilters.mel_filterbank(
-        n_filters=self.n_filters,
-        n_fft=self.n_fft,
+    policy = keras.dtype_policies.get(kwargs['dtype'])
+    if compression is DEFAULT:
+      compression = _mel_compression(policy)
+    filterbank = stft_filterbank.STFTMelFilterbank(
+        n_filters=self.n_filters, window_size=self.window_size, hop=self.stride,
+        n_fft=self.n_fft, sample_rate=sample_rate, min_freq=min_freq,
+        max_freq=max_freq, dtype=policy, name='stft_mel_filterbank')
+    super().__init__(
+        filterbank=filterbank,
+        compression=as_layer(compression, owner, 'compression', policy),
+        pre_compression_floor=None,
         sample_rate=sample_rate,
-        min_freq=min_freq,
-        max_freq=max_freq)
-    # Lets a Python list reach `call`, which says what it expects.
-    self._allow_non_tensor_positional_args = True
-
-  def build(self, input_shape):
-    shape = validation.waveform_shape(type(self).__name__, input_shape)
-    if not self.compression.built:
-      self.compression.build(self.compute_output_shape(shape))
-
-  def call(self, inputs):
-    validation.check_float_waveform(type(self).__name__, inputs)
-    if inputs.shape.rank == 3:
-      inputs = inputs[:, :, 0]
-    inputs = assert_enough_samples(type(self).__name__, inputs)
-    # tf.signal.stft's computation, with frames built without its gather.
-    frames = framing.overlapping_frames(inputs, self.window_size, self.stride,
-                                        pad_end=True)
-    window = tf.signal.hann_window(self.window_size, periodic=True,
-                                   dtype=frames.dtype)
-    stft = tf.signal.rfft(frames * window, [self.n_fft])
-    power = tf.square(tf.abs(stft))
-    mel = tf.matmul(power, tf.constant(self.mel_matrix, power.dtype))
-    return validation.mark_non_finite_clips(inputs, self.compression(mel))
+        **kwargs)
 
   @property
-  def hop_samples(self) -> int:
-    """Samples between frames (`stride`)."""
-    return self.stride
+  def mel_matrix(self):
+    """float32 [n_fft // 2 + 1, n_filters]: column j is mel filter j."""
+    return self.filterbank.mel_matrix
 
-  @property
-  def window_samples(self) -> int:
-    """Samples of the STFT window (`window_size`)."""
-    return self.window_size
-
-  def compute_output_shape(self, input_shape):
-    shape = validation.waveform_shape(type(self).__name__, input_shape)
-    return (shape[0],
-            framing.num_frames(shape[1], self.window_size, self.stride,
-                               'same'), self.n_filters)
+  def __dir__(self):
+    # Files written while MelFilterbanks was a plain layer keep a
+    # compression's weights under `compression`, not `_compression`.
+    return sorted((set(super().__dir__()) - {'_compression'}) |
+                  {'compression'})
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'n_filters': self.n_filters,
-        'sample_rate': self.sample_rate,
-        'n_fft': self.n_fft,
-        'window_len': self.window_len,
-        'window_stride': self.window_stride,
-        'compression_fn': serialization.serialize(self.compression),
-        'min_freq': self.min_freq,
-        'max_freq': self.max_freq,
-    })
+    config = preset_config(
+        self, ('n_filters', 'sample_rate', 'n_fft', 'window_len',
+               'window_stride', 'min_freq', 'max_freq'), ())
+    config['compression'] = serialization.serialize(self.compression)
     return config
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    config['compression_fn'] = serialization.deserialize(
-        config.get('compression_fn'))
+    config = config_with_compression(config)
+    config['compression'] = serialization.deserialize(
+        config.get('compression'))
     return cls(**config)

@@ -180,7 +180,7 @@ class LogTBN(stages.Stage, keras.layers.Layer):
     if self.median is not None:
       raise stages.StreamingRefused(
           'LogTBN subtracts the median over all the frames of a clip, which '
-          "a stream never has. Stream EfficientLeaf with compression_fn="
+          "a stream never has. Stream EfficientLeaf with compression="
           "'pcen' or 'log_pcen' (or LogTBN(median=None)).")
     return 'pointwise'  # batch norm with its moving statistics (inference).
 

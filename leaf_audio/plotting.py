@@ -77,8 +77,8 @@ class FilterbankSummary:
     bandwidth_hz: float64 [n_filters], full width at half maximum of each
       filter's amplitude response in Hz (for sinc filters: the pass band).
     method: how they were obtained: '<stage class> parameters' (what the
-      filterbank stage declares), 'mel scale' or 'measured' (peak of the
-      kernel's response).
+      filterbank stage declares) or 'measured' (peak of each filter's
+      amplitude response: a free kernel's, or MelFilterbanks' mel filters).
   """
   centre_hz: np.ndarray
   bandwidth_hz: np.ndarray
@@ -86,8 +86,7 @@ class FilterbankSummary:
 
 
 def _check_frontend(frontend, needs_weights: bool = True):
-  if not isinstance(frontend, (frontend_lib.Frontend,
-                               frontend_lib.MelFilterbanks)):
+  if not isinstance(frontend, frontend_lib.Frontend):
     raise TypeError('leaf_audio.plotting expects a leaf_audio frontend layer '
                     '(Leaf, a composed Frontend, MelFilterbanks, ...); got '
                     f'{frontend!r}.')
@@ -98,10 +97,11 @@ def _check_frontend(frontend, needs_weights: bool = True):
 
 
 def filterbank_layer(frontend):
-  """The filterbank stage of a frontend, or None (MelFilterbanks).
+  """The filterbank stage of a frontend.
 
-  `GaborConv1D`, EfficientLeaf's grouped filterbank, a `SincConv1D` or, for
-  TimeDomainFilterbanks, a keras Conv1D with 2 * n_filters channels.
+  `GaborConv1D`, EfficientLeaf's grouped filterbank, a `SincConv1D`,
+  MelFilterbanks' `STFTMelFilterbank` or, for TimeDomainFilterbanks, a keras
+  Conv1D with 2 * n_filters channels.
   """
   return getattr(frontend, 'filterbank', None)
 
@@ -153,7 +153,7 @@ _PCEN = ('alpha', 'delta', 'root', 'smoothing')
 def pcen_layer(frontend):
   """The compression stage if it declares PCEN's parameters, or None."""
   layer = getattr(frontend, 'compression', None)
-  if layer is None or isinstance(frontend, frontend_lib.MelFilterbanks):
+  if layer is None:
     return None
   names = stages.of(layer).stage_parameters(frontend.sample_rate)
   return layer if all(name in names for name in _PCEN) else None
@@ -161,8 +161,6 @@ def pcen_layer(frontend):
 
 def stage_layers(frontend) -> dict:
   """{stage name: layer} of the stages a frontend has, in order."""
-  if isinstance(frontend, frontend_lib.MelFilterbanks):
-    return {'compression': frontend.compression}
   return {name: getattr(frontend, name) for name in frontend_lib.STAGES
           if getattr(frontend, name) is not None}
 
@@ -258,18 +256,17 @@ def frequency_responses(frontend, min_fft: int = 4096):
   """Amplitude response |H(f)| of every filter, on f = 0 .. sample_rate / 2.
 
   For filterbank kernels the DFT of the taps (zero-padded to at least
-  `min_fft` points, a resolution of sample_rate / min_fft Hz); for
-  MelFilterbanks the square root of its mel matrix (it weights power).
+  `min_fft` points, a resolution of sample_rate / min_fft Hz); a filterbank
+  that offers `amplitude_responses()` tells its own (MelFilterbanks' STFT
+  stage: the square root of its mel matrix, which weights power).
 
   Returns:
     (frequencies_hz float64 [bins], amplitudes float64 [n_filters, bins]).
   """
   _check_frontend(frontend)
-  if isinstance(frontend, frontend_lib.MelFilterbanks):
-    amplitudes = np.sqrt(np.asarray(frontend.mel_matrix, np.float64).T)
-    frequencies = np.linspace(0., frontend.sample_rate / 2.,
-                              amplitudes.shape[1])
-    return frequencies, amplitudes
+  stage = stages.of(filterbank_layer(frontend))
+  if hasattr(stage, 'amplitude_responses'):
+    return stage.amplitude_responses()
   taps = filter_taps(frontend)
   n_fft = _fft_size(taps.shape[1], min_fft)
   amplitudes = np.abs(np.fft.fft(taps, n_fft, axis=1))[:, :n_fft // 2 + 1]
@@ -361,10 +358,6 @@ def filterbank_summary(frontend) -> FilterbankSummary:
   """
   _check_frontend(frontend)
   sample_rate = frontend.sample_rate
-  if isinstance(frontend, frontend_lib.MelFilterbanks):
-    centre, bandwidth = mel_curve(frontend.n_filters, sample_rate,
-                                  *_mel_range(frontend))
-    return FilterbankSummary(centre, bandwidth, 'mel scale')
   conv = filterbank_layer(frontend)
   declared = stages.of(conv).stage_parameters(sample_rate)
   if 'centre_frequency' in declared and 'bandwidth' in declared:
@@ -445,12 +438,12 @@ def frame_times(frontend, num_samples: int) -> np.ndarray:
   """
   _check_frontend(frontend, needs_weights=False)
   size, stride = frontend.window_samples, frontend.hop_samples
-  if isinstance(frontend, frontend_lib.MelFilterbanks):
+  framer = frontend.pooling or frontend.filterbank
+  padding = stages.of(framer).stage_geometry().padding
+  if padding == 'end':
     frames = framing.num_frames(num_samples, size, stride, 'same')
     centres = np.arange(frames) * stride + size // 2
     return centres / frontend.sample_rate
-  framer = frontend.pooling or frontend.filterbank
-  padding = stages.of(framer).stage_geometry().padding
   if padding not in ('same', 'valid') or (
       frontend.pooling is not None and
       stages.of(frontend.filterbank).stage_geometry().hop_samples != 1):

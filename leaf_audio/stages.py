@@ -19,6 +19,9 @@ through this interface, never through its class or its attributes:
   stream_filters()           'filter': (taps [window, channels], dtype) of a
                              stride-1 'same' cross-correlation
   stream_windows()           'sum_pooling': windows [window, channels or 1]
+  stream_lead() / stream_reach() / stream_pooled(state, buffer, inside, hops)
+                             'pools_itself': the samples a frame reads before
+                             and after its window start, and its frames
   fft_problem(role)          '' when the FFT method applies, else why not
   tflite_builtins            whether its streaming step converts to TFLite
                              builtin ops
@@ -61,7 +64,9 @@ class Geometry:
   Attributes:
     window_samples: int, input samples one output reads (1 if pointwise).
     hop_samples: int, input samples between outputs (1 if not strided).
-    padding: 'same', 'valid', or None for a pointwise stage.
+    padding: 'same', 'valid', 'end' (frame f starts at f * hop, samples
+      past the end read as 0: an STFT's left-aligned frames, ceil(samples /
+      hop) of them), or None for a pointwise stage.
   """
   window_samples: int = 1
   hop_samples: int = 1
@@ -74,7 +79,8 @@ class Geometry:
     The delay this stage adds to a live stream of unknown length.
     """
     if self.padding != 'same':
-      return self.window_samples - 1 if self.padding == 'valid' else 0
+      return (self.window_samples - 1 if self.padding in ('valid', 'end')
+              else 0)
     return self.window_samples - 1 - (self.window_samples - 1) // 2
 
 
@@ -148,6 +154,14 @@ class Stage:
 
   def stream_windows(self):
     raise StreamingRefused(f'{_name(self)} offers no pooling windows.')
+
+  def stream_lead(self) -> int:
+    """'pools_itself': samples a frame reads before its window's first one.
+
+    By default the left half of filters as long as the window, centred as a
+    'same' convolution centres them: (window_samples - 1) // 2.
+    """
+    return (self.stage_geometry().window_samples - 1) // 2
 
   def fft_problem(self, role: str) -> str:
     """'' when the FFT method can compute this stage in `role`, else why not."""

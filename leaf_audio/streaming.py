@@ -69,12 +69,14 @@ class FrontendParts:
 
   Attributes:
     kind: 'filterbank' (a stride-1 'same' filterbank, a pointwise activation,
-      a 'same' pooling), 'pools_itself' (a filterbank that sets the frames,
-      e.g. EfficientLeaf's) or 'mel' (STFT frames).
+      a 'same' pooling) or 'pools_itself' (a filterbank that sets the frames,
+      e.g. EfficientLeaf's or MelFilterbanks' STFT).
     sample_rate: Hz.
     hop: samples between frames.
-    window: samples of the filters and of the pooling window (of the STFT
-      frames for 'mel').
+    window: samples of the filters and of the pooling window (of the frames
+      of a filterbank that pools itself).
+    padding: how the frames sit on the clip: 'same' (TF's padding, centred
+      windows) or 'end' (left-aligned windows, the end zero-padded).
     channels: output channels.
     preemphasis: None, or a function returning the 2 taps [2] of a 'same'
       pre-emphasis (y[t] = w0 x[t] + w1 x[t + 1]).
@@ -85,8 +87,6 @@ class FrontendParts:
     pooling_windows: 'filterbank' with 'sum' pooling: a function returning
       the windows [window, channels or 1].
     bank: 'pools_itself': the filterbank stage.
-    mel_matrix: 'mel': [n_fft // 2 + 1, channels].
-    n_fft: 'mel': FFT size.
     floor: None, or the lower clip of the energies before compression.
     frame_stages: ((name, stage, 'pointwise' or 'stateful'), ...): the stages
       after the floor (compression, normalization).
@@ -97,14 +97,13 @@ class FrontendParts:
   hop: int
   window: int
   channels: int
+  padding: str = 'same'
   preemphasis: Optional[Callable] = None
   filters: Optional[Callable] = None
   activation: Optional[Callable] = None
   pooling: str = 'sum'
   pooling_windows: Optional[Callable] = None
   bank: Optional[stages_lib.Stage] = None
-  mel_matrix: Optional[np.ndarray] = None
-  n_fft: Optional[int] = None
   floor: Optional[float] = None
   frame_stages: tuple = ()
   tflite_builtins: bool = True
@@ -139,7 +138,7 @@ def frontend_parts(frontend) -> FrontendParts:
 
   Args:
     frontend: a built `Frontend` (`Leaf`, `SincNet`, `SincNetPlus`,
-      `EfficientLeaf` or a composition) or `MelFilterbanks`.
+      `EfficientLeaf`, `MelFilterbanks` or a composition).
 
   Returns:
     `FrontendParts`. Raises `stages.StreamingRefused` (a ValueError) naming
@@ -149,16 +148,8 @@ def frontend_parts(frontend) -> FrontendParts:
     raise ValueError(f'Streaming {type(frontend).__name__}: build the '
                      'frontend first (call it once, or frontend.build('
                      '(None, None))), so that its weights exist.')
-  if isinstance(frontend, frontend_lib.MelFilterbanks):
-    return FrontendParts(
-        kind='mel', sample_rate=frontend.sample_rate, hop=frontend.stride,
-        window=frontend.window_size, channels=frontend.n_filters,
-        mel_matrix=frontend.mel_matrix, n_fft=frontend.n_fft,
-        frame_stages=(('compression', frontend.compression,
-                       _kind(frontend, 'compression',
-                             frontend.compression)),))
   if not isinstance(frontend, frontend_lib.Frontend):
-    _refuse(frontend, 'not a leaf_audio Frontend or MelFilterbanks.')
+    _refuse(frontend, 'not a leaf_audio Frontend.')
   frame_stages = tuple(
       (name, getattr(frontend, name),
        _kind(frontend, name, getattr(frontend, name)))
@@ -180,9 +171,12 @@ def frontend_parts(frontend) -> FrontendParts:
       _refuse(frontend, 'its filterbank pools itself; no pre-emphasis or '
               'pooling stage may surround it.')
     geometry = bank.stage_geometry()
+    if geometry.padding not in ('same', 'end'):
+      _refuse(frontend, f'its filterbank frames with padding '
+              f"{geometry.padding!r}, not 'same' or 'end'.")
     return FrontendParts(
         kind='pools_itself', hop=geometry.hop_samples,
-        window=geometry.window_samples, bank=bank,
+        window=geometry.window_samples, padding=geometry.padding, bank=bank,
         tflite_builtins=all(stage.tflite_builtins for stage in used),
         **common)
   if kind != 'filter':
@@ -329,30 +323,28 @@ Args:
     self.name = type(frontend).__name__
     self.hop_samples = hop = parts.hop
     window = parts.window
-    if parts.kind == 'mel':
-      # Frame f covers samples [f * hop, f * hop + window).
-      self.lookahead_samples = window - 1
-      history_start = 0
-      self._conv_left = 0
-    else:
-      # TF's 'same' padding: for a length that is a whole number of hops,
-      # unless the stream's length is known.
-      frames = -(-(total_samples or hop) // hop)
-      length = total_samples if total_samples else frames * hop
-      pool_left = max((frames - 1) * hop + window - length, 0) // 2
-      conv_left = (window - 1) // 2
-      conv_right = window - 1 - conv_left
-      self._pool_left, self._conv_left = pool_left, conv_left
-      self._preemp = int(parts.preemphasis is not None)
-      self.lookahead_samples = (window - 1 - pool_left) + conv_right + (
-          self._preemp)
-      history_start = pool_left + conv_left
+    # TF's 'same' padding: for a length that is a whole number of hops,
+    # unless the stream's length is known. Left-aligned frames ('end': frame
+    # f covers samples [f * hop, f * hop + window)) have no front padding.
+    frames = -(-(total_samples or hop) // hop)
+    length = total_samples if total_samples else frames * hop
+    pool_left = (max((frames - 1) * hop + window - length, 0) // 2
+                 if parts.padding == 'same' else 0)
+    conv_left = (window - 1) // 2
+    conv_right = window - 1 - conv_left
+    self._pool_left = pool_left
+    self._preemp = int(parts.preemphasis is not None)
+    self.lookahead_samples = (window - 1 - pool_left) + conv_right + (
+        self._preemp)
     if parts.kind == 'pools_itself':
-      # What the filterbank reads past a frame's window start minus the
-      # filters' left half (a grouped bank reads less than LEAF's window
-      # and filters).
+      # What the filterbank reads before a frame's window start (its
+      # filters' left half) and after it, from its first sample read (a
+      # grouped bank reads less than LEAF's window and filters).
+      conv_left = parts.bank.stream_lead()
       self.lookahead_samples = parts.bank.stream_reach() - conv_left - (
           pool_left)
+    self._conv_left = conv_left
+    history_start = pool_left + conv_left
     self.delay_frames = self.lookahead_samples // hop
     # Frame f reads samples f * hop - lookbehind_samples ... f * hop +
     # lookahead_samples.
@@ -523,25 +515,22 @@ Args:
     position = state['position']
     hops = samples.shape[1] // self.hop_samples if samples.shape[
         1] is not None else tf.shape(samples)[1] // self.hop_samples
-    if self.parts.kind == 'mel':
-      energies = self._mel(buffer, hops)
+    # Buffer sample i sits at stream position start + i.
+    start = position - self.history_samples
+    bank_state = {}
+    if self.parts.kind == 'pools_itself':
+      # The bank's offsets count from the first new frame's window start,
+      # buffer sample `stream_lead()`.
+      keys = self.parts.bank.stream_initial_state(1, self.channels)
+      energies, bank_state = self.parts.bank.stream_pooled(
+          {key: state[key] for key in keys}, buffer,
+          lambda offsets: self._inside(start + self._conv_left + offsets,
+                                       end, position), hops)
     else:
-      # Buffer sample i sits at stream position start + i.
-      start = position - self.history_samples
-      bank_state = {}
-      if self.parts.kind == 'pools_itself':
-        # The bank's offsets count from the first new frame's window start,
-        # buffer sample (window - 1) // 2.
-        keys = self.parts.bank.stream_initial_state(1, self.channels)
-        energies, bank_state = self.parts.bank.stream_pooled(
-            {key: state[key] for key in keys}, buffer,
-            lambda offsets: self._inside(start + self._conv_left + offsets,
-                                         end, position), hops)
-      else:
-        energies, energy_history = self._filterbank(
-            buffer, state['energies'], start, end, position, hops)
-      if self.parts.floor is not None:
-        energies = tf.maximum(energies, self.parts.floor)
+      energies, energy_history = self._filterbank(
+          buffer, state['energies'], start, end, position, hops)
+    if self.parts.floor is not None:
+      energies = tf.maximum(energies, self.parts.floor)
     first_frame = position // self.hop_samples - self.delay_frames
     frame_index = first_frame + tf.range(hops)
     valid = (frame_index >= 0)[tf.newaxis, :, tf.newaxis]
@@ -618,19 +607,6 @@ Args:
     outputs *= tf.cast(inside, outputs.dtype)
     return pooling.strided_window_sum(outputs, parts.pooling_windows(), hop,
                                       'valid'), new_history
-
-  def _mel(self, buffer, hops):
-    parts = self.parts
-    window, hop = parts.window, self.hop_samples
-    # Frame f of the buffer covers its samples [f * hop, f * hop + window).
-    pieces = -(-window // hop)
-    by_hop = tf.reshape(buffer, [tf.shape(buffer)[0], -1, hop])
-    frames = tf.concat([by_hop[:, piece:piece + hops] for piece in
-                        range(pieces)], axis=-1)[..., :window]
-    hann = tf.signal.hann_window(window, periodic=True, dtype=frames.dtype)
-    stft = tf.signal.rfft(frames * hann, [parts.n_fft])
-    power = tf.square(tf.abs(stft))
-    return tf.matmul(power, tf.constant(parts.mel_matrix, power.dtype))
 
 
 class Streamer:

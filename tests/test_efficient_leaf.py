@@ -35,7 +35,7 @@ def test_defaults_are_gabor_8g_opt_with_log_tbn():
 
 def test_dense_geometry_with_pcen_equals_leaf(reference_input):
   leaf = leaf_audio.Leaf()
-  dense = leaf_audio.EfficientLeaf(compression_fn='pcen',
+  dense = leaf_audio.EfficientLeaf(compression='pcen',
                                    conv_win_factor=None, stride_factor=None)
   expected = leaf(reference_input).numpy()
   np.testing.assert_allclose(dense(reference_input), expected, atol=1e-4)
@@ -46,7 +46,7 @@ def test_default_geometry_with_pcen_stays_close_to_leaf(reference_input):
   # samples: exact for steady sounds, off where the envelope moves faster
   # (the chirp, the clip's ends). See docs/frontend_comparison.md.
   expected = leaf_audio.Leaf()(reference_input).numpy()
-  out = leaf_audio.EfficientLeaf(compression_fn='pcen')(reference_input)
+  out = leaf_audio.EfficientLeaf(compression='pcen')(reference_input)
   deviation = np.abs(out.numpy() - expected)
   assert deviation.mean() < 0.03 and deviation.max() < 1.
   assert np.median(deviation) < 0.01
@@ -59,7 +59,7 @@ def test_default_geometry_with_pcen_stays_close_to_leaf(reference_input):
     (None, type(None)),  # no compression stage
 ])
 def test_compression_choices(name, layer_type):
-  layer = leaf_audio.EfficientLeaf(compression_fn=name)
+  layer = leaf_audio.EfficientLeaf(compression=name)
   assert isinstance(layer.compression, layer_type)
   assert layer(tf.zeros([1, 1600])).shape == (1, 10, 40)
   if name in ('pcen', 'log_pcen'):
@@ -76,8 +76,8 @@ def test_input_and_argument_checks():
     layer(tf.zeros([1, 1600, 2]))
   with pytest.raises(ValueError, match="'valid' padding and needs at least 401"):
     leaf_audio.EfficientLeaf(pooling_padding='valid')(tf.zeros([1, 400]))
-  with pytest.raises(ValueError, match='compression_fn must be one of'):
-    leaf_audio.EfficientLeaf(compression_fn='pcne')
+  with pytest.raises(ValueError, match='compression must be one of'):
+    leaf_audio.EfficientLeaf(compression='pcne')
   with pytest.raises(ValueError, match='num_groups=50 exceeds'):
     leaf_audio.EfficientLeaf(num_groups=50)
   with pytest.raises(ValueError, match='stride_factor must be a positive'):
@@ -93,7 +93,7 @@ def square_waves(seconds, batch=2):
 @pytest.mark.parametrize('name', ['log_pcen', 'logtbn'])
 @pytest.mark.slow
 def test_finite_outputs_and_gradients_on_hard_inputs(name):
-  layer = leaf_audio.EfficientLeaf(compression_fn=name)
+  layer = leaf_audio.EfficientLeaf(compression=name)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None])])
   def forward_backward(x):
@@ -115,7 +115,7 @@ def test_finite_outputs_and_gradients_on_hard_inputs(name):
 def test_saves_and_reloads_in_a_model(tmp_path):
   model = keras.Sequential([
       keras.Input((None,)),
-      leaf_audio.EfficientLeaf(num_groups=4, compression_fn='log_pcen'),
+      leaf_audio.EfficientLeaf(num_groups=4, compression='log_pcen'),
       keras.layers.GlobalMaxPooling1D(),
       keras.layers.Dense(3),
   ])

@@ -88,7 +88,7 @@ CONFIGURATIONS = {
     'pre-emphasis': functools.partial(leaf_audio.Leaf, preemp=True),
     'log compression': functools.partial(
         leaf_audio.Leaf,
-        compression_fn=functools.partial(compression.log_compression,
+        compression=functools.partial(compression.log_compression,
                                          log_offset=1e-5)),
     'fixed pooling': functools.partial(leaf_audio.Leaf, learn_pooling=False),
     'valid pooling': functools.partial(leaf_audio.Leaf,

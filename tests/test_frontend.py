@@ -22,7 +22,7 @@ def leaf_custom():
       window_len=32.,
       sample_rate=24000,
       preemp=True,
-      compression_fn=functools.partial(frontend.compression.log_compression,
+      compression=functools.partial(frontend.compression.log_compression,
                                        log_offset=1e-5),
       complex_conv_init=initializers.GaborInit(
           sample_rate=24000, min_freq=60., max_freq=7800.),
@@ -208,13 +208,13 @@ def test_time_domain_filterbanks_pool_with_valid_padding():
 def test_pre_compression_floor_is_an_argument():
   # Without the squared modulus the pooled Gabor outputs take both signs.
   x = tf.random.normal([1, 8000], seed=2)
-  floored = frontend.Leaf(activation=None, compression_fn=None)(x).numpy()
+  floored = frontend.Leaf(activation=None, compression=None)(x).numpy()
   assert floored.min() == pytest.approx(1e-5)
-  raw = frontend.Leaf(activation=None, compression_fn=None,
+  raw = frontend.Leaf(activation=None, compression=None,
                       pre_compression_floor=None)(x).numpy()
   assert raw.min() < 0
   np.testing.assert_allclose(floored, np.maximum(raw, 1e-5), rtol=1e-6)
-  silence = frontend.SincNet(compression_fn=None)(tf.zeros([1, 800]))
+  silence = frontend.SincNet(compression=None)(tf.zeros([1, 800]))
   np.testing.assert_allclose(silence, 1e-5)
 
 
@@ -223,7 +223,7 @@ def test_compression_none_means_no_compression_as_in_the_original():
   # The direct method runs the very stages compared with below; the FFT
   # method's agreement with them (to float32 rounding, not to 1e-6 on every
   # input) is tested in test_fft_method.py.
-  leaf = frontend.Leaf(compression_fn=None, method='direct')
+  leaf = frontend.Leaf(compression=None, method='direct')
   energies = leaf(x).numpy()
   assert energies.min() >= 1e-5
   pooled = leaf.pooling(leaf.activation(leaf.filterbank(x[..., None])))
@@ -320,7 +320,7 @@ def test_custom_frontend_from_parts():
       conv1d_cls=keras.layers.Conv1D,
       complex_conv_init='glorot_uniform',
       pooling_cls=frontend.pooling.MaxPooling1D,
-      compression_fn=frontend.compression.LogCompression(),
+      compression=frontend.compression.LogCompression(),
       n_filters=16)
   assert leaf(tf.random.normal([2, 3200], seed=5)).shape == (2, 20, 16)
 
@@ -365,3 +365,25 @@ def test_ten_minute_input_trains_through_leaf_in_bounded_memory(
     assert np.abs(grad.numpy()).max() > 0
   # One full-rate [samples, 80] float32 intermediate alone would be 3 GiB.
   assert grown_mib < 1500, grown_mib
+
+
+@pytest.mark.parametrize('make', [
+    frontend.Leaf, frontend.SincNetPlus, frontend.TimeDomainFilterbanks,
+    frontend.MelFilterbanks, leaf_audio.EfficientLeaf
+])
+def test_compression_fn_is_a_deprecated_alias_of_compression(make):
+  log = leaf_audio.LogCompression(log_offset=1e-3)
+  with pytest.warns(DeprecationWarning, match='compression_fn is deprecated; '
+                    'use compression='):
+    old = make(n_filters=8, compression_fn=log)
+  assert old.compression is log
+  assert make(n_filters=8, compression=None).compression is None
+  with pytest.raises(ValueError, match='compression_fn is the deprecated name '
+                     'of compression; pass one of them, not both'):
+    make(n_filters=8, compression=log, compression_fn=log)
+  # The config names it `compression` and round-trips.
+  config = old.get_config()
+  assert 'compression_fn' not in config
+  assert config['compression']['config']['log_offset'] == 1e-3
+  restored = type(old).from_config(config)
+  assert restored.compression.log_offset == 1e-3

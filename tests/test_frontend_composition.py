@@ -76,9 +76,9 @@ def test_frontend_round_trips_through_config_and_keras_file(tmp_path):
     (lambda: leaf_audio.TimeDomainFilterbanks(n_filters=8), 8),
     (lambda: leaf_audio.EfficientLeaf(
         n_filters=8, num_groups=2,
-        compression_fn=leaf_audio.LogTBN(median='append')), 16),
+        compression=leaf_audio.LogTBN(median='append')), 16),
     (lambda: leaf_audio.Leaf(n_filters=8,
-                             compression_fn=keras.layers.Dense(3)), 3),
+                             compression=keras.layers.Dense(3)), 3),
 ])
 def test_output_shape_accounts_for_every_stage(make, channels):
   layer = make()

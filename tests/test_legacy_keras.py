@@ -11,6 +11,10 @@ splits reductions differently and a few values move by up to ~2e-6, so the
 check allows 1e-5 (run-to-run float noise, not a change of the function).
 """
 
+import json
+import warnings
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -58,3 +62,35 @@ def test_file_from_before_the_stage_interface_loads_and_matches(name):
       [np.asarray(model(clip[np.newaxis])) for clip in saved['input']])
   assert outputs.shape == saved[name].shape
   np.testing.assert_allclose(outputs, saved[name], rtol=0, atol=1e-5)
+
+
+def test_mel_filterbanks_with_weighted_compression_loads():
+  # Written by make_mel_pcen_fixture.py with the code of 3a5301c, when
+  # MelFilterbanks was a plain layer: its PCEN's weights sit under
+  # `compression/...`, where the Frontend it is now must look for them.
+  with np.load(DATA / 'outputs_mel_pcen.npz') as data:
+    saved = {key: data[key] for key in data.files}
+  model = keras.saving.load_model(DATA / 'mel_filterbanks_pcen.keras')
+  assert isinstance(model.layers[0], leaf_audio.Frontend)
+  outputs = np.concatenate(
+      [np.asarray(model(clip[np.newaxis])) for clip in saved['input']])
+  np.testing.assert_allclose(outputs, saved['mel_filterbanks_pcen'], rtol=0,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['leaf', 'efficient_leaf', 'mel_filterbanks',
+                                  'mel_filterbanks_pcen'])
+def test_a_saved_compression_fn_loads_as_compression_without_warning(name):
+  with zipfile.ZipFile(DATA / f'{name}.keras') as archive:
+    saved = json.loads(archive.read('config.json'))
+  frontend_config = next(layer['config'] for layer in saved['config']['layers']
+                         if layer['module'].startswith('leaf_audio'))
+  assert 'compression_fn' in frontend_config  # written by the old code
+  with warnings.catch_warnings():
+    # Loading an old file is not the user's deprecated call.
+    warnings.simplefilter('error', DeprecationWarning)
+    model = keras.saving.load_model(DATA / f'{name}.keras')
+  config = model.layers[0].get_config()
+  assert 'compression_fn' not in config
+  assert (config['compression']['class_name'] ==
+          frontend_config['compression_fn']['class_name'])

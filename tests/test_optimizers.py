@@ -255,8 +255,11 @@ def test_bad_stage_rates_get_clear_errors(rates, message):
 
 
 def test_stage_rates_need_a_frontend_with_stages():
-  with pytest.raises(ValueError, match='MelFilterbanks has none'):
-    optimizers.check_stage_rates(leaf_audio.MelFilterbanks(), {'pooling': 0})
+  # MelFilterbanks is a Frontend (an STFT filterbank stage, a compression).
+  assert optimizers.check_stage_rates(leaf_audio.MelFilterbanks(),
+                                      {'compression': 0}) == {'compression': 0}
+  with pytest.raises(ValueError, match='Identity has none'):
+    optimizers.check_stage_rates(keras.layers.Identity(), {'pooling': 0})
 
 
 @pytest.mark.slow

@@ -272,7 +272,7 @@ def frontends_for_timing():
                          ids=lambda value: getattr(value, '__name__',
                                                    str(value)))
 def test_frame_times_match_the_layer_output(cls, sample_rate, samples):
-  kwargs = {'compression_fn': None, 'sample_rate': sample_rate}
+  kwargs = {'compression': None, 'sample_rate': sample_rate}
   if cls is not leaf_audio.MelFilterbanks:
     kwargs['pre_compression_floor'] = None
   frontend = cls(**kwargs)

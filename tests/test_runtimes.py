@@ -281,7 +281,7 @@ def test_an_earlier_file_is_replaced(exported, tmp_path):
 
 @pytest.mark.parametrize('name', ['EfficientLeaf', 'MelFilterbanks'])
 def test_other_frontends_convert_to_both_formats(name, tmp_path):
-  frontend = (leaf_audio.EfficientLeaf(n_filters=8, compression_fn='pcen')
+  frontend = (leaf_audio.EfficientLeaf(n_filters=8, compression='pcen')
               if name == 'EfficientLeaf' else
               leaf_audio.MelFilterbanks(n_filters=8))
   model_dir = _run_dir(tmp_path / 'run', frontend)

@@ -16,16 +16,16 @@ FRONTENDS = {
     'leaf': lambda: leaf_audio.Leaf(),
     'leaf_preemp': lambda: leaf_audio.Leaf(preemp=True),
     'efficient_leaf_pcen': lambda: leaf_audio.EfficientLeaf(
-        compression_fn='pcen'),
+        compression='pcen'),
     'sincnet': lambda: leaf_audio.SincNet(),
     'sincnet_plus': lambda: leaf_audio.SincNetPlus(),
     'leaf_22k': lambda: leaf_audio.Leaf(sample_rate=22050),
     'mel_22k': lambda: leaf_audio.MelFilterbanks(sample_rate=22050),
     'efficient_leaf_log_pcen_22k': lambda: leaf_audio.EfficientLeaf(
-        sample_rate=22050, compression_fn='log_pcen'),
+        sample_rate=22050, compression='log_pcen'),
     # Frame-wise at inference: log gain, then batch norm's moving statistics.
     'efficient_leaf_logtbn_no_median': lambda: leaf_audio.EfficientLeaf(
-        compression_fn=leaf_audio.LogTBN(median=None)),
+        compression=leaf_audio.LogTBN(median=None)),
 }
 
 _STREAMS = {}

@@ -105,13 +105,13 @@ def test_without_matplotlib_training_goes_on_with_histograms(tmp_path,
   assert not callback.figures  # Tried once, not every epoch.
 
 
-@pytest.mark.parametrize('compression_fn', ['log_pcen', 'pcen', 'logtbn'])
+@pytest.mark.parametrize('compression', ['log_pcen', 'pcen', 'logtbn'])
 def test_every_efficient_leaf_compression_logs_its_parameters(tmp_path,
-                                                               compression_fn):
+                                                               compression):
   # 'log_pcen' used to raise AttributeError ('PCENCompression' object has no
   # attribute 'alpha') at the end of the first epoch.
   frontend = leaf_audio.EfficientLeaf(n_filters=8, num_groups=2,
-                                      compression_fn=compression_fn)
+                                      compression=compression)
   model = models.AudioClassifier(frontend=frontend, encoder=None,
                                  num_outputs=2)
   model.build((None, 4000))
@@ -121,10 +121,10 @@ def test_every_efficient_leaf_compression_logs_its_parameters(tmp_path,
   callback.on_train_end()
   events = read_events(tmp_path)
   expected = {'pcen': 'compression/alpha', 'log_pcen': 'compression/alpha',
-              'logtbn': 'compression/log10_gain'}[compression_fn]
+              'logtbn': 'compression/log10_gain'}[compression]
   (_, histogram), = events[expected]
   assert histogram[:, 2].sum() == 8
   # Alpha is 0.96 in linear space in either parameterisation.
-  if 'pcen' in compression_fn:
+  if 'pcen' in compression:
     assert histogram[:, 0].min() == pytest.approx(0.96, abs=1e-6)
   assert 'filterbank/pooling_width_ms' in events
