@@ -331,7 +331,7 @@ class Frontend(keras.layers.Layer):
 
   @property
   def active_method(self):
-    """'fft' or 'direct': how this frontend computes its first stages."""
+    """'fft', 'fft_builtin' or 'direct': how this frontend computes its first stages."""
     return self._method
 
   def _check_enough_samples(self, input_shape):
@@ -369,9 +369,10 @@ class Frontend(keras.layers.Layer):
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
     outputs = assert_enough_samples(owner, outputs, self._valid_window)
     outputs = self._run('preemphasis', outputs, training)
-    if self._method == 'fft':
+    if self._method in methods.FFT_METHODS:
       outputs = methods.pooled_energy_fft(outputs, self.filterbank,
-                                          self.pooling, training=training)
+                                          self.pooling, training=training,
+                                          method=self._method)
     else:
       for name in ('filterbank', 'activation', 'pooling'):
         outputs = self._run(name, outputs, training)

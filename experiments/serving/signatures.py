@@ -325,8 +325,9 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
                              tf.TensorSpec([], tf.bool)))
     return _outputs(logits, names, multi_label, ok)
 
-  # Same weights, frontends computed directly: the function TFLite converts.
-  direct_model = methods.with_method(windowed_model, 'direct')
+  # Same weights, frontends computed with TFLite builtins only (the FFT
+  # method's builtin variant where it applies): the function TFLite converts.
+  direct_model = methods.with_method(windowed_model, 'auto_builtin')
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.float32, name='waveform')
