@@ -163,6 +163,7 @@ def converted(layer, samples, folder):
   return interpreter.get_signature_runner('frontend'), ops
 
 
+@pytest.mark.slow
 def test_converts_with_builtins_only_and_runs_in_litert(tmp_path):
   keras.utils.set_random_seed(2)
   leaf = leaf_audio.Leaf(n_filters=4)
