@@ -120,7 +120,7 @@ def _grouped(rows):
 
 def _mixed(rows, mix=_MIX):
   """`mix` [4, 4] applied on axis 1 of rows [G, 4, N]: [G, 4, N]."""
-  return tf.einsum('qj,gjn->gqn', tf.constant(mix), rows)
+  return tf.matmul(tf.constant(mix), rows)
 
 
 def _rows_of(parts, count):
