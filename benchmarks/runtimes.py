@@ -28,6 +28,9 @@ num_threads)` and times them in interleaved rounds:
             convolution with 401 taps and 80 outputs at 16 kHz: 513 M
             multiply-adds per second of audio) and with 'fft_builtin'
             (`leaf_audio.real_fft_filterbank`)
+  transforms  the real FFTs alone that 'fft_builtin' runs on a 1 s clip
+            (880 of 2048 samples): TF's rfft and LiteRT's RFFT2D with one
+            and with four rows per transform; where LiteRT's time goes
   k = 10    the same with a stream_step that takes 10 hops (1600 samples)
             per call, so the classifier runs once per 10 hops (the frontend
             work is the same); time per call / 10
@@ -54,7 +57,10 @@ FILES = {'tflite': 'offline.tflite', 'onnx': 'offline.onnx',
          'streaming_tflite': 'streaming.tflite',
          'streaming_onnx': 'streaming.onnx'}
 HOP_SECONDS = 0.01
-MODES = ('offline', 'frontend', 'stream', 'k10')
+MODES = ('offline', 'frontend', 'stream', 'k10', 'transforms')
+# The inverse transforms of LEAF's 'fft_builtin' on a 1 s clip: 2 C = 80
+# filter outputs times 11 chunks of N = 2048 samples.
+TRANSFORM_ROWS, TRANSFORM_SIZE = 880, 2048
 
 
 def export(folder, modes=MODES):
@@ -176,6 +182,51 @@ def _frontend_jobs(folder, threads, clip, calls):
   return jobs
 
 
+def _transform_jobs(threads, calls):
+  """{('transforms', name): job}: the real FFTs that 'fft_builtin' runs for a
+  1 s clip, alone: TF's RFFT, and LiteRT's RFFT2D one row per transform
+  ([rows, 1, N], what tf.signal.rfft converts to) and four rows per
+  transform ([rows / 4, 4, N], what 'fft_builtin' uses)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  rows, size = TRANSFORM_ROWS, TRANSFORM_SIZE
+  signal = np.random.default_rng(1).standard_normal(
+      (rows, size)).astype(np.float32)
+
+  def converted(transform):
+    function = tf.function(
+        lambda rows: {'real': tf.math.real(transform(rows)),
+                      'imag': tf.math.imag(transform(rows))},
+        input_signature=[tf.TensorSpec([rows, size], tf.float32,
+                                       name='rows')])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], tf.Module())
+    interpreter = litert.Interpreter(model_content=converter.convert(),
+                                     num_threads=threads)
+    return interpreter.get_signature_runner()
+
+  one_row = converted(tf.signal.rfft)
+  four_rows = converted(
+      lambda x: tf.signal.rfft2d(tf.reshape(x, [rows // 4, 4, size])))
+  in_tf = tf.function(lambda x: (tf.math.real(tf.signal.rfft(x)),
+                                 tf.math.imag(tf.signal.rfft(x))))
+  tensor = tf.constant(signal)
+
+  def timed(call):
+    def job():
+      start = time.perf_counter()
+      for _ in range(calls):
+        call()
+      return (time.perf_counter() - start) / calls
+    return job
+
+  return {('transforms', 'TF'): timed(lambda: [t.numpy() for t in
+                                               in_tf(tensor)]),
+          ('transforms', 'LiteRT 1 row'): timed(lambda: one_row(rows=signal)),
+          ('transforms', 'LiteRT 4 rows'): timed(
+              lambda: four_rows(rows=signal))}
+
+
 def _export_ten_hops(model, folder):
   """A SavedModel whose stream_step takes 10 hops (100 ms) at once, and its
   .tflite and .onnx: the classifier runs once per 10 hops (cadence k = 10)."""
@@ -255,6 +306,8 @@ def measure(folder, threads, rounds, calls, modes):
     jobs[(mode, name)] = job
   if 'frontend' in modes:
     jobs.update(_frontend_jobs(folder, threads, clip, calls))
+  if 'transforms' in modes:
+    jobs.update(_transform_jobs(threads, calls))
   for job in jobs.values():
     job()  # warm-up (tracing, allocation)
   times = {key: [] for key in jobs}
@@ -324,6 +377,13 @@ def main():
       print(f'{title:<40}{cells(f"frontend|{name}")}')
     print(f'{"LiteRT fft_builtin / TF":<40}'
           f'{ratios("frontend|LiteRT fft_builtin", "frontend|TF")}')
+  if 'transforms' in args.modes:
+    print(f'\n{f"{TRANSFORM_ROWS} real FFTs of {TRANSFORM_SIZE}, ms":<40}'
+          f'{header}')
+    for name, title in (('TF', 'TF rfft'),
+                        ('LiteRT 1 row', 'LiteRT RFFT2D [rows, 1, N]'),
+                        ('LiteRT 4 rows', 'LiteRT RFFT2D [rows / 4, 4, N]')):
+      print(f'{title:<40}{cells(f"transforms|{name}")}')
   for mode, title in (('stream', 'stream k=1, us per 10 ms hop'),
                       ('k10', 'stream k=10, us per 10 ms hop')):
     if mode not in args.modes:
