@@ -2,7 +2,8 @@
 
   check_destination        refuses a path that is not ours to replace
   write_offline_tflite     'tflite' signature -> .tflite (LiteRT builtins)
-  write_offline_onnx       'tflite' signature -> .onnx (opset ONNX_OPSET)
+  write_offline_onnx       'onnx' signature (older exports: 'tflite') -> .onnx
+                           (opset ONNX_OPSET)
   write_streaming_tflite   'stream_step' signature -> .tflite
   write_streaming_onnx     'stream_step' signature -> .onnx
   read_metadata            the marker of a .tflite or .onnx file, or None
@@ -220,13 +221,16 @@ def _export_marker(loaded, saved_model_dir, kind: str, **extra) -> dict:
   return marker
 
 
-def _offline_module(loaded, saved_model_dir):
+def _offline_module(loaded, saved_model_dir, fmt='tflite'):
   """A tf.Module whose 'serving_default' is the export's 'tflite' signature
-  ([batch, samples] -> probabilities, valid)."""
+  (TFLite builtins: the FFT method's builtin variant where it applies) or,
+  for ONNX, its 'onnx' signature (the direct method, which onnxruntime runs
+  faster) when the export has one: [batch, samples] -> probabilities, valid."""
   if 'tflite' not in loaded.signatures:
     raise ValueError(f'{saved_model_dir} has no tflite signature; re-export '
                      'it with python -m experiments.export.')
-  signature = loaded.signatures['tflite']
+  key = 'onnx' if fmt == 'onnx' and 'onnx' in loaded.signatures else 'tflite'
+  signature = loaded.signatures[key]
   spec = signature.structured_input_signature[1]['waveform']
   if spec.shape.as_list() != [None, None]:
     raise ValueError(
@@ -478,7 +482,7 @@ def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples):
         lookahead_samples=int(lookahead_samples or 0), state_names=names)
     key = 'stream_step'
   else:
-    module, function = _offline_module(loaded, saved_model_dir)
+    module, function = _offline_module(loaded, saved_model_dir, fmt)
     marker = _export_marker(loaded, saved_model_dir, 'offline')
     key = 'serving_default'
   if fmt == 'tflite':
