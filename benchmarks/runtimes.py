@@ -17,9 +17,10 @@ num_threads)` and times them in interleaved rounds:
   offline   `classify` on one 1 s clip (batch 1): the SavedModel's
             serving_default (FFT method where it applies), the .tflite in
             LiteRT and the .onnx in onnxruntime as `experiments.export`
-            writes them (the FFT method with TFLite builtins, 'fft_builtin'),
-            and, side by side, the same files converted from the direct
-            method (what the export wrote before 'fft_builtin'); ms per clip
+            writes them (.tflite: the FFT method with TFLite builtins,
+            'fft_builtin'; .onnx: the direct method), and, side by side, both
+            converted from the direct method (what the export wrote before
+            'fft_builtin'); ms per clip
   stream    `stream` over 1 s of audio (100 hops of 160 samples, the
             classifier on its 1 s window after every hop, k = 1): per hop, in
             microseconds and as a fraction of the hop's 10 ms (real time)
@@ -361,7 +362,7 @@ def main():
     print(f'{"offline, ms per 1 s clip":<40}{header}')
     for name, title in (('TF', 'TF serving_default (fft)'),
                         ('LiteRT', 'LiteRT --tflite (fft_builtin)'),
-                        ('onnxruntime', 'onnxruntime --onnx (fft_builtin)'),
+                        ('onnxruntime', 'onnxruntime --onnx (direct)'),
                         ('LiteRT direct', 'LiteRT, direct (before)'),
                         ('onnxruntime direct', 'onnxruntime, direct (before)')):
       print(f'{title:<40}{cells(f"offline|{name}")}')
