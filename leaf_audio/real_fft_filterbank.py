@@ -29,10 +29,9 @@ no loops over tensor lists. So:
     z_j is linear in the chunk's spectrum: z_j = Re X' U_j + Im X' V_j,
     with X' the spectrum extended by X'[N - k] = X[k] and U_j, V_j [N] made
     from the filter's spectrum once per call (`_filter_terms`).
-  * Four filters per transform. TFLite's RFFT2D pays a fixed cost per 2-D
-    transform that, for one row of 4096 samples, is about as large as the
-    transform (measured: 400 rows of 4096 took 63 ms as 400 [1, N]
-    transforms and 34 ms as 100 [4, N] ones; benchmarks/README.md). A 2-D
+  * Four filters per transform. TFLite's RFFT2D pays a large fixed cost per
+    2-D transform (benchmarks/README.md: 880 rows of 2048 samples took
+    65.5 ms as [1, N] transforms, 45.2 ms as [4, N] ones). A 2-D
     transform of four rows u_q is F[p] = sum_q (-i)^(pq) DFT(u_q): with the
     real mixture u = M z of four filters' sequences (`_MIX`),
 
@@ -49,7 +48,7 @@ no loops over tensor lists. So:
     sum over the pieces.
 
 The chunks of the whole input are in memory at once: [batch, chunks, 2 C, N]
-float32 (about 1.2x the input's samples times 2 C for LEAF), which suits
+float32 (about 1.3x the input's samples times 2 C for LEAF), which suits
 inference on clips of seconds; training and long inputs use
 `fft_filterbank`.
 """
