@@ -106,9 +106,7 @@ def _export_direct(model, folder):
   archive = keras.export.ExportArchive()
   archive.track(direct)
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, None], tf.float32, name='waveform')])
-  def tflite(waveform):
+  def classify(waveform):
     return {'probabilities': tf.nn.softmax(direct(waveform)),
             'valid': tf.ones(tf.shape(waveform)[:1], tf.bool)}
 
@@ -118,7 +116,10 @@ def _export_direct(model, folder):
             'label_names': tf.constant([f'class_{i}' for i in range(10)]),
             'window_samples': tf.constant(16000)}
 
-  archive.add_endpoint('tflite', tflite)
+  # A plain function with the signature given here: a tf.function named
+  # like the export's own 'tflite' failed to trace in this process.
+  archive.add_endpoint('tflite', classify, input_signature=[
+      tf.TensorSpec([None, None], tf.float32, name='waveform')])
   archive.add_endpoint('metadata', metadata)
   archive.write_out(os.path.join(folder, 'export'), verbose=False)
   converters.write_offline_tflite(os.path.join(folder, 'export'),
