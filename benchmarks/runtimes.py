@@ -3,6 +3,7 @@
 
   python benchmarks/runtimes.py
   python benchmarks/runtimes.py --rounds 7 --calls 20 --threads 1 2
+  python benchmarks/runtimes.py --modes offline frontend   # no streaming
 
 The model is the README's main recipe (default.gin: `Leaf()` with 40
 filters, `ConvNet((16, 32, 64))`, mean pooling, 10 classes, no loudness
@@ -16,14 +17,22 @@ num_threads)` and times them in interleaved rounds:
 
   offline   `classify` on one 1 s clip (batch 1): the SavedModel's
             serving_default (FFT method where it applies), the .tflite in
-            LiteRT and the .onnx in onnxruntime (direct method); ms per clip
+            LiteRT and the .onnx in onnxruntime as `experiments.export`
+            writes them (.tflite: the FFT method with TFLite builtins,
+            'fft_builtin'; .onnx: the direct method), and, side by side, both
+            converted from the direct method (what the export wrote before
+            'fft_builtin'); ms per clip
   stream    `stream` over 1 s of audio (100 hops of 160 samples, the
             classifier on its 1 s window after every hop, k = 1): per hop, in
             microseconds and as a fraction of the hop's 10 ms (real time)
-  frontend  the frontend alone on the 1 s clip: TF's `Leaf` (FFT method) and
-            the direct method converted to LiteRT, where the offline
-            .tflite spends its time (a stride-1 convolution with 401 taps
-            and 80 outputs at 16 kHz: 513 M multiply-adds per second of audio)
+  frontend  the frontend alone on the 1 s clip: TF's `Leaf` (FFT method),
+            and converted to LiteRT with the direct method (a stride-1
+            convolution with 401 taps and 80 outputs at 16 kHz: 513 M
+            multiply-adds per second of audio) and with 'fft_builtin'
+            (`leaf_audio.real_fft_filterbank`)
+  transforms  the real FFTs alone that 'fft_builtin' runs on a 1 s clip
+            (880 of 2048 samples): TF's rfft and LiteRT's RFFT2D with one
+            and with four rows per transform; where LiteRT's time goes
   k = 10    the same with the export's stream_step at cadence k = 10 (one
             hop per call; the classifier runs after every 10th hop, the
             steps in between return the last probabilities): per hop
@@ -50,9 +59,13 @@ FILES = {'tflite': 'offline.tflite', 'onnx': 'offline.onnx',
          'streaming_tflite': 'streaming.tflite',
          'streaming_onnx': 'streaming.onnx'}
 HOP_SECONDS = 0.01
+MODES = ('offline', 'frontend', 'stream', 'k10', 'transforms')
+# The inverse transforms of LEAF's 'fft_builtin' on a 1 s clip: 2 C = 80
+# filter outputs times 11 chunks of N = 2048 samples.
+TRANSFORM_ROWS, TRANSFORM_SIZE = 880, 2048
 
 
-def export(folder):
+def export(folder, modes=MODES):
   import keras  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top
   from experiments.serving import exporting as export_cli  # pylint: disable=g-import-not-at-top
@@ -70,35 +83,76 @@ def export(folder):
                'multi_label': False,
                'label_names': [f'class_{i}' for i in range(10)]}, file)
   written = export_cli.export_run(
-      run, **{flag: os.path.join(folder, name) for flag, name in FILES.items()})
-  _export_ten_hops(model, os.path.join(folder, 'k10'))
-  _export_frontend(model, folder)
+      run, **{flag: os.path.join(folder, name) for flag, name in FILES.items()
+               if 'stream' in modes or not flag.startswith('streaming')})
+  if 'k10' in modes:
+    _export_ten_hops(model, os.path.join(folder, 'k10'))
+  _export_direct(model, os.path.join(folder, 'direct'))
+  for method in ('direct', 'fft_builtin'):
+    _export_frontend(model, folder, method)
   return written
 
 
-def _export_frontend(model, folder):
-  """The frontend alone, direct method, as frontend.tflite ([1, 16000])."""
+def _export_direct(model, folder):
+  """The offline .tflite and .onnx converted from the direct method (what
+  the export wrote before 'fft_builtin'): a SavedModel whose 'tflite'
+  signature computes the frontend directly, converted by `converters`."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments.serving import converters  # pylint: disable=g-import-not-at-top
+  from leaf_audio import methods  # pylint: disable=g-import-not-at-top
+  direct = methods.with_method(models.WindowedClassifier(model, 16000),
+                               'direct')
+  archive = keras.export.ExportArchive()
+  archive.track(direct)
+
+  def classify(waveform):
+    return {'probabilities': tf.nn.softmax(direct(waveform)),
+            'valid': tf.ones(tf.shape(waveform)[:1], tf.bool)}
+
+  @tf.function(input_signature=[])
+  def metadata():
+    return {'sample_rate': tf.constant(16000),
+            'label_names': tf.constant([f'class_{i}' for i in range(10)]),
+            'window_samples': tf.constant(16000)}
+
+  # A plain function with the signature given here: a tf.function named
+  # like the export's own 'tflite' failed to trace in this process.
+  archive.add_endpoint('tflite', classify, input_signature=[
+      tf.TensorSpec([None, None], tf.float32, name='waveform')])
+  archive.add_endpoint('metadata', metadata)
+  archive.write_out(os.path.join(folder, 'export'), verbose=False)
+  converters.write_offline_tflite(os.path.join(folder, 'export'),
+                                  os.path.join(folder, 'offline.tflite'))
+  converters.write_offline_onnx(os.path.join(folder, 'export'),
+                                os.path.join(folder, 'offline.onnx'))
+
+
+def _export_frontend(model, folder, method):
+  """The frontend alone with `method` as frontend_<method>.tflite ([1, 16000])."""
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from leaf_audio import methods  # pylint: disable=g-import-not-at-top
-  direct = methods.with_method(model.frontend, 'direct')
+  frontend = methods.with_method(model.frontend, method)
   archive = keras.export.ExportArchive()
-  archive.track(direct)
+  archive.track(frontend)
   archive.add_endpoint('frontend', tf.function(
-      lambda waveform: {'frames': direct(waveform)},
+      lambda waveform: {'frames': frontend(waveform)},
       input_signature=[tf.TensorSpec([1, 16000], tf.float32,
                                      name='waveform')]))
-  saved = os.path.join(folder, 'frontend_saved_model')
+  saved = os.path.join(folder, f'frontend_{method}_saved_model')
   archive.write_out(saved, verbose=False)
   converter = tf.lite.TFLiteConverter.from_saved_model(
       saved, signature_keys=['frontend'])
-  with open(os.path.join(folder, 'frontend.tflite'), 'wb') as file:
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  with open(os.path.join(folder, f'frontend_{method}.tflite'), 'wb') as file:
     file.write(converter.convert())
 
 
 def _frontend_jobs(folder, threads, clip, calls):
   """{('frontend', runtime): job}: the frontend alone, TF (its 'auto'
-  method: FFT for Leaf) and LiteRT (direct convolution)."""
+  method: FFT for Leaf) and LiteRT (direct convolution, 'fft_builtin')."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top,unused-import
@@ -108,10 +162,12 @@ def _frontend_jobs(folder, threads, clip, calls):
   model = model_files.load_keras_file(os.path.join(folder, 'run',
                                                    'best.keras'))
   frontend = tf.function(model.frontend)
-  with open(os.path.join(folder, 'frontend.tflite'), 'rb') as file:
-    interpreter = litert.Interpreter(model_content=file.read(),
-                                     num_threads=threads)
-  runner = interpreter.get_signature_runner('frontend')
+  runners = {}
+  for method in ('direct', 'fft_builtin'):
+    with open(os.path.join(folder, f'frontend_{method}.tflite'), 'rb') as file:
+      interpreter = litert.Interpreter(model_content=file.read(),
+                                       num_threads=threads)
+    runners[method] = interpreter.get_signature_runner('frontend')
   tensor = tf.constant(clip)
 
   def timed(call):
@@ -122,8 +178,56 @@ def _frontend_jobs(folder, threads, clip, calls):
       return (time.perf_counter() - start) / calls
     return job
 
-  return {('frontend', 'TF'): timed(lambda: frontend(tensor).numpy()),
-          ('frontend', 'LiteRT'): timed(lambda: runner(waveform=clip))}
+  jobs = {('frontend', 'TF'): timed(lambda: frontend(tensor).numpy())}
+  for method, runner in runners.items():
+    jobs[('frontend', f'LiteRT {method}')] = timed(
+        lambda runner=runner: runner(waveform=clip))
+  return jobs
+
+
+def _transform_jobs(threads, calls):
+  """{('transforms', name): job}: the real FFTs that 'fft_builtin' runs for a
+  1 s clip, alone: TF's RFFT, and LiteRT's RFFT2D one row per transform
+  ([rows, 1, N], what tf.signal.rfft converts to) and four rows per
+  transform ([rows / 4, 4, N], what 'fft_builtin' uses)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  rows, size = TRANSFORM_ROWS, TRANSFORM_SIZE
+  signal = np.random.default_rng(1).standard_normal(
+      (rows, size)).astype(np.float32)
+
+  def converted(transform):
+    function = tf.function(
+        lambda rows: {'real': tf.math.real(transform(rows)),
+                      'imag': tf.math.imag(transform(rows))},
+        input_signature=[tf.TensorSpec([rows, size], tf.float32,
+                                       name='rows')])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], tf.Module())
+    interpreter = litert.Interpreter(model_content=converter.convert(),
+                                     num_threads=threads)
+    return interpreter.get_signature_runner()
+
+  one_row = converted(tf.signal.rfft)
+  four_rows = converted(
+      lambda x: tf.signal.rfft2d(tf.reshape(x, [rows // 4, 4, size])))
+  in_tf = tf.function(lambda x: (tf.math.real(tf.signal.rfft(x)),
+                                 tf.math.imag(tf.signal.rfft(x))))
+  tensor = tf.constant(signal)
+
+  def timed(call):
+    def job():
+      start = time.perf_counter()
+      for _ in range(calls):
+        call()
+      return (time.perf_counter() - start) / calls
+    return job
+
+  return {('transforms', 'TF'): timed(lambda: [t.numpy() for t in
+                                               in_tf(tensor)]),
+          ('transforms', 'LiteRT 1 row'): timed(lambda: one_row(rows=signal)),
+          ('transforms', 'LiteRT 4 rows'): timed(
+              lambda: four_rows(rows=signal))}
 
 
 def _export_ten_hops(model, folder):
@@ -149,7 +253,7 @@ def _export_ten_hops(model, folder):
     print(f'k = 10 has no onnxruntime row: {error}', file=sys.stderr)
 
 
-def measure(folder, threads, rounds, calls):
+def measure(folder, threads, rounds, calls, modes):
   """Runs in its own process: {(mode, runtime): median seconds per call}."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -162,6 +266,10 @@ def measure(folder, threads, rounds, calls):
       ('offline', 'TF'): os.path.join(folder, 'run', 'export'),
       ('offline', 'LiteRT'): os.path.join(folder, FILES['tflite']),
       ('offline', 'onnxruntime'): os.path.join(folder, FILES['onnx']),
+      ('offline', 'LiteRT direct'): os.path.join(folder, 'direct',
+                                                 'offline.tflite'),
+      ('offline', 'onnxruntime direct'): os.path.join(folder, 'direct',
+                                                      'offline.onnx'),
       ('stream', 'TF'): os.path.join(folder, 'run', 'export'),
       ('stream', 'LiteRT'): os.path.join(folder, FILES['streaming_tflite']),
       ('stream', 'onnxruntime'): os.path.join(folder,
@@ -172,6 +280,8 @@ def measure(folder, threads, rounds, calls):
   }
   jobs = {}
   for (mode, name), path in paths.items():
+    if mode not in modes:
+      continue
     if not os.path.exists(path):
       continue  # A conversion that failed (said when it was exported).
     runtime = runtimes.open_runtime(path, threads)
@@ -188,7 +298,10 @@ def measure(folder, threads, rounds, calls):
         hops = len(rows) * runtime.metadata['hop_samples'] // 160
         return (time.perf_counter() - start) / hops
     jobs[(mode, name)] = job
-  jobs.update(_frontend_jobs(folder, threads, clip, calls))
+  if 'frontend' in modes:
+    jobs.update(_frontend_jobs(folder, threads, clip, calls))
+  if 'transforms' in modes:
+    jobs.update(_transform_jobs(threads, calls))
   for job in jobs.values():
     job()  # warm-up (tracing, allocation)
   times = {key: [] for key in jobs}
@@ -205,20 +318,23 @@ def main():
   parser.add_argument('--calls', type=int, default=10,
                       help='offline calls per round and runtime')
   parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+  parser.add_argument('--modes', nargs='+', default=list(MODES),
+                      choices=MODES, help='what to time (default: all)')
   parser.add_argument('--measure', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.measure:
     print(json.dumps(measure(args.measure, args.threads[0], args.rounds,
-                             args.calls)))
+                             args.calls, args.modes)))
     return
   with tempfile.TemporaryDirectory() as folder:
-    export(folder)
+    export(folder, args.modes)
     results = {}
     for threads in args.threads:
       output = subprocess.run(
           [sys.executable, __file__, '--measure', folder, '--threads',
            str(threads), '--rounds', str(args.rounds), '--calls',
-           str(args.calls)], check=False, capture_output=True, text=True)
+           str(args.calls), '--modes', *args.modes], check=False,
+          capture_output=True, text=True)
       if output.returncode:
         sys.exit(f'the {threads}-thread measurement failed:\n'
                  f'{output.stderr[-3000:]}')
@@ -227,31 +343,53 @@ def main():
         f'median of {args.rounds} interleaved rounds\n')
   header = ''.join(f'{f"{t} thread" + ("s" if t > 1 else ""):>14}'
                    for t in args.threads)
-  print(f'{"offline, ms per 1 s clip":<32}{header}')
-  for name in ('TF', 'LiteRT', 'onnxruntime'):
-    cells = ''.join(f'{results[t][f"offline|{name}"] * 1e3:>14.1f}'
-                    for t in args.threads)
-    print(f'{name:<32}{cells}')
-  for name in ('LiteRT', 'onnxruntime'):
-    cells = ''.join(
-        f'{results[t][f"offline|{name}"] / results[t]["offline|TF"]:>13.1f}x'
-        for t in args.threads)
-    print(f'{name + " / TF":<32}{cells}')
-  for name, title in (('TF', 'frontend alone, TF (FFT)'),
-                      ('LiteRT', 'frontend alone, LiteRT (direct)')):
-    cells = ''.join(f'{results[t][f"frontend|{name}"] * 1e3:>14.1f}'
-                    for t in args.threads)
-    print(f'{title:<32}{cells}')
+  def cells(key, scale=1e3, digits=1):
+    return ''.join(f'{results[t][key] * scale:>14.{digits}f}'
+                   for t in args.threads)
+
+  def ratios(key, reference):
+    return ''.join(f'{results[t][key] / results[t][reference]:>13.1f}x'
+                   for t in args.threads)
+
+  if 'offline' in args.modes:
+    print(f'{"offline, ms per 1 s clip":<40}{header}')
+    for name, title in (('TF', 'TF serving_default (fft)'),
+                        ('LiteRT', 'LiteRT --tflite (fft_builtin)'),
+                        ('onnxruntime', 'onnxruntime --onnx (direct)'),
+                        ('LiteRT direct', 'LiteRT, direct (before)'),
+                        ('onnxruntime direct', 'onnxruntime, direct (before)')):
+      print(f'{title:<40}{cells(f"offline|{name}")}')
+    for name in ('LiteRT', 'onnxruntime', 'LiteRT direct',
+                 'onnxruntime direct'):
+      print(f'{name + " / TF":<40}'
+            f'{ratios(f"offline|{name}", "offline|TF")}')
+  if 'frontend' in args.modes:
+    print(f'\n{"frontend alone, ms per 1 s clip":<40}{header}')
+    for name, title in (('TF', 'TF (fft)'),
+                        ('LiteRT fft_builtin', 'LiteRT (fft_builtin)'),
+                        ('LiteRT direct', 'LiteRT (direct)')):
+      print(f'{title:<40}{cells(f"frontend|{name}")}')
+    print(f'{"LiteRT fft_builtin / TF":<40}'
+          f'{ratios("frontend|LiteRT fft_builtin", "frontend|TF")}')
+  if 'transforms' in args.modes:
+    print(f'\n{f"{TRANSFORM_ROWS} real FFTs of {TRANSFORM_SIZE}, ms":<40}'
+          f'{header}')
+    for name, title in (('TF', 'TF rfft'),
+                        ('LiteRT 1 row', 'LiteRT RFFT2D [rows, 1, N]'),
+                        ('LiteRT 4 rows', 'LiteRT RFFT2D [rows / 4, 4, N]')):
+      print(f'{title:<40}{cells(f"transforms|{name}")}')
   for mode, title in (('stream', 'stream k=1, us per 10 ms hop'),
                       ('k10', 'stream k=10, us per 10 ms hop')):
-    print(f'\n{title:<32}{header}')
+    if mode not in args.modes:
+      continue
+    print(f'\n{title:<40}{header}')
     for name in ('TF', 'LiteRT', 'onnxruntime'):
-      cells = ''.join(
+      row = ''.join(
           f'{results[t][f"{mode}|{name}"] * 1e6:>7.0f} '
           f'({results[t][f"{mode}|{name}"] / HOP_SECONDS:>4.1%})'
           if f'{mode}|{name}' in results[t] else f'{"not converted":>14}'
           for t in args.threads)
-      print(f'{name:<32}{cells}')
+      print(f'{name:<40}{row}')
 
 
 if __name__ == '__main__':

@@ -212,8 +212,9 @@ class Frontend(keras.layers.Layer):
     spec_augment: Keras layer or None, applied in training only.
     pre_compression_floor: float or None, default 1e-5; values are clipped to
       at least this before compression (None: no clipping).
-    method: 'auto' (default), 'fft' or 'direct'; how filterbank -> squared
-      modulus -> pooling is computed (see `methods`).
+    method: 'auto' (default), 'fft', 'direct', 'fft_builtin' or
+      'auto_builtin'; how filterbank -> squared modulus -> pooling is
+      computed (see `methods`).
     sample_rate: Hz, default 16000; the rate of the waveform. A stage built
       for another rate (its own `sample_rate` or its initializer's) is
       refused.
@@ -360,7 +361,7 @@ class Frontend(keras.layers.Layer):
 
   @property
   def active_method(self):
-    """'fft' or 'direct': how this frontend computes its first stages."""
+    """'fft', 'fft_builtin' or 'direct': how this frontend computes its first stages."""
     return self._method
 
   def _check_enough_samples(self, input_shape):
@@ -398,9 +399,10 @@ class Frontend(keras.layers.Layer):
     outputs = inputs[:, :, tf.newaxis] if inputs.shape.rank == 2 else inputs
     outputs = assert_enough_samples(owner, outputs, self._valid_window)
     outputs = self._run('preemphasis', outputs, training)
-    if self._method == 'fft':
+    if self._method in methods.FFT_METHODS:
       outputs = methods.pooled_energy_fft(outputs, self.filterbank,
-                                          self.pooling, training=training)
+                                          self.pooling, training=training,
+                                          method=self._method)
     else:
       for name in ('filterbank', 'activation', 'pooling'):
         outputs = self._run(name, outputs, training)
@@ -487,8 +489,10 @@ class _FilterbankPreset(Frontend):
       (a stride-1 convolution at the full rate: the reference); 'fft' computes
       the same function with FFTs at the kept frames only, in bounded memory
       (`fft_filterbank`), several times faster, equal to float32 rounding.
-      'auto' uses 'fft' wherever it applies (see `methods`). The weights are
-      the same either way, so a model trained with one runs with the other.
+      'auto' uses 'fft' wherever it applies (see `methods`). 'fft_builtin'
+      and 'auto_builtin' are their variants written with TFLite builtins,
+      for converted models. The weights are the same either way, so a model
+      trained with one runs with the other.
     **kwargs: Keras layer arguments (name, dtype). The dtype defaults to
       float32 so that the frontend computes in float32 under mixed precision.
 

@@ -5,6 +5,12 @@
   'fft'     `fft_filterbank.pooled_energy`: the same function with FFTs,
             evaluated only at the kept frames, in bounded memory.
   'auto'    'fft' when it applies, else 'direct'.
+  'fft_builtin'   `real_fft_filterbank.pooled_energy`: the FFT method's
+            function with operations TFLite has as builtins (forward real
+            FFTs only, all chunks at once), for models converted to
+            .tflite/.onnx; in TensorFlow 'fft' is faster.
+  'auto_builtin'  'fft_builtin' when the FFT method applies, else 'direct':
+            what the offline .tflite and .onnx files are converted from.
 
 The FFT method applies when every stage says it can (`stages.Stage.
 fft_problem`): a stride-1, 'same', bias-free filterbank with complex impulse
@@ -12,15 +18,19 @@ responses (`complex_filters()`: `GaborConv1D`, or a `keras.layers.Conv1D`
 with real and imaginary parts interleaved), `SquaredModulus`, and a pooling
 stage with windows (`GaussianLowpassPooling`, `LearnablePooling1D`) whose
 window spans at most `blocks.MAX_PIECES` (8) hops, in float32. Otherwise the
-stages run directly.
+stages run directly. A frontend's `active_method` is the method it runs:
+'direct', 'fft' or 'fft_builtin'.
 """
 
 import keras
 
 from leaf_audio import fft_filterbank
+from leaf_audio import real_fft_filterbank
 from leaf_audio import stages
 
-METHODS = ('auto', 'direct', 'fft')
+METHODS = ('auto', 'direct', 'fft', 'fft_builtin', 'auto_builtin')
+# The methods that compute filterbank -> modulus -> pooling in one function.
+FFT_METHODS = ('fft', 'fft_builtin')
 
 
 def check_method(owner: str, method) -> str:
@@ -48,27 +58,37 @@ def fft_problem(conv, activation, pool, dtype) -> str:
 
 
 def resolve(owner: str, method: str, conv, activation, pool, dtype) -> str:
-  """The method a frontend uses: 'direct' or 'fft'; raises if 'fft' cannot."""
+  """The method a frontend uses: 'direct', 'fft' or 'fft_builtin'; raises
+  if 'fft' or 'fft_builtin' cannot compute the stages."""
   problem = fft_problem(conv, activation, pool, dtype)
-  if method == 'fft' and problem:
-    raise ValueError(f"{owner}: method='fft' cannot compute these stages: "
-                     f"{problem}. Use method='direct' or 'auto'.")
-  if method == 'auto':
-    return 'direct' if problem else 'fft'
+  if method in FFT_METHODS and problem:
+    fallback = 'auto_builtin' if method == 'fft_builtin' else 'auto'
+    raise ValueError(f"{owner}: method={method!r} cannot compute these "
+                     f"stages: {problem}. Use method='direct' or "
+                     f"{fallback!r}.")
+  if method in ('auto', 'auto_builtin'):
+    fft = 'fft' if method == 'auto' else 'fft_builtin'
+    return 'direct' if problem else fft
   return method
 
 
-def pooled_energy_fft(waveform, conv, pool, training=None):
-  """`fft_filterbank.pooled_energy` for these layers; waveform [batch, samples, 1].
+def pooled_energy_fft(waveform, conv, pool, training=None, method='fft'):
+  """The FFT method's pooled energies for these layers; waveform [batch, samples, 1].
 
-  In training (`training` true) the forward pass keeps its filter outputs
-  for the backward pass, up to `fft_filterbank.KEPT_BYTES`; otherwise it
-  keeps none, so that the function can be exported as a SavedModel (a
-  gradient taken then filters the input again).
+  `method` 'fft' (`fft_filterbank.pooled_energy`) or 'fft_builtin'
+  (`real_fft_filterbank.pooled_energy`). With 'fft', in training
+  (`training` true) the forward pass keeps its filter outputs for the
+  backward pass, up to `fft_filterbank.KEPT_BYTES`; otherwise it keeps none,
+  so that the function can be exported as a SavedModel (a gradient taken
+  then filters the input again).
   """
   real, imag = stages.of(conv).complex_filters()
   pooling = stages.of(pool)
   geometry = pooling.stage_geometry()
+  if method == 'fft_builtin':
+    return real_fft_filterbank.pooled_energy(
+        waveform[:, :, 0], real, imag, pooling.stream_windows(),
+        geometry.hop_samples, geometry.padding)
   return fft_filterbank.pooled_energy(
       waveform[:, :, 0], real, imag, pooling.stream_windows(),
       geometry.hop_samples, geometry.padding,
@@ -94,11 +114,13 @@ def with_method(model, method: str):
 
   The copy has the same weights. For example, `with_method(model, 'direct')`
   gives a model that the TFLite converter takes (TFLite has no FFT of every
-  length and no loops over tensor lists), computing the same function.
+  length and no loops over tensor lists), computing the same function, and
+  `with_method(model, 'auto_builtin')` one that it takes and runs faster
+  (the FFT method with TFLite builtins wherever it applies).
 
   Args:
     model: a built Keras model or layer that contains leaf_audio frontends.
-    method: 'auto', 'direct' or 'fft'.
+    method: one of `METHODS`.
 
   Returns:
     A new, built model of the same class.

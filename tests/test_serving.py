@@ -297,9 +297,10 @@ def test_every_batch_signature_returns_batched_outputs(trained_run):
                         for spec in specs.values()):
       continue  # No batch axis: metadata, streams.
     batched.append(name)
-    # The tflite signature (the converters' input) is checked on whole
-    # windows; its clips shorter than a window are left to tests/test_runtimes.
-    samples = window if name == 'tflite' else 1600
+    # The tflite and onnx signatures (the converters' inputs) are checked on
+    # whole windows; clips shorter than a window are left to
+    # tests/test_runtimes.
+    samples = window if name in ('tflite', 'onnx') else 1600
     for batch in (2, 0):
       inputs = {}
       for key, spec in specs.items():
@@ -310,7 +311,7 @@ def test_every_batch_signature_returns_batched_outputs(trained_run):
           inputs[key] = tf.zeros([batch, samples], spec.dtype)
       for key, value in signature(**inputs).items():
         assert value.shape[0] == batch, (name, key, value.shape)
-  assert sorted(batched) == ['serve_wav', 'serving_default', 'tflite']
+  assert sorted(batched) == ['onnx', 'serve_wav', 'serving_default', 'tflite']
 
 
 def test_a_damaged_checkpoint_is_named(trained_run, tmp_path):

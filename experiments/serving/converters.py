@@ -2,7 +2,8 @@
 
   check_destination        refuses a path that is not ours to replace
   write_offline_tflite     'tflite' signature -> .tflite (LiteRT builtins)
-  write_offline_onnx       'tflite' signature -> .onnx (opset ONNX_OPSET)
+  write_offline_onnx       'onnx' signature (older exports: 'tflite') -> .onnx
+                           (opset ONNX_OPSET)
   write_streaming_tflite   'stream_step' signature -> .tflite
   write_streaming_onnx     'stream_step' signature -> .onnx
   read_metadata            the marker of a .tflite or .onnx file, or None
@@ -220,13 +221,16 @@ def _export_marker(loaded, saved_model_dir, kind: str, **extra) -> dict:
   return marker
 
 
-def _offline_module(loaded, saved_model_dir):
+def _offline_module(loaded, saved_model_dir, fmt='tflite'):
   """A tf.Module whose 'serving_default' is the export's 'tflite' signature
-  ([batch, samples] -> probabilities, valid)."""
+  (TFLite builtins: the FFT method's builtin variant where it applies) or,
+  for ONNX, its 'onnx' signature (the direct method, which onnxruntime runs
+  faster) when the export has one: [batch, samples] -> probabilities, valid."""
   if 'tflite' not in loaded.signatures:
     raise ValueError(f'{saved_model_dir} has no tflite signature; re-export '
                      'it with python -m experiments.export.')
-  signature = loaded.signatures['tflite']
+  key = 'onnx' if fmt == 'onnx' and 'onnx' in loaded.signatures else 'tflite'
+  signature = loaded.signatures[key]
   spec = signature.structured_input_signature[1]['waveform']
   if spec.shape.as_list() != [None, None]:
     raise ValueError(
@@ -328,13 +332,87 @@ def _complex_abs(ctx, node, name, args):  # pylint: disable=unused-argument
   signal.ComplexAbsOp.version_13(ctx, node)
 
 
+# The FFT method with TFLite builtins (leaf_audio.real_fft_filterbank) reads
+# its spectra only through Real and Imag; tf2onnx writes RFFT and RFFT2D only
+# for a ComplexAbs consumer. These handlers write such transforms as ONNX DFT
+# operations (opset 17) whose output holds (real, imaginary) on a last axis
+# of 2, and Real / Imag as the Gather of one of them.
+
+
+def _consumer_types(ctx, node):
+  return {consumer.type for consumer in ctx.find_output_consumers(
+      node.output[0])}
+
+
+def _as_dft(ctx, node, axes):
+  """Rewrites an RFFT/RFFT2D `node` over its last len(axes) axes as DFTs:
+  one-sided on the last axis, then full on the one before (RFFT2D)."""
+  import onnx  # pylint: disable=g-import-not-at-top
+  shape = ctx.get_shape(node.input[0])
+  rank = ctx.get_rank(node.input[0])
+  last = ctx.make_const(
+      name=f'{node.name}_last_axis', np_val=np.array([-1], np.int64))
+  values = ctx.make_node('Unsqueeze', [node.input[0], last.output[0]]).output[0]
+  for index in range(axes - 1):
+    values = ctx.make_node('DFT', [values], attr={
+        'axis': rank - 1 - index, 'onesided': int(index == 0)}).output[0]
+  ctx.replace_inputs(node, [values])
+  node.type = 'DFT'
+  for name in list(node.attr):
+    del node.attr[name]
+  node.set_attr('axis', rank - axes)
+  node.set_attr('onesided', int(axes == 1))
+  ctx.set_dtype(node.output[0], onnx.TensorProto.FLOAT)
+  if shape is not None:
+    bins = shape[-1] // 2 + 1 if shape[-1] > 0 else -1
+    ctx.set_shape(node.output[0], list(shape[:-1]) + [bins, 2])
+
+
+def _rfft(ctx, node, name, args):  # pylint: disable=unused-argument
+  if _consumer_types(ctx, node) <= {'Real', 'Imag'}:
+    _as_dft(ctx, node, 1)
+  else:
+    from tf2onnx.onnx_opset import signal  # pylint: disable=g-import-not-at-top
+    signal.RFFTOp.version_13(ctx, node)
+
+
+def _rfft2d(ctx, node, name, args):  # pylint: disable=unused-argument
+  if _consumer_types(ctx, node) <= {'Real', 'Imag'}:
+    _as_dft(ctx, node, 2)
+  else:
+    from tf2onnx.onnx_opset import signal  # pylint: disable=g-import-not-at-top
+    signal.RFFT2DOp.version_13(ctx, node)
+
+
+def _part(index):
+  """A handler writing Real (index 0) or Imag (1) of a DFT's output."""
+
+  def handler(ctx, node, name, args):  # pylint: disable=unused-argument
+    import onnx  # pylint: disable=g-import-not-at-top
+    shape = ctx.get_shape(node.input[0])
+    which = ctx.make_const(name=f'{node.name}_part',
+                           np_val=np.array(index, np.int64))
+    ctx.replace_inputs(node, [node.input[0], which.output[0]])
+    node.type = 'Gather'
+    for key in list(node.attr):
+      del node.attr[key]
+    node.set_attr('axis', -1)
+    ctx.set_dtype(node.output[0], onnx.TensorProto.FLOAT)
+    if shape is not None:
+      ctx.set_shape(node.output[0], list(shape[:-1]))
+
+  return handler
+
+
 def _to_onnx(function, marker: dict):
   import tf2onnx  # pylint: disable=g-import-not-at-top
   try:
     model, _ = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=ONNX_OPSET,
         custom_op_handlers={'SelectV2': (_select_as_where, []),
-                            'ComplexAbs': (_complex_abs, [])})
+                            'ComplexAbs': (_complex_abs, []),
+                            'RFFT': (_rfft, []), 'RFFT2D': (_rfft2d, []),
+                            'Real': (_part(0), []), 'Imag': (_part(1), [])})
   except Exception as error:  # pylint: disable=broad-except
     raise ValueError(f'ONNX conversion failed: {type(error).__name__}: '
                      f'{str(error).strip().splitlines()[0]}') from error
@@ -404,7 +482,7 @@ def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples):
         lookahead_samples=int(lookahead_samples or 0), state_names=names)
     key = 'stream_step'
   else:
-    module, function = _offline_module(loaded, saved_model_dir)
+    module, function = _offline_module(loaded, saved_model_dir, fmt)
     marker = _export_marker(loaded, saved_model_dir, 'offline')
     key = 'serving_default'
   if fmt == 'tflite':
