@@ -103,7 +103,8 @@ def test_base_requirements_are_tensorflow_keras_numpy_only(monkeypatch):
   deploy = {'tf2onnx', 'onnx', 'ai-edge-litert', 'onnxruntime'}
   assert requirement_names(extras['experiments']) == training
   assert requirement_names(extras['deploy']) == deploy
-  assert requirement_names(extras['test']) == training | deploy | {'pytest'}
+  assert requirement_names(extras['test']) == training | deploy | {
+      'pytest', 'pytest-xdist'}
 
 
 def test_cpu_build_is_chosen_by_the_environment(monkeypatch):
