@@ -35,7 +35,7 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loa
 
 # The full suite (what CI runs).
 test: $(VENV)/.installed-test
-	$(PYTEST) tests
+	$(PYTEST) --durations=25 tests
 
 # The suite without the tests marked slow (a few minutes), for development.
 test-fast: $(VENV)/.installed-test
