@@ -12,6 +12,7 @@ import leaf_audio
 from leaf_audio import compression
 from leaf_audio import fft_filterbank
 from leaf_audio import methods
+from fft_reference import numpy_pooled_energy
 
 
 def weighted_loss(outputs):
@@ -178,30 +179,6 @@ def test_chunks_filtered_again_in_the_backward_pass_give_the_same_gradients(
   for got, want in zip(keeping_some, keeping_all):
     np.testing.assert_allclose(got, want, rtol=0,
                                atol=1e-6 * np.abs(want).max())
-
-
-def numpy_pooled_energy(waveform, real, imag, windows, stride, padding):
-  """The definition, with numpy loops: an independent reference."""
-  batch, samples = waveform.shape
-  channels, taps = real.shape
-  window = windows.shape[0]
-  left_conv = (taps - 1) // 2
-  padded = np.pad(waveform, [(0, 0), (left_conv, taps - 1 - left_conv)])
-  filters = real + 1j * imag
-  filtered = np.stack([
-      np.stack([np.correlate(padded[b], filters[c].conj(), 'valid')
-                for c in range(channels)], -1) for b in range(batch)])
-  energy = np.abs(filtered)**2
-  if padding == 'same':
-    frames = -(-samples // stride)
-    total = max((frames - 1) * stride + window - samples, 0)
-    energy = np.pad(energy, [(0, 0), (total // 2, total - total // 2), (0, 0)])
-  else:
-    frames = (samples - window) // stride + 1
-  windows = np.broadcast_to(windows, (window, channels))
-  return np.stack([
-      np.einsum('btc,tc->bc', energy[:, f * stride:f * stride + window],
-                windows) for f in range(frames)], 1)
 
 
 @pytest.mark.parametrize('padding', ['same', 'valid'])
