@@ -150,6 +150,16 @@ def _export_frontend(model, folder, method):
     file.write(converter.convert())
 
 
+def _timed(calls, call):
+  """A job: `call()` `calls` times in a row; returns seconds per call."""
+  def job():
+    start = time.perf_counter()
+    for _ in range(calls):
+      call()
+    return (time.perf_counter() - start) / calls
+  return job
+
+
 def _frontend_jobs(folder, threads, clip, calls):
   """{('frontend', runtime): job}: the frontend alone, TF (its 'auto'
   method: FFT for Leaf) and LiteRT (direct convolution, 'fft_builtin')."""
@@ -170,18 +180,11 @@ def _frontend_jobs(folder, threads, clip, calls):
     runners[method] = interpreter.get_signature_runner('frontend')
   tensor = tf.constant(clip)
 
-  def timed(call):
-    def job():
-      start = time.perf_counter()
-      for _ in range(calls):
-        call()
-      return (time.perf_counter() - start) / calls
-    return job
-
-  jobs = {('frontend', 'TF'): timed(lambda: frontend(tensor).numpy())}
+  jobs = {('frontend', 'TF'): _timed(calls,
+                                     lambda: frontend(tensor).numpy())}
   for method, runner in runners.items():
-    jobs[('frontend', f'LiteRT {method}')] = timed(
-        lambda runner=runner: runner(waveform=clip))
+    jobs[('frontend', f'LiteRT {method}')] = _timed(
+        calls, lambda runner=runner: runner(waveform=clip))
   return jobs
 
 
@@ -197,9 +200,12 @@ def _transform_jobs(threads, calls):
       (rows, size)).astype(np.float32)
 
   def converted(transform):
+    def real_imag(rows_in):
+      spectrum = transform(rows_in)
+      return {'real': tf.math.real(spectrum), 'imag': tf.math.imag(spectrum)}
+
     function = tf.function(
-        lambda rows: {'real': tf.math.real(transform(rows)),
-                      'imag': tf.math.imag(transform(rows))},
+        real_imag,
         input_signature=[tf.TensorSpec([rows, size], tf.float32,
                                        name='rows')])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -211,23 +217,20 @@ def _transform_jobs(threads, calls):
   one_row = converted(tf.signal.rfft)
   four_rows = converted(
       lambda x: tf.signal.rfft2d(tf.reshape(x, [rows // 4, 4, size])))
-  in_tf = tf.function(lambda x: (tf.math.real(tf.signal.rfft(x)),
-                                 tf.math.imag(tf.signal.rfft(x))))
+
+  def spectrum_in_tf(x):
+    spectrum = tf.signal.rfft(x)
+    return tf.math.real(spectrum), tf.math.imag(spectrum)
+
+  in_tf = tf.function(spectrum_in_tf)
   tensor = tf.constant(signal)
 
-  def timed(call):
-    def job():
-      start = time.perf_counter()
-      for _ in range(calls):
-        call()
-      return (time.perf_counter() - start) / calls
-    return job
-
-  return {('transforms', 'TF'): timed(lambda: [t.numpy() for t in
-                                               in_tf(tensor)]),
-          ('transforms', 'LiteRT 1 row'): timed(lambda: one_row(rows=signal)),
-          ('transforms', 'LiteRT 4 rows'): timed(
-              lambda: four_rows(rows=signal))}
+  return {('transforms', 'TF'): _timed(
+              calls, lambda: [t.numpy() for t in in_tf(tensor)]),
+          ('transforms', 'LiteRT 1 row'): _timed(
+              calls, lambda: one_row(rows=signal)),
+          ('transforms', 'LiteRT 4 rows'): _timed(
+              calls, lambda: four_rows(rows=signal))}
 
 
 def _export_ten_hops(model, folder):
