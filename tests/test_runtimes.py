@@ -2,7 +2,6 @@
 the .tflite in LiteRT and the .onnx in onnxruntime, offline and streamed
 (experiments/serving/runtimes.py, converters.py, experiments.export)."""
 
-from concurrent import futures
 import json
 import os
 import re
@@ -294,99 +293,3 @@ def test_other_frontends_convert_to_both_formats(name, tmp_path):
       got, valid = runtimes.open_runtime(written[key]).classify(clips)
       assert valid.tolist() == want_valid.tolist()
       np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-3)
-
-
-# ------------------------------------------------- the README's main recipe
-
-MAIN_CLIPS = 40
-
-
-def _main_recipe_test_clips():
-  """The first MAIN_CLIPS clips of LeafSynthetic's test split as the set
-  stores them (16-bit PCM read back as float), cut to 1 s: (clips float32
-  [MAIN_CLIPS, 16000], labels int [MAIN_CLIPS])."""
-  clips, labels = [], []
-  for index in range(MAIN_CLIPS):
-    label = synthetic.example_label(index)
-    audio = synthetic.synthesize_example(label,
-                                         synthetic.example_rng('test', index))
-    clips.append(wav.to_int16(audio)[:SAMPLE_RATE] / 32768.)
-    labels.append(label)
-  return np.array(clips, np.float32), np.array(labels)
-
-
-@pytest.fixture(scope='module')
-def main_recipe(main_recipe_run, tmp_path_factory):
-  """{key of `exported`: runtime} of the main recipe's trained model
-  (conftest.main_recipe_run), exported once beside the run, each format
-  converted once."""
-  root = tmp_path_factory.mktemp('main_recipe_export')
-  written = export_cli.export_run(
-      main_recipe_run, export_dir=root / 'export',
-      **{flag: root / name for flag, name in FILES.items()})
-  return {key: runtimes.open_runtime(path) for key, path in written.items()}
-
-
-def test_main_recipe_every_runtime_gives_serving_defaults_answer(main_recipe):
-  """Issue 22, must-show 1, on the model `make train` trains (default.gin):
-  the same 40 test clips at levels 0.1, 0.3, 1 and 3 through every runtime.
-  Offline (SavedModel, .tflite in LiteRT, .onnx in onnxruntime): within
-  1e-3 of serving_default and the same `valid` (a NaN clip added). Streamed
-  (stream_step in TensorFlow, the streaming .tflite and .onnx), each clip
-  fed from a zero state and ended by lookahead_samples of zeros: the last
-  row's top-1 differs from serving_default's on at most 1 clip per level,
-  and its probabilities are within 0.02."""
-  clips, labels = _main_recipe_test_clips()
-  served = main_recipe['saved_model']
-  lookahead = served.metadata['lookahead_samples']
-  assert lookahead == main_recipe['streaming_tflite'].metadata[
-      'lookahead_samples'] == main_recipe['streaming_onnx'].metadata[
-          'lookahead_samples'] > 0
-  ending = np.zeros(lookahead, np.float32)
-  streams = ('saved_model', 'streaming_tflite', 'streaming_onnx')
-
-  def last_rows(key):
-    """{level: (last row [clips, classes], its valid [clips])} of one
-    streaming runtime, every clip streamed from a zero state."""
-    result = {}
-    for level in LEVELS:
-      rows = [main_recipe[key].stream(np.concatenate([clip, ending]))
-              for clip in level * clips]
-      result[level] = (np.array([row[-1] for row, _ in rows]),
-                       np.array([valid[-1] for _, valid in rows]))
-    return result
-
-  # The three streams run side by side (TensorFlow, LiteRT and onnxruntime
-  # release Python's lock while they compute; each runtime stays in its own
-  # thread), so the test takes the longest of them, not their sum.
-  with futures.ThreadPoolExecutor(len(streams)) as pool:
-    streamed = pool.map(last_rows, streams)
-    accuracy, served_probabilities = {}, {}
-    for level in LEVELS:
-      scaled = level * clips
-      spoiled = np.array(scaled[:1])
-      spoiled[0, SAMPLE_RATE // 3] = np.nan
-      offline_clips = np.concatenate([scaled, spoiled])
-      want, want_valid = _serving_default(served, offline_clips)
-      assert want_valid.tolist() == [True] * MAIN_CLIPS + [False], level
-      accuracy[level] = np.mean(want[:-1].argmax(axis=-1) == labels)
-      served_probabilities[level] = want[:-1]
-      for key in ('saved_model', 'tflite', 'onnx'):
-        got, valid = main_recipe[key].classify(offline_clips)
-        assert valid.tolist() == want_valid.tolist(), (level, key)
-        np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-3,
-                                   err_msg=f'{key} at level {level}')
-        assert np.isnan(got[-1]).all(), (level, key)
-    streamed = dict(zip(streams, streamed))
-  for level in LEVELS:
-    want = served_probabilities[level]
-    for key in streams:
-      last, valid = streamed[key][level]
-      assert valid.all(), (level, key)
-      differing = np.sum(last.argmax(axis=-1) != want.argmax(axis=-1))
-      assert differing <= 1, (level, key, differing)
-      np.testing.assert_allclose(last, want, atol=0.02,
-                                 err_msg=f'streamed {key} at level {level}')
-  # A trained, level-robust model: the comparisons above are between
-  # confident answers, not the near-uniform ones of an untrained model.
-  assert min(accuracy.values()) >= 0.9, accuracy
