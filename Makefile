@@ -28,10 +28,11 @@ $(VENV)/.installed-%: setup.py
 install: $(VENV)/.installed-test
 
 # Test files run in parallel processes, one per core (at most 4: each holds
-# TensorFlow); a file's tests stay in one process. TEST_WORKERS=0 runs them in
-# this process.
+# TensorFlow); a file's tests stay in one process. Files start in collection
+# order (tests/conftest.py puts the longest first), not xdist's order by test
+# count. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 
 # The full suite (what CI runs).
 test: $(VENV)/.installed-test
