@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from leaf_audio import frontend as frontend_lib
 from leaf_audio import pooling
+from leaf_audio import real_fft_filterbank
 from leaf_audio import stages as stages_lib
 
 # Positions saturate here, so that a stream of any length never overflows
@@ -61,6 +62,13 @@ _POSITION_CAP = 2**30
 # Streamer.push steps over at most this many hops at a time, so that its
 # memory stays bounded whatever the length of one push.
 PUSH_CHUNK_HOPS = 64
+
+# filter_method='auto' filters a step by FFT ('fft') from this many new
+# samples on, by direct convolution below (LiteRT, one thread, LEAF's 401
+# taps: benchmarks/README.md, "streaming cost").
+FFT_MIN_SAMPLES = 800
+
+FILTER_METHODS = ('auto', 'direct', 'fft')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,11 +317,32 @@ Args:
     frontend(clip): TF's 'same' padding aligns the frame grid by the length
     (the Streamer then masks the end at total_samples; the pure `finish`
     keeps the padded end).
+  filter_method: how a filterbank step (Leaf, SincNet, SincNetPlus) filters
+    its new samples: 'direct' (a convolution, window multiply-adds per
+    sample and channel), 'fft' (`real_fft_filterbank.correlate`: overlap-save
+    with TFLite builtins, float32 filters only; a step whose sample count is
+    not static filters directly) or 'auto' (default): 'fft' for a step of
+    a static `FFT_MIN_SAMPLES` new samples or more (e.g. 10 hops of 160)
+    with float32 filters, 'direct' otherwise. Both give the same frames to
+    float32 rounding.
 """
 
-  def __init__(self, frontend, total_samples: Optional[int] = None):
+  def __init__(self, frontend, total_samples: Optional[int] = None,
+               filter_method: str = 'auto'):
     self.frontend = frontend
     self.parts = parts = frontend_parts(frontend)
+    if filter_method not in FILTER_METHODS:
+      raise ValueError(
+          f'Streaming {type(frontend).__name__}: filter_method must be one of '
+          f'{FILTER_METHODS}; got {filter_method!r}.')
+    if filter_method == 'fft' and (
+        parts.kind != 'filterbank' or parts.filters()[1] != tf.float32):
+      raise ValueError(
+          f"Streaming {type(frontend).__name__}: filter_method='fft' needs a "
+          'filterbank with float32 filters (Leaf); this frontend '
+          + ('pools itself.' if parts.kind != 'filterbank' else
+             'filters in float64.') + " Use 'auto' or 'direct'.")
+    self.filter_method = filter_method
     if total_samples is not None and (
         isinstance(total_samples, bool) or
         not isinstance(total_samples, (int, np.integer)) or total_samples < 0):
@@ -564,6 +593,13 @@ Args:
     """Which stream positions hold signal: 0 <= p < position + end."""
     return tf.logical_and(positions >= 0, positions - position < end)
 
+  def _filters_by_fft(self, length, dtype):
+    """Whether a step filters `length` (static or None) samples by FFT."""
+    if self.filter_method == 'direct' or length is None or dtype != tf.float32:
+      return False
+    new_samples = length - self.parts.window + 1
+    return self.filter_method == 'fft' or new_samples >= FFT_MIN_SAMPLES
+
   def _filterbank(self, buffer, history, start, end, position, hops):
     """Pooled energies [B, hops, C] and the new filter-output history.
 
@@ -582,9 +618,12 @@ Args:
       signal *= tf.cast(positions >= 0, signal.dtype)[tf.newaxis]
     filters, dtype = parts.filters()
     filters = tf.cast(filters, dtype)
-    outputs = tf.nn.conv1d(
-        tf.cast(signal, dtype)[:, :, tf.newaxis],
-        filters[:, tf.newaxis, :], stride=1, padding='VALID')
+    if self._filters_by_fft(signal.shape[1], dtype):
+      outputs = real_fft_filterbank.correlate(signal, filters)
+    else:
+      outputs = tf.nn.conv1d(
+          tf.cast(signal, dtype)[:, :, tf.newaxis],
+          filters[:, tf.newaxis, :], stride=1, padding='VALID')
     # One output per new sample, at stream positions start + conv_left + j.
     outputs = tf.cast(outputs, tf.float32)
     if parts.activation is not None:

@@ -28,8 +28,13 @@ whole hops, for its last frame to be final), `window_samples` and
 `stream_state_names` (what state_in_<i> holds, for debugging).
 
 Cadence k: the classifier runs after every k-th hop (hops k, 2k, ... counted
-from 1); the steps in between return the last probabilities, so a stream
-costs the frontend every hop and the classifier every k hops.
+from 1); the steps in between return the last probabilities. With k > 1 the
+steps in between only keep their hop in the state ('pending_samples', the
+last k - 1 hops); the k-th step runs the frontend once on the k hops (by
+FFT, `leaf_audio.streaming.FFT_MIN_SAMPLES`) and then the classifier. The
+frames, and so the probabilities at the hops that run the classifier, are
+those of a stream at k = 1 (to float32 rounding); a stream costs the
+frontend and the classifier once every k hops.
 
 Non-finite input: a hop holding a NaN or inf sample is fed to the frontend
 with those samples set to zero, so the state never becomes NaN; `valid` is
@@ -144,6 +149,8 @@ class StreamingClassifier:
                        f'{cadence!r}.')
     self.classifier = _classifier_of(classifier)
     self.frontend = streaming.StreamingFrontend(self.classifier.frontend)
+    # Samples kept between classifier runs: the last k - 1 hops.
+    self.pending_samples = (cadence - 1) * self.frontend.hop_samples
     self.hop_samples = self.frontend.hop_samples
     self.lookahead_samples = self.frontend.lookahead_samples
     self.window_samples = int(window_samples)
@@ -167,6 +174,9 @@ class StreamingClassifier:
     reach = (getattr(self.frontend, 'history_samples', 0) +
              getattr(self.frontend, 'energy_history', 0) +
              2 * self.lookahead_samples)
+    # (With k > 1 the frames of a hop are computed up to k - 1 hops later,
+    # but the window at the hops that run the classifier is the same as at
+    # k = 1, and so is the count.)
     self.invalid_hops = self.window_frames + math.ceil(
         reach / self.hop_samples) + 2
     self.state_names = sorted(self.initial_state(1))
@@ -188,6 +198,9 @@ class StreamingClassifier:
                                       tf.float32)
     state['hops_since_run'] = tf.zeros([batch_size], tf.int32)
     state['invalid_hops'] = tf.zeros([batch_size], tf.int32)
+    if self.pending_samples:
+      state['pending_samples'] = tf.zeros([batch_size, self.pending_samples],
+                                          tf.float32)
     return state
 
   def _frontend_state(self, state):
@@ -216,23 +229,34 @@ class StreamingClassifier:
     finite_samples = _finite(samples)
     hop_is_finite = tf.reduce_all(finite_samples, axis=-1)
     samples = tf.where(finite_samples, samples, tf.zeros_like(samples))
-    frontend_state, frames = self.frontend.step(
-        self._frontend_state(state), samples)
-    window = tf.concat([state['frames'], frames],
-                       axis=1)[:, -self.window_frames:]
     hops_since_run = (state['hops_since_run'] + 1) % self.cadence
+    frontend_state = self._frontend_state(state)
 
-    def classify():
+    def run(new_samples):
+      """The frontend on new_samples [B, k * hop], then the classifier."""
+      new_frontend_state, frames = self.frontend.step(frontend_state,
+                                                      new_samples)
+      window = tf.concat([state['frames'], frames],
+                         axis=1)[:, -self.window_frames:]
       logits = tf.cast(_frames_to_logits(self.classifier, window), tf.float32)
-      return (tf.sigmoid(logits) if self.multi_label else
-              tf.nn.softmax(logits))
+      probabilities = (tf.sigmoid(logits) if self.multi_label else
+                       tf.nn.softmax(logits))
+      return new_frontend_state, window, probabilities
 
     if self.cadence == 1:
-      probabilities = classify()
+      frontend_state, window, probabilities = run(samples)
+      pending = {}
     else:
-      probabilities = tf.cond(
-          tf.reduce_any(tf.equal(hops_since_run, 0)), classify,
-          lambda: state['probabilities'])
+      kept = state['pending_samples']
+      # A damaged state (NaN from elsewhere) restarts from zeros.
+      kept = tf.where(_finite(kept), kept, tf.zeros_like(kept))
+      buffered = tf.concat([kept, samples], axis=1)  # the last k hops
+      frontend_state, window, probabilities = tf.cond(
+          tf.reduce_any(tf.equal(hops_since_run, 0)),
+          lambda: run(buffered),
+          lambda: (frontend_state, state['frames'],
+                   state['probabilities']))
+      pending = {'pending_samples': buffered[:, self.hop_samples:]}
     invalid_hops = tf.where(
         hop_is_finite, tf.maximum(state['invalid_hops'] - 1, 0),
         tf.fill([batch], tf.constant(self.invalid_hops, tf.int32)))
@@ -253,6 +277,7 @@ class StreamingClassifier:
         'hops_since_run': hops_since_run,
         'invalid_hops': invalid_hops,
     })
+    new_state.update(pending)
     shown = tf.where(valid[:, tf.newaxis], probabilities,
                      tf.fill(tf.shape(probabilities), np.nan))
     return new_state, shown, valid
