@@ -315,7 +315,19 @@ def correlation_size(kernel_size: int, outputs: int) -> int:
              max(4096, 2**math.ceil(math.log2(2 * (kernel_size - 1)))))
 
 
-def correlate(signal, filters, size=None):
+def correlation_terms(filters, size: int):
+  """What `correlate` computes from the filters alone, for filters [K, C]
+  and FFT length N: (U, V) [ceil(C / 4), 4, N]. Compute them once (e.g.
+  eagerly, as constants of an exported graph) and pass them as `terms`."""
+  kernel_size, channels = filters.shape
+  groups = -(-channels // _GROUP)
+  taps = tf.pad(tf.transpose(filters),
+                [[0, groups * _GROUP - channels], [0, size - kernel_size]])
+  return _group_terms(tf.reshape(taps / size, [groups, _GROUP, size]), size,
+                      _MIX)
+
+
+def correlate(signal, filters, size=None, terms=None):
   """'valid' cross-correlation of a signal with real filters, by FFT, with
   TFLite builtins only (forward RFFTs and real arithmetic).
 
@@ -326,13 +338,14 @@ def correlate(signal, filters, size=None):
   spectra, and each inverse transform one forward 2-D RFFT of four
   filters' real sequences (the module docstring). It pays when each chunk
   serves many outputs (a streaming step of several hops); the filters'
-  spectra are computed on every call.
+  spectra are computed on every call unless given (`terms`).
 
   Args:
     signal: float32 [batch, samples], samples static and >= K.
     filters: float32 [K, C], filter c's taps.
     size: FFT length N (a power of two >= K), default
       `correlation_size(K, samples - K + 1)`.
+    terms: optional `correlation_terms(filters, N)`, computed here if None.
 
   Returns:
     float32 [batch, samples - K + 1, C].
@@ -357,10 +370,7 @@ def correlate(signal, filters, size=None):
   rows = tf.reshape(framing.overlapping_frames(padded, size, keep),
                     [-1, size])                         # [B R, N]
   groups = -(-channels // _GROUP)
-  taps = tf.pad(tf.transpose(filters),
-                [[0, groups * _GROUP - channels], [0, size - kernel_size]])
-  u, v = _group_terms(tf.reshape(taps / size, [groups, _GROUP, size]), size,
-                      _MIX)                              # [G, 4, N]
+  u, v = terms if terms is not None else correlation_terms(filters, size)
   chunk_real, chunk_imag = _spectrum_parts(rows)        # [B R, N / 2 + 1]
   chunk_real = _extend(chunk_real, size)[:, tf.newaxis]  # [B R, 1, N]
   chunk_imag = _extend(chunk_imag, size)[:, tf.newaxis]

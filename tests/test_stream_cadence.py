@@ -72,13 +72,13 @@ def _op_types(stream, hops):
   return types
 
 
-def test_auto_filters_ten_hops_by_fft_and_one_hop_directly():
+def test_the_fft_method_filters_by_fft_and_auto_directly():
   frontend = _leaf()
-  auto = streaming.StreamingFrontend(frontend)
-  assert 'RFFT2D' in _op_types(auto, 10) and 'Conv2D' not in _op_types(
-      auto, 10)
-  assert 'Conv2D' in _op_types(auto, 1) and 'RFFT2D' not in _op_types(auto,
-                                                                      1)
+  fft = _op_types(streaming.StreamingFrontend(frontend, filter_method='fft'),
+                  10)
+  assert 'RFFT2D' in fft and 'Conv2D' not in fft
+  auto = _op_types(streaming.StreamingFrontend(frontend), 10)
+  assert 'Conv2D' in auto and 'RFFT2D' not in auto
 
 
 @pytest.mark.parametrize('preemp', [False, True])

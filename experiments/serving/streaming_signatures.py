@@ -30,8 +30,8 @@ whole hops, for its last frame to be final), `window_samples` and
 Cadence k: the classifier runs after every k-th hop (hops k, 2k, ... counted
 from 1); the steps in between return the last probabilities. With k > 1 the
 steps in between only keep their hop in the state ('pending_samples', the
-last k - 1 hops); the k-th step runs the frontend once on the k hops (by
-FFT, `leaf_audio.streaming.FFT_MIN_SAMPLES`) and then the classifier. The
+last k - 1 hops); the k-th step runs the frontend once on the k hops and
+then the classifier. The
 frames, and so the probabilities at the hops that run the classifier, are
 those of a stream at k = 1 (to float32 rounding); a stream costs the
 frontend and the classifier once every k hops.
@@ -296,8 +296,10 @@ class StreamingClassifier:
               for index, name in enumerate(names)]
 
     def stream_step(samples, *state):
-      new_state, probabilities, valid = self.step(dict(zip(names, state)),
-                                                  samples)
+      # The frontend's filters enter the exported graph as constants.
+      with self.frontend.constant_filters():
+        new_state, probabilities, valid = self.step(dict(zip(names, state)),
+                                                    samples)
       outputs = {'probabilities': probabilities, 'valid': valid}
       outputs.update({f'state_out_{index}': new_state[name]
                       for index, name in enumerate(names)})
