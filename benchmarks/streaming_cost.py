@@ -18,6 +18,10 @@ overhead included: it is what a Python client pays), in interleaved rounds:
   k = 10       the classifier after every 10th hop: the hops that run the
                classifier and the hops that do not, and per hop (one of the
                first and nine of the second, over ten)
+  k = 10 buffer_hops
+               the same with `StreamingClassifier(buffer_hops=True)`: the
+               frontend too runs once per 10 hops, on the buffered hops,
+               inside the step's conditional
   frontend     the frontend's step alone (filterbank, pooling, PCEN), one
                hop per call
   frontend, 10 hops direct / fft
@@ -65,6 +69,7 @@ LABELS = [f'class_{i}' for i in range(10)]
 def convert(folder):
   """{name: .tflite bytes}: 'k1' and 'k10' streams, 'frontend' step."""
   import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top
   from leaf_audio import streaming  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
@@ -86,6 +91,19 @@ def convert(folder):
     with open(path, 'rb') as file:
       files[f'k{cadence}'] = file.read()
   files['frontend'] = streaming.StreamingFrontend(model.frontend).to_tflite()
+  from experiments.serving import streaming_signatures  # pylint: disable=g-import-not-at-top
+  if 'buffer_hops' in inspect.signature(
+      streaming_signatures.StreamingClassifier).parameters:
+    stream = streaming_signatures.StreamingClassifier(
+        windowed, 16000, False, cadence=10, buffer_hops=True)
+    archive = keras.export.ExportArchive()
+    archive.track(windowed)
+    archive.add_endpoint('stream_step', stream.step_signature(1))
+    archive.write_out(os.path.join(folder, 'buffered'), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        os.path.join(folder, 'buffered'), signature_keys=['stream_step'])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    files['k10 buffered'] = converter.convert()
   if 'filter_method' in inspect.signature(
       streaming.StreamingFrontend).parameters:
     for method in ('direct', 'fft'):
@@ -159,11 +177,11 @@ def measure(codes, rounds, seconds):
   for _ in range(rounds):
     for (code, name), runner in runners.items():
       times = runner.run(audio)
-      if name == 'k10':
+      if name in ('k10', 'k10 buffered'):
         # Hops 10, 20, ... (counted from 1) run the classifier.
-        rows.setdefault((code, 'k10 classifier hops'), []).append(
+        rows.setdefault((code, name + ' classifier hops'), []).append(
             statistics.median(times[9::10]))
-        rows.setdefault((code, 'k10 other hops'), []).append(
+        rows.setdefault((code, name + ' other hops'), []).append(
             statistics.median(
                 [t for index, t in enumerate(times) if index % 10 != 9]))
       elif 'x10' in name:
@@ -175,8 +193,10 @@ def measure(codes, rounds, seconds):
   for (code, key), values in rows.items():
     results.setdefault(code, {})[key] = statistics.median(values)
   for result in results.values():
-    result['k10'] = (result['k10 classifier hops'] +
-                     9 * result['k10 other hops']) / 10
+    for name in ('k10', 'k10 buffered'):
+      if name + ' other hops' in result:
+        result[name] = (result[name + ' classifier hops'] +
+                        9 * result[name + ' other hops']) / 10
   return results
 
 
@@ -217,6 +237,9 @@ def main():
         ('k10', 'stream k = 10, per hop'),
         ('k10 classifier hops', '  k = 10, hops with classifier'),
         ('k10 other hops', '  k = 10, other hops'),
+        ('k10 buffered', 'stream k = 10 buffer_hops, per hop'),
+        ('k10 buffered classifier hops', '  hops with frontend + classifier'),
+        ('k10 buffered other hops', '  other hops'),
         ('frontend', 'frontend step alone, 1 hop per call'),
         ('frontend x10 direct', 'frontend, 10 hops per call, direct'),
         ('frontend x10 fft', 'frontend, 10 hops per call, fft')):

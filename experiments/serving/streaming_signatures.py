@@ -28,13 +28,15 @@ whole hops, for its last frame to be final), `window_samples` and
 `stream_state_names` (what state_in_<i> holds, for debugging).
 
 Cadence k: the classifier runs after every k-th hop (hops k, 2k, ... counted
-from 1); the steps in between return the last probabilities. With k > 1 the
-steps in between only keep their hop in the state ('pending_samples', the
-last k - 1 hops); the k-th step runs the frontend once on the k hops and
-then the classifier. The
-frames, and so the probabilities at the hops that run the classifier, are
-those of a stream at k = 1 (to float32 rounding); a stream costs the
-frontend and the classifier once every k hops.
+from 1); the steps in between return the last probabilities. Every step
+runs the frontend on its hop, so a stream costs the frontend every hop and
+the classifier every k hops. With `buffer_hops=True` the steps in between
+only keep their hop in the state ('pending_samples', the last k - 1 hops)
+and the k-th step runs the frontend once on the k hops, then the
+classifier: the same frames and probabilities (to float32 rounding), but
+in LiteRT the frontend then runs inside the step's conditional subgraph,
+where XNNPACK does not run its convolution, and the stream costs more
+(benchmarks/README.md, "streaming cost"); it is not the default.
 
 Non-finite input: a hop holding a NaN or inf sample is fed to the frontend
 with those samples set to zero, so the state never becomes NaN; `valid` is
@@ -134,13 +136,16 @@ class StreamingClassifier:
     multi_label: sigmoid probabilities if True, softmax otherwise.
     cadence: positive int k, default 1: the classifier runs after every k-th
       hop; the steps in between return the last probabilities.
+    buffer_hops: bool, default False: with k > 1, run the frontend once
+      every k hops on the buffered hops instead of on every hop (see the
+      module docstring).
 
   Raises:
     NotStreamableError: the model cannot be streamed.
   """
 
   def __init__(self, classifier, window_samples: int, multi_label: bool,
-               cadence: int = 1):
+               cadence: int = 1, buffer_hops: bool = False):
     check_streamable(classifier)
     if (isinstance(cadence, bool) or not isinstance(cadence, int) or
         cadence < 1):
@@ -149,8 +154,10 @@ class StreamingClassifier:
                        f'{cadence!r}.')
     self.classifier = _classifier_of(classifier)
     self.frontend = streaming.StreamingFrontend(self.classifier.frontend)
-    # Samples kept between classifier runs: the last k - 1 hops.
-    self.pending_samples = (cadence - 1) * self.frontend.hop_samples
+    # Samples kept between frontend runs: the last k - 1 hops.
+    self.buffer_hops = bool(buffer_hops)
+    self.pending_samples = ((cadence - 1) * self.frontend.hop_samples
+                            if self.buffer_hops else 0)
     self.hop_samples = self.frontend.hop_samples
     self.lookahead_samples = self.frontend.lookahead_samples
     self.window_samples = int(window_samples)
@@ -232,20 +239,30 @@ class StreamingClassifier:
     hops_since_run = (state['hops_since_run'] + 1) % self.cadence
     frontend_state = self._frontend_state(state)
 
-    def run(new_samples):
-      """The frontend on new_samples [B, k * hop], then the classifier."""
+    def run_frontend(new_samples):
+      """The frontend on new_samples [B, j * hop]: its state, the window."""
       new_frontend_state, frames = self.frontend.step(frontend_state,
                                                       new_samples)
-      window = tf.concat([state['frames'], frames],
-                         axis=1)[:, -self.window_frames:]
-      logits = tf.cast(_frames_to_logits(self.classifier, window), tf.float32)
-      probabilities = (tf.sigmoid(logits) if self.multi_label else
-                       tf.nn.softmax(logits))
-      return new_frontend_state, window, probabilities
+      return new_frontend_state, tf.concat(
+          [state['frames'], frames], axis=1)[:, -self.window_frames:]
 
+    def classify(window):
+      logits = tf.cast(_frames_to_logits(self.classifier, window), tf.float32)
+      return (tf.sigmoid(logits) if self.multi_label else
+              tf.nn.softmax(logits))
+
+    def run(new_samples):
+      new_frontend_state, window = run_frontend(new_samples)
+      return new_frontend_state, window, classify(window)
+
+    pending = {}
     if self.cadence == 1:
       frontend_state, window, probabilities = run(samples)
-      pending = {}
+    elif not self.buffer_hops:
+      frontend_state, window = run_frontend(samples)
+      probabilities = tf.cond(
+          tf.reduce_any(tf.equal(hops_since_run, 0)),
+          lambda: classify(window), lambda: state['probabilities'])
     else:
       kept = state['pending_samples']
       # A damaged state (NaN from elsewhere) restarts from zeros.
