@@ -14,6 +14,11 @@ arrays. TensorFlow runs with one intra-op and one inter-op thread. Rounds
 are interleaved (every job once per round) and the table shows the median
 over rounds of the mean time per hop, in microseconds and as a fraction of
 the hop's duration (real time).
+
+`Leaf x10 direct` / `Leaf x10 fft` step over 10 hops per call (what a
+cadence k = 10 stream runs once per 10 hops), filtering by direct
+convolution or by FFT (`StreamingFrontend(filter_method=...)`); their times
+are per hop (per call / 10).
 """
 
 import argparse
@@ -37,13 +42,14 @@ FRONTENDS = {
 }
 
 
-def tf_job(stream, audio):
+def tf_job(stream, audio, hops_per_step=1):
+  samples = hops_per_step * stream.hop_samples
   step = tf.function(stream.step, input_signature=[
       {key: tf.TensorSpec(value.shape, value.dtype)
        for key, value in stream.initial_state(1).items()},
-      tf.TensorSpec([1, stream.hop_samples], tf.float32)])
-  hops = [tf.constant(audio[np.newaxis, i:i + stream.hop_samples])
-          for i in range(0, len(audio), stream.hop_samples)]
+      tf.TensorSpec([1, samples], tf.float32)])
+  hops = [tf.constant(audio[np.newaxis, i:i + samples])
+          for i in range(0, len(audio) - samples + 1, samples)]
 
   def run():
     state = stream.initial_state(1)
@@ -51,17 +57,18 @@ def tf_job(stream, audio):
     for hop in hops:
       state, frames = step(state, hop)
     frames.numpy()
-    return (time.perf_counter() - start) / len(hops)
+    return (time.perf_counter() - start) / len(hops) / hops_per_step
 
   return run
 
 
-def tflite_job(stream, audio):
-  interpreter = tf.lite.Interpreter(model_content=stream.to_tflite(),
-                                    num_threads=1)
+def tflite_job(stream, audio, hops_per_step=1):
+  samples = hops_per_step * stream.hop_samples
+  interpreter = tf.lite.Interpreter(
+      model_content=stream.to_tflite(hops=hops_per_step), num_threads=1)
   runner = interpreter.get_signature_runner('step')
-  hops = [audio[np.newaxis, i:i + stream.hop_samples]
-          for i in range(0, len(audio), stream.hop_samples)]
+  hops = [audio[np.newaxis, i:i + samples]
+          for i in range(0, len(audio) - samples + 1, samples)]
   initial = {'state_' + key: value.numpy()
              for key, value in stream.initial_state(1).items()}
 
@@ -71,7 +78,7 @@ def tflite_job(stream, audio):
     for hop in hops:
       outputs = runner(samples=hop, **state)
       state = {key: outputs[key] for key in state}
-    return (time.perf_counter() - start) / len(hops)
+    return (time.perf_counter() - start) / len(hops) / hops_per_step
 
   return run
 
@@ -92,6 +99,11 @@ def main():
     stream = streaming.StreamingFrontend(frontend)
     jobs[(name, 'TF')] = tf_job(stream, audio)
     jobs[(name, 'TFLite')] = tflite_job(stream, audio)
+    if name == 'Leaf':
+      for method in ('direct', 'fft'):
+        ten = streaming.StreamingFrontend(frontend, filter_method=method)
+        jobs[(f'Leaf x10 {method}', 'TF')] = tf_job(ten, audio, 10)
+        jobs[(f'Leaf x10 {method}', 'TFLite')] = tflite_job(ten, audio, 10)
   hop_seconds = 160 / 16000
   for job in jobs.values():  # warm-up: traces, allocations
     job()

@@ -156,7 +156,13 @@ def _filter_terms(real, imag, size):
   kernel_size = real.shape[1]
   taps = tf.pad(tf.concat([real, imag], axis=0),
                 [[0, 0], [0, size - kernel_size]]) / size
-  spectrum_real, spectrum_imag = _filter_spectra(_grouped(taps), size)
+  return _group_terms(_grouped(taps), size, _DATA_MIX)
+
+
+def _group_terms(taps, size, data_mix):
+  """U, V [G, 4, N], mixed by `data_mix`, of the groups' taps [G, 4, N]
+  (already divided by N); see `_filter_terms`."""
+  spectrum_real, spectrum_imag = _filter_spectra(taps, size)
   conj_real, conj_imag = spectrum_real, -spectrum_imag
   half = size // 2
   edges = tf.reshape(tf.one_hot([0, half], half + 1), [2, half + 1])
@@ -168,7 +174,7 @@ def _filter_terms(real, imag, size):
                                      axis=[-1])], axis=-1)
   v = tf.concat([v_first, tf.reverse(-(conj_real + conj_imag)[..., 1:half],
                                      axis=[-1])], axis=-1)
-  return _mixed(u, _DATA_MIX), _mixed(v, _DATA_MIX)
+  return _mixed(u, data_mix), _mixed(v, data_mix)
 
 
 def _group_energies(parts_real, parts_imag, hop, size):
@@ -295,3 +301,98 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
   pooled = tf.transpose(pooled[:channels], (1, 2, 0))   # [B, frames, C]
   finite = tf.reduce_all(tf.abs(waveform) <= _FLOAT32_MAX, axis=1)
   return tf.where(finite[:, tf.newaxis, tf.newaxis], pooled, float('nan'))
+
+
+def correlation_size(kernel_size: int, outputs: int) -> int:
+  """The FFT length N that `correlate` uses by default: the smallest power of
+  two whose chunk holds all `outputs` (N >= kernel_size - 1 + outputs), at
+  most 4096 (longer inputs are cut into chunks of that length).
+
+  For LEAF's 401 taps and 10 hops of 160 samples: 2048, one chunk.
+  """
+  needed = kernel_size - 1 + max(outputs, 1)
+  return min(2**math.ceil(math.log2(needed)),
+             max(4096, 2**math.ceil(math.log2(2 * (kernel_size - 1)))))
+
+
+def correlation_terms(filters, size: int):
+  """What `correlate` computes from the filters alone, for filters [K, C]
+  and FFT length N: (U, V) [ceil(C / 4), 4, N]. Compute them once (e.g.
+  eagerly, as constants of an exported graph) and pass them as `terms`."""
+  kernel_size, channels = filters.shape
+  groups = -(-channels // _GROUP)
+  taps = tf.pad(tf.transpose(filters),
+                [[0, groups * _GROUP - channels], [0, size - kernel_size]])
+  return _group_terms(tf.reshape(taps / size, [groups, _GROUP, size]), size,
+                      _MIX)
+
+
+def correlate(signal, filters, size=None, terms=None):
+  """'valid' cross-correlation of a signal with real filters, by FFT, with
+  TFLite builtins only (forward RFFTs and real arithmetic).
+
+  outputs[b, n, c] = sum_t signal[b, n + t] * filters[t, c], the function of
+  `tf.nn.conv1d(signal[..., None], filters[:, None], 1, 'VALID')`, to
+  float32 rounding. Overlap-save as in `pooled_energy`: chunks of N samples
+  overlapping by K - 1, each chunk's spectrum times the filters' conjugate
+  spectra, and each inverse transform one forward 2-D RFFT of four
+  filters' real sequences (the module docstring). It pays when each chunk
+  serves many outputs (a streaming step of several hops); the filters'
+  spectra are computed on every call unless given (`terms`).
+
+  Args:
+    signal: float32 [batch, samples], samples static and >= K.
+    filters: float32 [K, C], filter c's taps.
+    size: FFT length N (a power of two >= K), default
+      `correlation_size(K, samples - K + 1)`.
+    terms: optional `correlation_terms(filters, N)`, computed here if None.
+
+  Returns:
+    float32 [batch, samples - K + 1, C].
+  """
+  kernel_size, channels = filters.shape
+  length = signal.shape[1]
+  if length is None or length < kernel_size:
+    raise ValueError(
+        'real_fft_filterbank.correlate: signal must have a static length >= '
+        f'the filters\' {kernel_size} taps; got shape {signal.shape}.')
+  outputs = length - kernel_size + 1
+  size = size or correlation_size(kernel_size, outputs)
+  if (not isinstance(size, int) or isinstance(size, bool) or size & (size - 1)
+      or size < kernel_size):
+    raise ValueError(
+        'real_fft_filterbank.correlate: size must be a power of two >= the '
+        f'filters\' {kernel_size} taps; got {size!r}.')
+  keep = size - kernel_size + 1        # outputs per chunk
+  chunks = -(-outputs // keep)
+  total = (chunks - 1) * keep + size
+  padded = tf.pad(signal, [[0, 0], [0, total - length]])
+  rows = tf.reshape(framing.overlapping_frames(padded, size, keep),
+                    [-1, size])                         # [B R, N]
+  groups = -(-channels // _GROUP)
+  u, v = terms if terms is not None else correlation_terms(filters, size)
+  chunk_real, chunk_imag = _spectrum_parts(rows)        # [B R, N / 2 + 1]
+  chunk_real = _extend(chunk_real, size)[:, tf.newaxis]  # [B R, 1, N]
+  chunk_imag = _extend(chunk_imag, size)[:, tf.newaxis]
+  mixed = (chunk_real * tf.reshape(u, [groups * _GROUP, size]) +
+           chunk_imag * tf.reshape(v, [groups * _GROUP, size]))
+  parts = tf.signal.rfft2d(tf.reshape(mixed, [-1, _GROUP, size]))
+  real = _rows_of(tf.math.real(parts), _GROUP)          # 4 x [B R G, N/2+1]
+  imag = _rows_of(tf.math.imag(parts), _GROUP)
+  # F[0] = Z_0, F[2] = Z_2, F[1] = (Z_1 - i Z_3) / 2, F[3] = (Z_1 + i Z_3) / 2.
+  spectra = ((real[0], imag[0]), (real[1] + real[3], imag[1] + imag[3]),
+             (real[2], imag[2]), (imag[3] - imag[1], real[1] - real[3]))
+  half = size // 2
+  sequences = []
+  for spectrum_real, spectrum_imag in spectra:
+    # y[n] = Re Z[n] + Im Z[n], y[N - n] = Re Z[n] - Im Z[n].
+    sequence = tf.concat(
+        [spectrum_real + spectrum_imag,
+         tf.reverse((spectrum_real - spectrum_imag)[:, 1:half], axis=[-1])],
+        axis=-1)
+    sequences.append(sequence[:, :keep])
+  result = tf.reshape(tf.stack(sequences, axis=-1),
+                      [-1, chunks, groups, keep, _GROUP])
+  result = tf.reshape(tf.transpose(result, (0, 1, 3, 2, 4)),
+                      [-1, chunks * keep, groups * _GROUP])
+  return result[:, :outputs, :channels]

@@ -38,6 +38,7 @@ padding), 440 (27.5 ms) for EfficientLeaf (its groups' decimated windows
 end earlier), 400 (25 ms) for MelFilterbanks (left-aligned windows).
 """
 
+import contextlib
 import dataclasses
 import inspect
 import tempfile
@@ -48,8 +49,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from leaf_audio import framing
 from leaf_audio import frontend as frontend_lib
 from leaf_audio import pooling
+from leaf_audio import real_fft_filterbank
 from leaf_audio import stages as stages_lib
 
 # Positions saturate here, so that a stream of any length never overflows
@@ -61,6 +64,8 @@ _POSITION_CAP = 2**30
 # Streamer.push steps over at most this many hops at a time, so that its
 # memory stays bounded whatever the length of one push.
 PUSH_CHUNK_HOPS = 64
+
+FILTER_METHODS = ('auto', 'direct', 'fft')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,11 +314,35 @@ Args:
     frontend(clip): TF's 'same' padding aligns the frame grid by the length
     (the Streamer then masks the end at total_samples; the pure `finish`
     keeps the padded end).
+  filter_method: how a filterbank step (Leaf, SincNet, SincNetPlus) filters
+    its new samples: 'direct' (a convolution, window multiply-adds per
+    sample and channel; a step of several hops convolves them as a batch of
+    hops), 'fft' (`real_fft_filterbank.correlate`: overlap-save with TFLite
+    builtins, float32 filters only; a step whose sample count is not static
+    filters directly), or 'auto' (default), now 'direct': in LiteRT on one
+    thread the FFT step of 10 hops measured slower than the direct one
+    (benchmarks/README.md, "streaming cost"). Both give the same frames to
+    float32 rounding.
 """
 
-  def __init__(self, frontend, total_samples: Optional[int] = None):
+  def __init__(self, frontend, total_samples: Optional[int] = None,
+               filter_method: str = 'auto'):
     self.frontend = frontend
     self.parts = parts = frontend_parts(frontend)
+    if filter_method not in FILTER_METHODS:
+      raise ValueError(
+          f'Streaming {type(frontend).__name__}: filter_method must be one of '
+          f'{FILTER_METHODS}; got {filter_method!r}.')
+    self._filter_dtype = (parts.filters()[1] if parts.kind == 'filterbank'
+                          else None)
+    if filter_method == 'fft' and self._filter_dtype != tf.float32:
+      raise ValueError(
+          f"Streaming {type(frontend).__name__}: filter_method='fft' needs a "
+          'filterbank with float32 filters (Leaf); this frontend '
+          + ('pools itself.' if parts.kind != 'filterbank' else
+             'filters in float64.') + " Use 'auto' or 'direct'.")
+    self.filter_method = filter_method
+    self._constant_filters = False
     if total_samples is not None and (
         isinstance(total_samples, bool) or
         not isinstance(total_samples, (int, np.integer)) or total_samples < 0):
@@ -484,8 +513,30 @@ Args:
     with `tf.lite.TFLiteConverter.from_saved_model(dir, signature_keys=...)`
     (builtin ops only) to run the stream with explicit state in TFLite.
     """
-    return flat_step_function(self.step, self.initial_state(batch_size),
+    def step(state, samples):
+      with self.constant_filters():
+        return self.step(state, samples)
+
+    return flat_step_function(step, self.initial_state(batch_size),
                               [batch_size, hops * self.hop_samples], 'frames')
+
+  @contextlib.contextmanager
+  def constant_filters(self):
+    """Within it, a traced step holds its filters as constants.
+
+    The filters (and the FFT method's spectra of them) are computed from the
+    weights when the step is traced, eagerly, and enter the graph as
+    constants: an exported or converted step (the signatures, `to_tflite`)
+    then does not recompute them on every call, and LiteRT's XNNPACK runs
+    the convolution, which it takes only with constant filters. A step
+    traced outside this context reads the weights on every call (it follows
+    later changes of the weights, e.g. `Streamer`).
+    """
+    previous, self._constant_filters = self._constant_filters, True
+    try:
+      yield
+    finally:
+      self._constant_filters = previous
 
   def export(self, directory, batch_size: int = 1, hops: int = 1):
     """Writes a SavedModel whose endpoint 'step' is `step_signature`."""
@@ -564,6 +615,11 @@ Args:
     """Which stream positions hold signal: 0 <= p < position + end."""
     return tf.logical_and(positions >= 0, positions - position < end)
 
+  def _filters_by_fft(self, length):
+    """Whether a step filters `length` (static or None) samples by FFT."""
+    return (self.filter_method == 'fft' and length is not None and
+            self._filter_dtype == tf.float32)
+
   def _filterbank(self, buffer, history, start, end, position, hops):
     """Pooled energies [B, hops, C] and the new filter-output history.
 
@@ -580,11 +636,36 @@ Args:
       # not the filter's response to its first sample.
       positions = start + tf.range(tf.shape(signal)[1])
       signal *= tf.cast(positions >= 0, signal.dtype)[tf.newaxis]
-    filters, dtype = parts.filters()
-    filters = tf.cast(filters, dtype)
-    outputs = tf.nn.conv1d(
-        tf.cast(signal, dtype)[:, :, tf.newaxis],
-        filters[:, tf.newaxis, :], stride=1, padding='VALID')
+    by_fft = self._filters_by_fft(signal.shape[1])
+    terms = None
+    if self._constant_filters:
+      with tf.init_scope():  # eagerly, once, at trace time
+        filters, dtype = parts.filters()
+        filters = tf.constant(tf.cast(filters, dtype).numpy())
+        if by_fft:
+          size = real_fft_filterbank.correlation_size(
+              window, signal.shape[1] - window + 1)
+          terms = tuple(tf.constant(term.numpy()) for term in
+                        real_fft_filterbank.correlation_terms(filters, size))
+    else:
+      filters, dtype = parts.filters()
+      filters = tf.cast(filters, dtype)
+    if by_fft:
+      outputs = real_fft_filterbank.correlate(signal, filters, terms=terms)
+    elif isinstance(hops, int) and hops > 1:
+      # Hop by hop as a batch: each hop's outputs read hop + window - 1
+      # samples (LiteRT's convolution is faster on these short rows than
+      # on one long one: benchmarks/README.md, "streaming cost").
+      rows = framing.overlapping_frames(tf.cast(signal, dtype),
+                                        hop + window - 1, hop)
+      outputs = tf.reshape(
+          tf.nn.conv1d(tf.reshape(rows, [-1, hop + window - 1, 1]),
+                       filters[:, tf.newaxis, :], stride=1, padding='VALID'),
+          [-1, hops * hop, filters.shape[1]])
+    else:
+      outputs = tf.nn.conv1d(
+          tf.cast(signal, dtype)[:, :, tf.newaxis],
+          filters[:, tf.newaxis, :], stride=1, padding='VALID')
     # One output per new sample, at stream positions start + conv_left + j.
     outputs = tf.cast(outputs, tf.float32)
     if parts.activation is not None:

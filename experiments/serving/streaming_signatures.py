@@ -28,8 +28,15 @@ whole hops, for its last frame to be final), `window_samples` and
 `stream_state_names` (what state_in_<i> holds, for debugging).
 
 Cadence k: the classifier runs after every k-th hop (hops k, 2k, ... counted
-from 1); the steps in between return the last probabilities, so a stream
-costs the frontend every hop and the classifier every k hops.
+from 1); the steps in between return the last probabilities. Every step
+runs the frontend on its hop, so a stream costs the frontend every hop and
+the classifier every k hops. With `buffer_hops=True` the steps in between
+only keep their hop in the state ('pending_samples', the last k - 1 hops)
+and the k-th step runs the frontend once on the k hops, then the
+classifier: the same frames and probabilities (to float32 rounding), but
+in LiteRT the frontend then runs inside the step's conditional subgraph,
+where XNNPACK does not run its convolution, and the stream costs more
+(benchmarks/README.md, "streaming cost"); it is not the default.
 
 Non-finite input: a hop holding a NaN or inf sample is fed to the frontend
 with those samples set to zero, so the state never becomes NaN; `valid` is
@@ -129,13 +136,16 @@ class StreamingClassifier:
     multi_label: sigmoid probabilities if True, softmax otherwise.
     cadence: positive int k, default 1: the classifier runs after every k-th
       hop; the steps in between return the last probabilities.
+    buffer_hops: bool, default False: with k > 1, run the frontend once
+      every k hops on the buffered hops instead of on every hop (see the
+      module docstring).
 
   Raises:
     NotStreamableError: the model cannot be streamed.
   """
 
   def __init__(self, classifier, window_samples: int, multi_label: bool,
-               cadence: int = 1):
+               cadence: int = 1, buffer_hops: bool = False):
     check_streamable(classifier)
     if (isinstance(cadence, bool) or not isinstance(cadence, int) or
         cadence < 1):
@@ -144,6 +154,10 @@ class StreamingClassifier:
                        f'{cadence!r}.')
     self.classifier = _classifier_of(classifier)
     self.frontend = streaming.StreamingFrontend(self.classifier.frontend)
+    # Samples kept between frontend runs: the last k - 1 hops.
+    self.buffer_hops = bool(buffer_hops)
+    self.pending_samples = ((cadence - 1) * self.frontend.hop_samples
+                            if self.buffer_hops else 0)
     self.hop_samples = self.frontend.hop_samples
     self.lookahead_samples = self.frontend.lookahead_samples
     self.window_samples = int(window_samples)
@@ -167,6 +181,9 @@ class StreamingClassifier:
     reach = (getattr(self.frontend, 'history_samples', 0) +
              getattr(self.frontend, 'energy_history', 0) +
              2 * self.lookahead_samples)
+    # (With k > 1 the frames of a hop are computed up to k - 1 hops later,
+    # but the window at the hops that run the classifier is the same as at
+    # k = 1, and so is the count.)
     self.invalid_hops = self.window_frames + math.ceil(
         reach / self.hop_samples) + 2
     self.state_names = sorted(self.initial_state(1))
@@ -188,6 +205,9 @@ class StreamingClassifier:
                                       tf.float32)
     state['hops_since_run'] = tf.zeros([batch_size], tf.int32)
     state['invalid_hops'] = tf.zeros([batch_size], tf.int32)
+    if self.pending_samples:
+      state['pending_samples'] = tf.zeros([batch_size, self.pending_samples],
+                                          tf.float32)
     return state
 
   def _frontend_state(self, state):
@@ -216,23 +236,44 @@ class StreamingClassifier:
     finite_samples = _finite(samples)
     hop_is_finite = tf.reduce_all(finite_samples, axis=-1)
     samples = tf.where(finite_samples, samples, tf.zeros_like(samples))
-    frontend_state, frames = self.frontend.step(
-        self._frontend_state(state), samples)
-    window = tf.concat([state['frames'], frames],
-                       axis=1)[:, -self.window_frames:]
     hops_since_run = (state['hops_since_run'] + 1) % self.cadence
+    frontend_state = self._frontend_state(state)
 
-    def classify():
+    def run_frontend(new_samples):
+      """The frontend on new_samples [B, j * hop]: its state, the window."""
+      new_frontend_state, frames = self.frontend.step(frontend_state,
+                                                      new_samples)
+      return new_frontend_state, tf.concat(
+          [state['frames'], frames], axis=1)[:, -self.window_frames:]
+
+    def classify(window):
       logits = tf.cast(_frames_to_logits(self.classifier, window), tf.float32)
       return (tf.sigmoid(logits) if self.multi_label else
               tf.nn.softmax(logits))
 
+    def run(new_samples):
+      new_frontend_state, window = run_frontend(new_samples)
+      return new_frontend_state, window, classify(window)
+
+    pending = {}
     if self.cadence == 1:
-      probabilities = classify()
-    else:
+      frontend_state, window, probabilities = run(samples)
+    elif not self.buffer_hops:
+      frontend_state, window = run_frontend(samples)
       probabilities = tf.cond(
-          tf.reduce_any(tf.equal(hops_since_run, 0)), classify,
-          lambda: state['probabilities'])
+          tf.reduce_any(tf.equal(hops_since_run, 0)),
+          lambda: classify(window), lambda: state['probabilities'])
+    else:
+      kept = state['pending_samples']
+      # A damaged state (NaN from elsewhere) restarts from zeros.
+      kept = tf.where(_finite(kept), kept, tf.zeros_like(kept))
+      buffered = tf.concat([kept, samples], axis=1)  # the last k hops
+      frontend_state, window, probabilities = tf.cond(
+          tf.reduce_any(tf.equal(hops_since_run, 0)),
+          lambda: run(buffered),
+          lambda: (frontend_state, state['frames'],
+                   state['probabilities']))
+      pending = {'pending_samples': buffered[:, self.hop_samples:]}
     invalid_hops = tf.where(
         hop_is_finite, tf.maximum(state['invalid_hops'] - 1, 0),
         tf.fill([batch], tf.constant(self.invalid_hops, tf.int32)))
@@ -253,6 +294,7 @@ class StreamingClassifier:
         'hops_since_run': hops_since_run,
         'invalid_hops': invalid_hops,
     })
+    new_state.update(pending)
     shown = tf.where(valid[:, tf.newaxis], probabilities,
                      tf.fill(tf.shape(probabilities), np.nan))
     return new_state, shown, valid
@@ -271,8 +313,10 @@ class StreamingClassifier:
               for index, name in enumerate(names)]
 
     def stream_step(samples, *state):
-      new_state, probabilities, valid = self.step(dict(zip(names, state)),
-                                                  samples)
+      # The frontend's filters enter the exported graph as constants.
+      with self.frontend.constant_filters():
+        new_state, probabilities, valid = self.step(dict(zip(names, state)),
+                                                    samples)
       outputs = {'probabilities': probabilities, 'valid': valid}
       outputs.update({f'state_out_{index}': new_state[name]
                       for index, name in enumerate(names)})
