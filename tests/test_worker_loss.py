@@ -15,8 +15,8 @@ from test_train_cli import worker_bindings
 
 pytestmark = pytest.mark.slow
 
-# The chief waits about this long after the stop; the steps before it take
-# well under a second each, also on a busy machine.
+# The chief waits about this long after the stop; every step of the tiny
+# model before the stop must finish within it.
 STEP_TIMEOUT = 10
 
 
