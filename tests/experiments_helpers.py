@@ -64,3 +64,21 @@ def train_args(model_dir, configs, bindings):
   return ([f'--gin_config={c}' for c in configs] +
           [f'--gin_bindings={b}' for b in bindings] +
           [f'--model_dir={model_dir}'])
+
+
+def train_in_process(model_dir, configs, bindings):
+  """What `python -m experiments.train` with these gin files (paths relative
+  to the repository root) and bindings trains, run in this process: for a
+  reference run whose process the test does not watch (no import of
+  TensorFlow to pay again). Returns train()'s test metrics."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import gin_files  # pylint: disable=g-import-not-at-top
+  from experiments.training import job  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    gin_files.parse([str(REPO_ROOT / config) for config in configs],
+                    bindings)
+    return job.train(model_dir=str(model_dir))
+  finally:
+    gin.clear_config()

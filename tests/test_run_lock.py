@@ -63,12 +63,15 @@ def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
 def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
   # A process that takes the lock and dies without releasing it (SIGKILL).
   result = python(f"""
-      import os
+      import os, sys
       from experiments.training import run_lock
       run_lock.acquire({str(tmp_path)!r}, 'train')
+      print('tensorflow' in sys.modules, flush=True)
       os._exit(0)
       """)
   assert result.returncode == 0, result.stderr[-2000:]
+  # A local lock needs no TensorFlow (whose import takes seconds).
+  assert result.stdout.strip() == 'False'
   stale = json.loads((tmp_path / run_lock.LOCK_FILE).read_text())
   assert stale['pid'] != os.getpid()
   with caplog.at_level(logging.WARNING):

@@ -1,5 +1,10 @@
 """The training binary as users run it: resuming after SIGKILL, distribution
-strategies, and error messages. Each test starts real processes."""
+strategies, and error messages. Each test starts real processes.
+
+A process costs seconds before its first step (TensorFlow's import, the
+model, tracing), so the runs that several tests compare against are made
+once per module (`console_run`, `one_worker_weights`), and every run but the
+console's reads the module's prepared `data_dir`."""
 
 import json
 import os
@@ -45,19 +50,42 @@ def fingerprints(stderr):
   return re.findall(r'Final weights fingerprint: (\w+)', stderr)
 
 
-def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path,
-                                                              tone_folder):
-  bindings = tiny(tone_folder, tmp_path / 'tfds', **{
-      'train.num_epochs': 4, 'train.steps_per_epoch': 3})
-  # --verbosity=0 shows absl's INFO lines (the weights fingerprint).
-  reference = helpers.run_module(
-      'experiments.train', '--verbosity=0',
-      *helpers.train_args(tmp_path / 'reference', CONFIGS, bindings))
-  assert reference.returncode == 0, reference.stderr[-3000:]
+def resumable(tone_folder, data_dir, **overrides):
+  """The bindings of the killed run and of its uninterrupted reference."""
+  return tiny(tone_folder, data_dir, **{
+      'train.num_epochs': 3, 'train.steps_per_epoch': 3, **overrides})
 
+
+@pytest.fixture(scope='module')
+def console_run(tmp_path_factory, tone_folder):
+  """A 3-epoch run as a user starts it: its console shown (train.verbose =
+  1, no --verbosity), TensorFlow printing all it would
+  (TF_CPP_MIN_LOG_LEVEL=0), and a data_dir of its own, so that TFDS
+  prepares the data in this process too. It is also the killed run's
+  uninterrupted reference: what is shown changes nothing that is trained.
+
+  Returns:
+    (model_dir, the finished process: subprocess.CompletedProcess).
+  """
+  root = tmp_path_factory.mktemp('console')
+  model_dir = root / 'run'
+  result = helpers.run_module(
+      'experiments.train', *helpers.train_args(
+          model_dir, CONFIGS,
+          resumable(tone_folder, root / 'tfds', **{'train.verbose': 1})),
+      env={'TF_CPP_MIN_LOG_LEVEL': '0'})
+  return model_dir, result
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(
+    tmp_path, tone_folder, data_dir, console_run):
+  reference, finished = console_run
+  assert finished.returncode == 0, finished.stderr[-3000:]
   model_dir = tmp_path / 'run'
+  # --verbosity=0 shows absl's INFO lines (the weights fingerprint).
   command = [sys.executable, '-m', 'experiments.train', '--verbosity=0',
-             *helpers.train_args(model_dir, CONFIGS, bindings)]
+             *helpers.train_args(model_dir, CONFIGS,
+                                 resumable(tone_folder, data_dir))]
   env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL='2')
   process = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                              stdout=subprocess.DEVNULL,
@@ -72,18 +100,20 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path,
   process.send_signal(signal.SIGKILL)  # In epoch 2 (or its end).
   process.wait()
   killed_after = json.loads(state.read_text())['epoch']
-  assert 1 <= killed_after < 4
+  assert 1 <= killed_after < 3
 
   resumed = subprocess.run(command, cwd=REPO_ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert epochs_logged(model_dir) == [0, 1, 2, 3]
+  assert epochs_logged(model_dir) == [0, 1, 2]
   assert ((model_dir / 'metrics.csv').read_text() ==
-          (tmp_path / 'reference' / 'metrics.csv').read_text())
-  for got, want in zip(final_weights(model_dir),
-                       final_weights(tmp_path / 'reference')):
+          (reference / 'metrics.csv').read_text())
+  for got, want in zip(final_weights(model_dir), final_weights(reference)):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-  assert fingerprints(resumed.stderr) == fingerprints(reference.stderr)
+  # The reference's absl lines are in its log (its console was quiet).
+  want_prints = fingerprints((reference / 'train.log').read_text())
+  assert len(want_prints) == 1
+  assert fingerprints(resumed.stderr) == want_prints
   for name in ('best.keras', 'last.keras', 'run.json', 'config.gin',
                'test_metrics.json'):
     assert (model_dir / name).exists(), name
@@ -91,11 +121,11 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path,
 
 
 def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path,
-                                                        tone_folder):
+                                                        tone_folder, data_dir):
   model_dir = tmp_path / 'run'
   command = [sys.executable, '-m', 'experiments.train', *helpers.train_args(
-      model_dir, CONFIGS, tiny(tone_folder, tmp_path / 'tfds', **{
-          'train.num_epochs': 3, 'train.steps_per_epoch': 3}))]
+      model_dir, CONFIGS, tiny(tone_folder, data_dir, **{
+          'train.num_epochs': 2, 'train.steps_per_epoch': 2}))]
   env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL='2')
   process = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -107,7 +137,7 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path,
       break
     time.sleep(0.02)
   assert process.poll() is None, 'the run ended before it could be stopped'
-  process.send_signal(signal.SIGINT)
+  process.send_signal(signal.SIGINT)  # In epoch 2 (or its end).
   _, stderr = process.communicate(timeout=120)
   assert process.returncode != 0
   assert 'interrupted: rerun the same command to resume' in stderr
@@ -115,15 +145,16 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path,
   resumed = subprocess.run(command, cwd=REPO_ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert epochs_logged(model_dir) == [0, 1, 2]
+  assert epochs_logged(model_dir) == [0, 1]
 
 
-def test_mirrored_strategy_over_two_logical_cpus(tmp_path, tone_folder):
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path, tone_folder,
+                                                data_dir):
   result = helpers.run_module(
       'experiments.train', '--strategy=mirrored', '--logical_cpus=2',
       '--verbosity=0',
       *helpers.train_args(tmp_path / 'run', CONFIGS,
-                          tiny(tone_folder, tmp_path / 'tfds')))
+                          tiny(tone_folder, data_dir)))
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Strategy mirrored with 2 replica(s)' in result.stderr
   assert (tmp_path / 'run' / 'test_metrics.json').exists()
@@ -195,9 +226,22 @@ def run_workers(model_dir, bindings, count=2, timeout=420):
   return results
 
 
+@pytest.fixture(scope='module')
+def one_worker_weights(tmp_path_factory, tone_folder, data_dir):
+  """The final weights of one worker trained with worker_bindings: what two
+  workers must reach (the same global batch and seed), uninterrupted or
+  not. Trained in this process: what is compared is the weights, not the
+  binary."""
+  model_dir = tmp_path_factory.mktemp('one_worker') / 'run'
+  helpers.train_in_process(model_dir, WORKER_CONFIGS,
+                           worker_bindings(tone_folder, data_dir))
+  assert epochs_logged(model_dir) == [0, 1]
+  return final_weights(model_dir)
+
+
 @pytest.mark.slow
-def test_two_local_workers_train_one_model(tmp_path, tone_folder):
-  data_dir = tmp_path / 'tfds'
+def test_two_local_workers_train_one_model(tmp_path, tone_folder, data_dir,
+                                           one_worker_weights):
   model_dir = tmp_path / 'run'
   results = run_workers(model_dir, worker_bindings(
       tone_folder, data_dir, **{'train.export': True}))
@@ -221,29 +265,14 @@ def test_two_local_workers_train_one_model(tmp_path, tone_folder):
                              atol=1e-5)
 
   # One worker, same global batch and seed: the same weights.
-  single = helpers.run_module(
-      'experiments.train',
-      *helpers.train_args(tmp_path / 'single', WORKER_CONFIGS,
-                          worker_bindings(tone_folder, data_dir)),
-      env={'CUDA_VISIBLE_DEVICES': '-1'})
-  assert single.returncode == 0, single.stderr[-3000:]
-  for got, want in zip(final_weights(model_dir),
-                       final_weights(tmp_path / 'single')):
+  for got, want in zip(final_weights(model_dir), one_worker_weights):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
-                                                         tone_folder):
-  data_dir = tmp_path / 'tfds'
-  bindings = worker_bindings(tone_folder, data_dir,
-                             **{'train.num_epochs': 3})
-  reference = helpers.run_module(
-      'experiments.train', *helpers.train_args(tmp_path / 'reference',
-                                               WORKER_CONFIGS, bindings),
-      env={'CUDA_VISIBLE_DEVICES': '-1'})
-  assert reference.returncode == 0, reference.stderr[-3000:]
-
+def test_killing_a_worker_in_epoch_2_then_rerunning_both(
+    tmp_path, tone_folder, data_dir, one_worker_weights):
+  bindings = worker_bindings(tone_folder, data_dir)  # 2 epochs.
   model_dir = tmp_path / 'run'
   log = tmp_path / 'workers.err'
   with open(log, 'w') as stderr:
@@ -256,6 +285,8 @@ def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
       if state.exists() and json.loads(state.read_text())['epoch'] >= 1:
         break
       time.sleep(0.02)
+    # Worker 1 ends only after the chief's last checkpoint, which follows
+    # epoch 2's steps (collectives) and last.keras.json of epoch 2.
     assert processes[1].poll() is None, 'worker 1 ended before the kill'
     processes[1].send_signal(signal.SIGKILL)  # In epoch 2.
     processes[1].wait()
@@ -271,15 +302,14 @@ def test_killing_a_worker_in_epoch_2_then_rerunning_both(tmp_path,
       if process.poll() is None:
         process.kill()
         process.wait()
-  assert json.loads(state.read_text())['epoch'] < 3
+  assert json.loads(state.read_text())['epoch'] < 2
 
   results = run_workers(model_dir, bindings)
   for returncode, _, stderr in results:
     assert returncode == 0, stderr[-3000:]
-  assert epochs_logged(model_dir) == [0, 1, 2]
+  assert epochs_logged(model_dir) == [0, 1]
   assert not list(worker_tmp(model_dir).glob('leaf-audio-*'))
-  for got, want in zip(final_weights(model_dir),
-                       final_weights(tmp_path / 'reference')):
+  for got, want in zip(final_weights(model_dir), one_worker_weights):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -304,7 +334,8 @@ LIBRARY_LINE = re.compile(
     r'TensorFlow|Downloading and preparing|Generating splits))', re.M)
 
 
-def test_the_console_is_quiet_and_errors_are_one_line(tmp_path, tone_folder):
+def test_the_console_is_quiet_and_errors_are_one_line(tmp_path, tone_folder,
+                                                      console_run):
   missing = helpers.run_module(
       'experiments.train', '--gin_config=gin_configs/lef.gin',
       f'--model_dir={tmp_path / "a"}')
@@ -312,24 +343,24 @@ def test_the_console_is_quiet_and_errors_are_one_line(tmp_path, tone_folder):
   assert missing.stderr.strip() == (
       "error: gin config file not found: 'gin_configs/lef.gin'. Did you mean "
       'gin_configs/leaf.gin, gin_configs/mel.gin, gin_configs/default.gin?')
-  model_dir = tmp_path / 'b'
-  bindings = tiny(tone_folder, tmp_path / 'tfds', **{'train.verbose': 1})
-  # TF_CPP_MIN_LOG_LEVEL=0: TensorFlow prints everything it would.
-  first = helpers.run_module(
-      'experiments.train', *helpers.train_args(model_dir, CONFIGS, bindings),
-      env={'TF_CPP_MIN_LOG_LEVEL': '0'})
+  model_dir, first = console_run
   assert first.returncode == 0, first.stderr[-3000:]
   assert not LIBRARY_LINE.search(first.stdout + first.stderr), (
       first.stdout + first.stderr)
   assert first.stderr == ''
-  assert re.search(r'Chosen epoch: 1 of 1 \(best.keras: the epoch with the '
-                   r'highest val_accuracy', first.stdout), first.stdout
+  chosen = json.loads((model_dir / 'test_metrics.json').read_text())[
+      'chosen_epoch']
+  assert re.search(rf'Chosen epoch: {chosen} of 3 \(best.keras: the epoch '
+                   r'with the highest val_accuracy', first.stdout), first.stdout
   assert re.search(r'Test accuracy: \d+\.\d% chosen model, \d+\.\d% last '
                    'epoch', first.stdout), first.stdout
-  assert 'Epoch 1/1' in first.stdout and 'loss: ' in first.stdout
+  assert 'Epoch 1/3' in first.stdout and 'loss: ' in first.stdout
   # What the console did not show is in the run's log.
   log = (model_dir / 'train.log').read_text()
   assert LIBRARY_LINE.search(log) and 'Final weights fingerprint' in log
+  # The console run's data_dir, prepared.
+  bindings = resumable(tone_folder, model_dir.parent / 'tfds',
+                       **{'train.verbose': 1})
   other = helpers.run_module(
       'experiments.train',
       *helpers.train_args(model_dir, [CONFIGS[0], 'gin_configs/leaf.gin'],

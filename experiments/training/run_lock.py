@@ -27,6 +27,8 @@ How the file is created:
   Two processes starting within that pause may, rarely, both proceed; the
   lock there protects against the common case, a second run started while
   the first is running.
+TensorFlow is imported only for the latter: a process that locks a local
+folder (a test, a tool) does not pay its import.
 """
 
 import datetime
@@ -38,7 +40,6 @@ import time
 import uuid
 
 from absl import logging
-import tensorflow as tf
 
 from experiments import errors
 
@@ -54,6 +55,26 @@ class RunLockedError(errors.RunFolderError):
 
 def _is_local(path: str) -> bool:
   return '://' not in path
+
+
+def _tensorflow():
+  """TensorFlow, for tf.io.gfile on other file systems (gs://...)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf
+
+
+def _file_errors() -> tuple:
+  """What reading or removing a lock file may raise: OSError and
+  ValueError, and TensorFlow's OpError once tf.io.gfile is in use."""
+  tf = sys.modules.get('tensorflow')
+  return (OSError, ValueError) + ((tf.errors.OpError,) if tf else ())
+
+
+def _remove(path: str) -> None:
+  if _is_local(path):
+    os.remove(path)
+  else:
+    _tensorflow().io.gfile.remove(path)
 
 
 def _process_start(pid: int):
@@ -103,10 +124,10 @@ class RunLock:
     self._held = False
     try:
       if _read_owner(self.path).get('token') == self.owner['token']:
-        tf.io.gfile.remove(self.path)
+        _remove(self.path)
       if self._created_dir:
         _remove_if_empty(self._created_dir)
-    except (tf.errors.OpError, OSError, ValueError) as error:
+    except _file_errors() as error:
       logging.warning('Could not release the lock %s: %s', self.path, error)
 
   def __enter__(self):
@@ -127,17 +148,25 @@ def _remove_if_empty(folder: str) -> None:
       os.rmdir(folder)
     except OSError:
       pass  # Not empty (another process writes there), or gone.
-  elif not tf.io.gfile.listdir(folder):
-    tf.io.gfile.rmtree(folder)
+  elif not _tensorflow().io.gfile.listdir(folder):
+    _tensorflow().io.gfile.rmtree(folder)
 
 
 def _read_owner(path: str) -> dict:
   """The lock file's content; {} if it is gone; ValueError if damaged."""
-  try:
-    with tf.io.gfile.GFile(path, 'r') as file:
-      text = file.read()
-  except tf.errors.NotFoundError:
-    return {}
+  if _is_local(path):
+    try:
+      with open(path, encoding='utf-8') as file:
+        text = file.read()
+    except FileNotFoundError:
+      return {}
+  else:
+    tf = _tensorflow()
+    try:
+      with tf.io.gfile.GFile(path, 'r') as file:
+        text = file.read()
+    except tf.errors.NotFoundError:
+      return {}
   owner = json.loads(text)
   if not isinstance(owner, dict):
     raise ValueError(f'not a JSON object: {text[:80]!r}')
@@ -170,9 +199,10 @@ def _create(path: str, text: str, token: str) -> bool:
       return False
     finally:
       os.remove(temporary)
-  if tf.io.gfile.exists(path):
+  gfile = _tensorflow().io.gfile
+  if gfile.exists(path):
     return False
-  with tf.io.gfile.GFile(path, 'w') as file:
+  with gfile.GFile(path, 'w') as file:
     file.write(text)
   time.sleep(REMOTE_SETTLE_SECONDS)
   try:
@@ -191,7 +221,7 @@ def _remove_if_owned_by(path: str, holder: dict, token: str) -> bool:
   """
   if not _is_local(path):
     if _read_owner(path).get('token') == holder.get('token'):
-      tf.io.gfile.remove(path)
+      _remove(path)
       return True
     return False
   aside = f'{path}.{token}.stale'
@@ -268,8 +298,12 @@ def acquire(model_dir, purpose: str = 'train') -> RunLock:
   """
   model_dir = os.fspath(model_dir)
   created_dir = ''
-  if not tf.io.gfile.exists(model_dir):
-    tf.io.gfile.makedirs(model_dir)
+  if _is_local(model_dir):
+    if not os.path.exists(model_dir):
+      os.makedirs(model_dir, exist_ok=True)
+      created_dir = model_dir
+  elif not _tensorflow().io.gfile.exists(model_dir):
+    _tensorflow().io.gfile.makedirs(model_dir)
     created_dir = model_dir
   path = os.path.join(model_dir, LOCK_FILE)
   token = uuid.uuid4().hex
