@@ -36,7 +36,6 @@ import sys
 import types
 
 import numpy as np
-import scipy.signal
 import tensorflow_datasets as tfds
 
 from experiments.data import audio_feature
@@ -142,6 +141,7 @@ def _pulsed_tone(band):
 def _log_chirp(start_band, end_band):
   def source(t, rng, sample_rate):
     del sample_rate  # Unused: t is already in seconds.
+    import scipy.signal  # pylint: disable=g-import-not-at-top
     # Ends at the last sample so the sweep spans the whole clip.
     return scipy.signal.chirp(
         t, f0=rng.uniform(*start_band), t1=t[-1],
@@ -161,6 +161,7 @@ def _harmonic_complex(t, rng, sample_rate):
 def _noise_band(edges):
   def source(t, rng, sample_rate):
     low_hz, high_hz = rng.uniform(*edges[0]), rng.uniform(*edges[1])
+    import scipy.signal  # pylint: disable=g-import-not-at-top
     sos = scipy.signal.butter(4, (low_hz, high_hz), btype='bandpass',
                               fs=sample_rate, output='sos')
     return scipy.signal.sosfilt(sos, rng.standard_normal(t.shape[0]))

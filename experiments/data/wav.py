@@ -21,7 +21,6 @@ import warnings
 
 import numpy as np
 import scipy.io.wavfile
-import scipy.signal
 
 from experiments import errors
 from experiments import storage
@@ -229,6 +228,9 @@ def resample(samples, from_rate, to_rate):
   samples = np.asarray(samples)
   if from_rate == to_rate:
     return samples.astype(np.float32)
+  # Imported here: scipy.signal adds about a second to every process that
+  # reads WAV files but never resamples one.
+  import scipy.signal  # pylint: disable=g-import-not-at-top
   divisor = math.gcd(from_rate, to_rate)
   resampled = scipy.signal.resample_poly(
       samples.astype(np.float64), to_rate // divisor, from_rate // divisor,
