@@ -288,10 +288,9 @@ def test_other_frontends_convert_to_both_formats(name, tmp_path, monkeypatch):
   # traces no Keras model's default save signature (archive.track() would
   # trace one per model while it looks for lookup tables).
   loads, default_signatures = [], []
-  load = tf.saved_model.load
-  monkeypatch.setattr(tf.saved_model, 'load',
-                      lambda *args, **kwargs: loads.append(args) or load(
-                          *args, **kwargs))
+  load = converters._load  # pylint: disable=protected-access
+  monkeypatch.setattr(converters, '_load',
+                      lambda *args: loads.append(args) or load(*args))
   monkeypatch.setattr(keras.Model, '_default_save_signature', property(
       lambda model: default_signatures.append(model.name)))
   written = export_cli.export_run(model_dir, tflite=tmp_path / 'm.tflite',
