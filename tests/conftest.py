@@ -52,6 +52,25 @@ def data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp('tfds')
 
 
+@pytest.fixture(scope='session')
+def tiny_export(tmp_path_factory):
+  """A tiny untrained LEAF classifier, saved as a training run and exported
+  by `python -m experiments.export` to a SavedModel and every converted file
+  (experiments_helpers.export_tiny_run): {'model_dir', 'saved_model' (the
+  version folder), 'tflite', 'onnx', 'streaming_tflite', 'streaming_onnx':
+  paths; 'label_names'; 'stdout' of the export}.
+
+  Built once per test run and shared by the test processes, so READ ONLY:
+  a test that writes into an export or replaces a file works on a copy.
+  """
+  import experiments_helpers  # pylint: disable=g-import-not-at-top
+  written = experiments_helpers.built_once(
+      experiments_helpers.shared_temp_root(tmp_path_factory) / 'tiny_export',
+      experiments_helpers.export_tiny_run)
+  return {key: (value if key in ('label_names', 'stdout') else
+                pathlib.Path(value)) for key, value in written.items()}
+
+
 # Test files whose tests take longest in all, longest first (from the
 # durations table `make test` prints). `make test` runs files in parallel
 # processes, a file at a time per process, in collection order: starting the

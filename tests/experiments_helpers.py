@@ -82,3 +82,101 @@ def train_in_process(model_dir, configs, bindings):
     return job.train(model_dir=str(model_dir))
   finally:
     gin.clear_config()
+
+
+def built_once(folder, build):
+  """What `build(folder)` returned (JSON-able), built once per test run.
+
+  pytest-xdist runs test files in separate processes, and a session fixture
+  runs once in each. A fixture that should build something once per test
+  run gives a folder that every process of the run shares
+  (`shared_temp_root`) and its builder here: the first process to take the
+  folder's lock builds it, the others wait for the lock and then read what
+  it built. A build that fails leaves nothing behind, so the next process
+  that asks builds again (and fails alike, with its own error).
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  folder = pathlib.Path(folder)
+  folder.parent.mkdir(parents=True, exist_ok=True)
+  done = folder.parent / f'{folder.name}.built.json'
+  with open(folder.parent / f'{folder.name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        try:
+          result = json.dumps(build(folder))
+        except BaseException:
+          shutil.rmtree(folder, ignore_errors=True)
+          raise
+        done.write_text(result)
+      return json.loads(done.read_text())
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def shared_temp_root(tmp_path_factory):
+  """A folder of this test run that all its processes share: the parent of
+  a pytest-xdist worker's temporary folder, or the run's own when there are
+  no workers (the parent then holds earlier runs too)."""
+  root = tmp_path_factory.getbasetemp()
+  return root.parent if os.environ.get('PYTEST_XDIST_WORKER') else root
+
+
+TINY_LABELS = ['zero', 'one', 'two', 'three']
+TINY_WINDOW = 16000
+# experiments.export's flag -> the file it writes, beside the run folder.
+TINY_FILES = {'tflite': 'offline.tflite', 'onnx': 'offline.onnx',
+              'streaming_tflite': 'streaming.tflite',
+              'streaming_onnx': 'streaming.onnx'}
+
+
+def export_tiny_run(root):
+  """A tiny untrained LEAF classifier as a training run, exported.
+
+  The classifier (`Leaf(n_filters=8)`, `ConvNet((4, 8))`, len(TINY_LABELS)
+  classes, no loudness normalisation, so that it streams and its stream can
+  equal the offline model) is saved as a run in root/run (best.keras,
+  run.json), then `python -m experiments.export` writes root/run/export and
+  the four converted files of TINY_FILES in root.
+
+  Returns:
+    {'model_dir', 'saved_model' (the export's version folder), each flag of
+    TINY_FILES: its file, as strings; 'label_names'; 'stdout' of the export}.
+
+  Raises:
+    RuntimeError: the export failed (its stderr).
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments.serving import export_directory  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(root)
+  model_dir = root / 'run'
+  model_dir.mkdir(parents=True)
+  keras.utils.set_random_seed(0)
+  model = models.AudioClassifier(leaf_audio.Leaf(n_filters=8),
+                                 models.ConvNet((4, 8)),
+                                 num_outputs=len(TINY_LABELS),
+                                 normalization=None)
+  model.build((None, TINY_WINDOW))
+  model.save(model_dir / 'best.keras')
+  (model_dir / 'run.json').write_text(json.dumps({
+      'window_samples': TINY_WINDOW, 'sample_rate': SAMPLE_RATE,
+      'multi_label': False, 'label_names': TINY_LABELS}))
+  result = run_module('experiments.export', f'--model_dir={model_dir}',
+                      *[f'--{flag}={root / name}'
+                        for flag, name in TINY_FILES.items()])
+  if result.returncode != 0:
+    raise RuntimeError(f'python -m experiments.export failed:\n'
+                       f'{result.stderr[-3000:]}')
+  written = {flag: str(root / name) for flag, name in TINY_FILES.items()}
+  written.update(
+      model_dir=str(model_dir),
+      saved_model=export_directory.saved_model_path(model_dir / 'export'),
+      label_names=TINY_LABELS, stdout=result.stdout)
+  return written

@@ -49,12 +49,11 @@ def _run_dir(root, frontend):
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-  """{'saved_model': folder, flag: file} for a tiny LEAF classifier."""
-  root = tmp_path_factory.mktemp('leaf')
-  model_dir = _run_dir(root / 'run', leaf_audio.Leaf(n_filters=8))
-  return export_cli.export_run(
-      model_dir, **{flag: root / name for flag, name in FILES.items()})
+def exported(tiny_export):
+  """{'saved_model': folder, flag: file} for a tiny LEAF classifier (the
+  run's shared export, conftest.tiny_export: read only)."""
+  assert tiny_export['label_names'] == LABELS
+  return {key: tiny_export[key] for key in ('saved_model', *FILES)}
 
 
 @pytest.fixture(scope='module')
@@ -279,17 +278,32 @@ def test_an_earlier_file_is_replaced(exported, tmp_path):
 
 
 @pytest.mark.parametrize('name', ['EfficientLeaf', 'MelFilterbanks'])
-def test_other_frontends_convert_to_both_formats(name, tmp_path):
+def test_other_frontends_convert_to_both_formats(name, tmp_path, monkeypatch):
   frontend = (leaf_audio.EfficientLeaf(n_filters=8, compression='pcen')
               if name == 'EfficientLeaf' else
               leaf_audio.MelFilterbanks(n_filters=8))
   model_dir = _run_dir(tmp_path / 'run', frontend)
+  # Both files are converted from one load of the SavedModel (a load
+  # restores every function of the export: seconds each), and the export
+  # traces no Keras model's default save signature (archive.track() would
+  # trace one per model while it looks for lookup tables).
+  loads, default_signatures = [], []
+  load = converters._load  # pylint: disable=protected-access
+  monkeypatch.setattr(converters, '_load',
+                      lambda *args: loads.append(args) or load(*args))
+  monkeypatch.setattr(keras.Model, '_default_save_signature', property(
+      lambda model: default_signatures.append(model.name)))
   written = export_cli.export_run(model_dir, tflite=tmp_path / 'm.tflite',
                                   onnx=tmp_path / 'm.onnx')
+  assert len(loads) == 1, loads
+  assert not default_signatures, default_signatures
+  monkeypatch.undo()
+  opened = {key: runtimes.open_runtime(written[key])
+            for key in ('saved_model', 'tflite', 'onnx')}
   for seconds in (0.5, 1.8):
     clips = _clips(seconds)
-    want, want_valid = _serving_default(written['saved_model'], clips)
+    want, want_valid = _serving_default(opened['saved_model'], clips)
     for key in ('tflite', 'onnx'):
-      got, valid = runtimes.open_runtime(written[key]).classify(clips)
+      got, valid = opened[key].classify(clips)
       assert valid.tolist() == want_valid.tolist()
       np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-3)

@@ -25,31 +25,11 @@ WINDOW = 16000
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):  # Trains and exports: for slow tests only.
-  """A tiny LEAF classifier trained a few steps on the embedded dataset."""
-  keras.utils.set_random_seed(0)
-  model = models.AudioClassifier(
-      leaf_audio.Leaf(n_filters=8), models.ConvNet((4, 8)), num_outputs=10,
-      normalization=None)
-  model.build((None, WINDOW))
-  clips, labels = [], []
-  for index in range(20):
-    clip = synthetic.synthesize_example(index % 10, np.random.default_rng(
-        index))[:WINDOW]
-    clips.append(np.pad(clip, [0, WINDOW - len(clip)]))
-    labels.append(index % 10)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True))
-  model.fit(np.array(clips, np.float32), np.array(labels), batch_size=10,
-            epochs=2, verbose=0)
-  windowed = models.WindowedClassifier(model, WINDOW)
-  export_dir = tmp_path_factory.mktemp('run') / 'export'
-  names = [f'class_{index}' for index in range(10)]
-  serving.export_saved_model(windowed, names, SAMPLE_RATE, WINDOW, False,
-                             export_dir)
-  return model, export_dir
-
+def exported(tiny_export):  # Exports (once per test run): slow tests only.
+  """(model, export folder) of a tiny untrained LEAF classifier: the run's
+  shared export (conftest.tiny_export, read only)."""
+  model = keras.saving.load_model(tiny_export['model_dir'] / 'best.keras')
+  return model, tiny_export['model_dir'] / 'export'
 
 
 def _three_seconds():
@@ -79,7 +59,7 @@ def _offline(model, audio):
 
 
 @pytest.mark.slow
-def test_signature_tflite_and_offline_agree(exported):
+def test_signature_tflite_and_offline_agree(exported, tiny_export):
   model, export_dir = exported
   audio = _three_seconds()
   loaded = tf.saved_model.load(export_directory.saved_model_path(export_dir))
@@ -93,9 +73,9 @@ def test_signature_tflite_and_offline_agree(exported):
     signature_rows.append(outputs['probabilities'].numpy()[0])
   signature_rows = np.array(signature_rows)
 
-  path = streaming_export.write_streaming_tflite(
-      export_dir, export_dir.parent / 'streaming.tflite')
-  tflite_rows = streaming_export.run_tflite(path.read_bytes(), audio, HOP)
+  # Written by experiments.export --streaming_tflite (converters.py).
+  tflite_rows = streaming_export.run_tflite(
+      tiny_export['streaming_tflite'].read_bytes(), audio, HOP)
 
   offline = _offline(model, audio)
   assert len(offline) > 150  # hops whose window lies inside the 3 s clip
@@ -114,7 +94,9 @@ def test_stream_cli_prints_the_top_label_over_time(exported, tmp_path):
   path = tmp_path / 'clip.wav'
   wav.write_wav(path, _three_seconds(), SAMPLE_RATE)
   times, probabilities, names, _ = stream_cli.stream_file(export_dir, path)
-  assert len(times) == 300 and probabilities.shape == (300, 10)
+  assert len(times) == 300
+  assert list(names) == helpers.TINY_LABELS
+  assert probabilities.shape == (300, len(names))
   np.testing.assert_allclose(probabilities.sum(axis=1), 1., atol=1e-5)
   plot = tmp_path / 'probabilities.png'
   result = helpers.run_module('experiments.stream',
@@ -129,20 +111,12 @@ def test_stream_cli_prints_the_top_label_over_time(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_cli_writes_the_streaming_tflite(exported, tmp_path):
+def test_export_cli_writes_the_streaming_tflite(exported, tiny_export):
+  # The shared export is experiments.export's, run with --streaming_tflite
+  # (it fails, with the binary's stderr, unless the binary exits with 0).
   model, _ = exported
-  model_dir = tmp_path / 'run'
-  model_dir.mkdir()
-  model.save(model_dir / 'best.keras')
-  (model_dir / 'run.json').write_text(json.dumps({
-      'window_samples': WINDOW, 'sample_rate': SAMPLE_RATE,
-      'multi_label': False,
-      'label_names': [f'class_{index}' for index in range(10)]}))
-  path = tmp_path / 'streaming.tflite'
-  result = helpers.run_module('experiments.export', f'--model_dir={model_dir}',
-                              f'--streaming_tflite={path}', timeout=600)
-  assert result.returncode == 0, result.stderr
-  assert f'Streaming TFLite model written to {path}' in result.stdout
+  path = tiny_export['streaming_tflite']
+  assert f'Streaming TFLite model written to {path}' in tiny_export['stdout']
   audio = _three_seconds()[:2 * WINDOW]
   rows = streaming_export.run_tflite(path.read_bytes(), audio, HOP)
   offline = _offline(model, audio)

@@ -6,6 +6,7 @@
                            (opset ONNX_OPSET)
   write_streaming_tflite   'stream_step' signature -> .tflite
   write_streaming_onnx     'stream_step' signature -> .onnx
+  write_files              several of these from one load of the SavedModel
   read_metadata            the marker of a .tflite or .onnx file, or None
 
 Every file carries this project's marker: JSON under the key `leaf_audio`,
@@ -221,6 +222,18 @@ def _export_marker(loaded, saved_model_dir, kind: str, **extra) -> dict:
   return marker
 
 
+def _module_of_variables(loaded):
+  """A tf.Module that holds the loaded export's variables, and only them:
+  what the converter's input needs saved beside its one function. (Holding
+  `loaded` itself would save every function of the export again, and the
+  TFLite converter would then load them all: seconds per file.)"""
+  module = tf.Module()
+  module.export_variables = [
+      item for item in tf.train.TrackableView(loaded).descendants()
+      if isinstance(item, tf.Variable)]
+  return module
+
+
 def _offline_module(loaded, saved_model_dir, fmt='tflite'):
   """A tf.Module whose 'serving_default' is the export's 'tflite' signature
   (TFLite builtins: the FFT method's builtin variant where it applies) or,
@@ -237,8 +250,7 @@ def _offline_module(loaded, saved_model_dir, fmt='tflite'):
         f'{saved_model_dir} was exported before the tflite signature took any '
         f'length (its input is {spec.shape}); re-export it with python -m '
         'experiments.export.')
-  module = tf.Module()
-  module.loaded = loaded
+  module = _module_of_variables(loaded)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.float32, name='waveform')])
@@ -276,8 +288,7 @@ def _streaming_module(loaded, saved_model_dir):
   specs += [tf.TensorSpec(inputs[name].shape, inputs[name].dtype,
                           name=f'state_in_{index}')
             for index, name in enumerate(names)]
-  module = tf.Module()
-  module.loaded = loaded
+  module = _module_of_variables(loaded)
 
   @tf.function(input_signature=specs)
   def step(samples, *state):
@@ -462,16 +473,24 @@ def _check_converted(content: bytes, fmt: str):
                        f'{str(error).strip().splitlines()[0]}') from error
 
 
-def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples):
-  path = check_destination(path, flag, fmt)
+def _load(saved_model_dir, flag):
+  """(the version folder read, the loaded SavedModel) of saved_model_dir."""
   try:
     # An export folder's newest version; a plain SavedModel folder as is.
     saved_model_dir = export_directory.saved_model_path(saved_model_dir)
-    loaded = tf.saved_model.load(str(saved_model_dir))
+    return saved_model_dir, tf.saved_model.load(str(saved_model_dir))
   except (OSError, ValueError, tf.errors.OpError) as error:
     raise ValueError(f'--{flag}: could not load the SavedModel in '
                      f'{str(saved_model_dir)!r}: {type(error).__name__}'
                      ) from error
+
+
+def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples,
+             loaded=None):
+  """Writes one file; `loaded` is saved_model_dir already loaded (_load)."""
+  path = check_destination(path, flag, fmt)
+  if loaded is None:
+    saved_model_dir, loaded = _load(saved_model_dir, flag)
   if streaming:
     module, function, hop, names = _streaming_module(loaded, saved_model_dir)
     exported = loaded.signatures['metadata']()
@@ -504,6 +523,58 @@ def _convert(saved_model_dir, path, flag, fmt, streaming, lookahead_samples):
   check_destination(path, flag, fmt)
   _write_atomically(path, content)
   return path
+
+
+# What write_files writes for each flag: (format, streaming).
+_KINDS = {'tflite': ('tflite', False), 'onnx': ('onnx', False),
+          'streaming_tflite': ('tflite', True),
+          'streaming_onnx': ('onnx', True)}
+
+
+def write_files(saved_model_dir, files, lookahead_samples=0, report=None):
+  """Each file of `files` converted from one load of the SavedModel.
+
+  What the write_* functions below write, one after the other, without
+  loading the SavedModel again for each (a load traces every function of
+  the export).
+
+  Args:
+    saved_model_dir: an export folder (its newest version is read) or a
+      SavedModel folder.
+    files: {flag: path}, flags 'tflite', 'onnx' (offline), 'streaming_tflite'
+      and 'streaming_onnx' (the stream_step signature), in the order to
+      write them.
+    lookahead_samples: the stream's lookahead, for the streaming files of
+      exports whose metadata() lacks it.
+    report: optional callable(flag, path), called after each file is written.
+
+  Returns:
+    {flag: path written}.
+
+  Raises:
+    ArtifactDestinationError: a destination may not be written (each is
+      checked before the SavedModel is loaded, and again before it is
+      written).
+    ValueError: an unknown flag, a SavedModel that cannot be loaded, or a
+      conversion that failed (the message names the flag).
+  """
+  unknown = sorted(set(files) - set(_KINDS))
+  if unknown:
+    raise ValueError(f'write_files: unknown flags {unknown}; expected some '
+                     f'of {sorted(_KINDS)}.')
+  files = {flag: check_destination(path, flag, _KINDS[flag][0])
+           for flag, path in files.items()}
+  written = {}
+  if not files:
+    return written
+  saved_model_dir, loaded = _load(saved_model_dir, next(iter(files)))
+  for flag, path in files.items():
+    fmt, streaming = _KINDS[flag]
+    written[flag] = _convert(saved_model_dir, path, flag, fmt, streaming,
+                             lookahead_samples, loaded)
+    if report is not None:
+      report(flag, written[flag])
+  return written
 
 
 def write_offline_tflite(saved_model_dir, path, flag='tflite'):

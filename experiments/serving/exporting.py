@@ -88,15 +88,9 @@ def _export_model(model, run, model_dir, export_dir, files, report):
       windowed, run['label_names'], run['sample_rate'], run['window_samples'],
       run['multi_label'], export_dir, model_dir=model_dir)}
   report(f'SavedModel written to {written["saved_model"]}')
-  writers = {
-      'tflite': converters.write_offline_tflite,
-      'onnx': converters.write_offline_onnx,
-      'streaming_tflite': lambda d, p: converters.write_streaming_tflite(
-          d, p, lookahead_samples),
-      'streaming_onnx': lambda d, p: converters.write_streaming_onnx(
-          d, p, lookahead_samples),
-  }
-  for flag, path in files.items():
-    written[flag] = writers[flag](written['saved_model'], path)
-    report(f'{_DESCRIPTIONS[flag]} written to {written[flag]}')
+  # One load of the SavedModel for all the files.
+  written.update(converters.write_files(
+      written['saved_model'], files, lookahead_samples,
+      report=lambda flag, path: report(
+          f'{_DESCRIPTIONS[flag]} written to {path}')))
   return written

@@ -275,9 +275,12 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
   window_samples = int(window_samples)
   max_frames = int(MAX_WAV_SECONDS * sample_rate)
 
+  # autograph=False here and below: the signatures' loops and branches are
+  # tf.while_loop / tf.cond already, and converting them (with every
+  # function they call) would cost seconds per export.
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.float32, name='waveform')
-  ])
+  ], autograph=False)
   def serve_waveform(waveform):
     finite = _finite_clips(waveform)
     shape = tf.shape(waveform)
@@ -317,7 +320,8 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
         _wav_windows(contents, header, window_samples))
     return logits[0], ok
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='wav')])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='wav')],
+               autograph=False)
   def serve_wav(wav):
     logits, ok = tf.map_fn(
         classify_wav, (tf.range(tf.size(wav)), wav),
@@ -337,7 +341,7 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
   onnx_model = methods.with_method(windowed_model, 'direct')
   onnx = _converter_input(onnx_model, multi_label)
 
-  @tf.function(input_signature=[])
+  @tf.function(input_signature=[], autograph=False)
   def metadata():
     facts = {
         'sample_rate': rate,
@@ -381,7 +385,7 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
   """
   export_dir = export_directory.check_destination(export_dir, model_dir)
   archive = keras.export.ExportArchive()
-  archive.track(windowed_model)
+  _list_variables(archive, windowed_model)
   description = {
       'label_names': [str(name) for name in label_names],
       'sample_rate': int(sample_rate),
@@ -397,13 +401,25 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
       description['streaming_refused'] = str(error)
   functions = serving_functions(windowed_model, label_names, sample_rate,
                                 window_samples, multi_label, stream)
-  archive.track(functions.pop('_direct_model'))
-  archive.track(functions.pop('_onnx_model'))
+  _list_variables(archive, functions.pop('_direct_model'))
+  _list_variables(archive, functions.pop('_onnx_model'))
   for name, function in functions.items():
     archive.add_endpoint(name, function)
   with export_directory.staged_export(export_dir, description) as staging:
     archive.write_out(staging, verbose=False)
   return export_directory.latest_version(export_dir)
+
+
+def _list_variables(archive, model):
+  """Lists `model`'s variables in the archive as archive.track(model) does
+  (the loaded SavedModel's `variables`, `trainable_variables`,
+  `non_trainable_variables`), without track()'s search of the model for
+  lookup tables, which traces every Keras model inside it once more (its
+  default save signature: seconds per export). The models exported here
+  hold no tables."""
+  archive.variables.extend(model.variables)
+  archive.trainable_variables.extend(model.trainable_variables)
+  archive.non_trainable_variables.extend(model.non_trainable_variables)
 
 
 def _converter_input(model, multi_label):
@@ -413,7 +429,7 @@ def _converter_input(model, multi_label):
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.float32, name='waveform')
-  ])
+  ], autograph=False)
   def classify(waveform):
     batch = tf.shape(waveform)[0]
     # A batch of 0 clips gives 0 rows, as serving_default does. The
