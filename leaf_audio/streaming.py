@@ -273,7 +273,9 @@ def flat_step_function(step, initial_state, samples_shape, output_name):
     outputs.update({'state_' + key: state[key] for key in names})
     return outputs
 
-  return tf.function(flat_step, input_signature=specs)
+  # Without autograph (the step has no Python control flow on tensors): its
+  # conversion is most of a trace's time.
+  return tf.function(flat_step, input_signature=specs, autograph=False)
 
 
 class StreamingFrontend:

@@ -298,6 +298,7 @@ def test_streaming_names_no_stage_class():
   # Its only isinstance checks are on frontends and plain Python types.
   checked = set(re.findall(r'isinstance\([^,]+,\s*([^)]+)\)', source))
   allowed = {'frontend_lib.Frontend', 'StreamingFrontend', 'dict', 'bool',
+             'int',
              '(int, np.integer'}
   assert checked <= allowed, checked - allowed
 

@@ -322,7 +322,9 @@ class StreamingClassifier:
                       for index, name in enumerate(names)})
       return outputs
 
-    return tf.function(stream_step, input_signature=specs)
+    # Without autograph: the step has no Python control flow on tensors, and
+    # autograph's conversion took most of the export's time.
+    return tf.function(stream_step, input_signature=specs, autograph=False)
 
   def initial_state_signature(self, batch_size: int = 1):
     """() -> {'state_in_<i>': zeros}: feed it to the first step."""
@@ -333,7 +335,8 @@ class StreamingClassifier:
       return {f'state_in_{index}': tf.zeros_like(initial[name])
               for index, name in enumerate(names)}
 
-    return tf.function(stream_initial_state, input_signature=[])
+    return tf.function(stream_initial_state, input_signature=[],
+                       autograph=False)
 
   def metadata(self):
     """The streaming facts `metadata()` adds, as constants."""
