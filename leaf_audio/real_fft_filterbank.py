@@ -108,6 +108,27 @@ def _extend(half, size):
       [half, tf.reverse(half[..., 1:size // 2], axis=[-1])], axis=-1)
 
 
+def _grouped_transforms(rows, u, v, groups: int, size: int):
+  """The forward RFFT2D of each row's spectrum mixed with a group's terms.
+
+  Args:
+    rows: float32 [R, size], the signal's chunks.
+    u, v: float32 [groups, 4, size], the terms the chunk's real and
+      imaginary spectrum parts are multiplied by (`_filter_terms`).
+    groups: filter groups of _GROUP channels.
+    size: the FFT size N.
+
+  Returns:
+    complex64 [R groups, _GROUP, N / 2 + 1].
+  """
+  chunk_real, chunk_imag = _spectrum_parts(rows)          # [R, N / 2 + 1]
+  chunk_real = _extend(chunk_real, size)[:, tf.newaxis]   # [R, 1, N]
+  chunk_imag = _extend(chunk_imag, size)[:, tf.newaxis]
+  mixed = (chunk_real * tf.reshape(u, [groups * _GROUP, size]) +
+           chunk_imag * tf.reshape(v, [groups * _GROUP, size]))
+  return tf.signal.rfft2d(tf.reshape(mixed, [-1, _GROUP, size]))
+
+
 def _grouped(rows):
   """[2 C, ...] in the order (real parts, imaginary parts) -> [C / 2, 4, ...]
   in a group's order (real 2 g, real 2 g + 1, imaginary 2 g, imaginary 2 g + 1)."""
@@ -271,12 +292,7 @@ def pooled_energy(waveform, real, imag, windows, stride: int, padding: str,
                     [-1, size])                          # [B R, N]
 
   u, v = _filter_terms(real, imag, size)                 # [G, 4, N]
-  chunk_real, chunk_imag = _spectrum_parts(rows)         # [B R, N / 2 + 1]
-  chunk_real = _extend(chunk_real, size)[:, tf.newaxis]  # [B R, 1, N]
-  chunk_imag = _extend(chunk_imag, size)[:, tf.newaxis]
-  mixed = (chunk_real * tf.reshape(u, [groups * _GROUP, size]) +
-           chunk_imag * tf.reshape(v, [groups * _GROUP, size]))
-  parts = tf.signal.rfft2d(tf.reshape(mixed, [-1, _GROUP, size]))
+  parts = _grouped_transforms(rows, u, v, groups, size)  # [B R G, 4, N/2+1]
   energies = _group_energies(tf.math.real(parts), tf.math.imag(parts), hop,
                              size)                       # [B R G, 2, hop]
   # Energies outside the clip are zeros of the pooling's padding.
@@ -371,12 +387,7 @@ def correlate(signal, filters, size=None, terms=None):
                     [-1, size])                         # [B R, N]
   groups = -(-channels // _GROUP)
   u, v = terms if terms is not None else correlation_terms(filters, size)
-  chunk_real, chunk_imag = _spectrum_parts(rows)        # [B R, N / 2 + 1]
-  chunk_real = _extend(chunk_real, size)[:, tf.newaxis]  # [B R, 1, N]
-  chunk_imag = _extend(chunk_imag, size)[:, tf.newaxis]
-  mixed = (chunk_real * tf.reshape(u, [groups * _GROUP, size]) +
-           chunk_imag * tf.reshape(v, [groups * _GROUP, size]))
-  parts = tf.signal.rfft2d(tf.reshape(mixed, [-1, _GROUP, size]))
+  parts = _grouped_transforms(rows, u, v, groups, size)  # [B R G, 4, N/2+1]
   real = _rows_of(tf.math.real(parts), _GROUP)          # 4 x [B R G, N/2+1]
   imag = _rows_of(tf.math.imag(parts), _GROUP)
   # F[0] = Z_0, F[2] = Z_2, F[1] = (Z_1 - i Z_3) / 2, F[3] = (Z_1 + i Z_3) / 2.

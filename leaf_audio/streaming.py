@@ -643,12 +643,16 @@ Args:
     if self._constant_filters:
       with tf.init_scope():  # eagerly, once, at trace time
         filters, dtype = parts.filters()
-        filters = tf.constant(tf.cast(filters, dtype).numpy())
+        filters = tf.cast(filters, dtype).numpy()
         if by_fft:
           size = real_fft_filterbank.correlation_size(
               window, signal.shape[1] - window + 1)
-          terms = tuple(tf.constant(term.numpy()) for term in
-                        real_fft_filterbank.correlation_terms(filters, size))
+          terms = [term.numpy() for term in
+                   real_fft_filterbank.correlation_terms(filters, size)]
+      # Const nodes of the traced graph (an eager tensor would be captured
+      # as an extra input, which tf2onnx keeps as one).
+      filters = tf.constant(filters)
+      terms = terms and tuple(tf.constant(term) for term in terms)
     else:
       filters, dtype = parts.filters()
       filters = tf.cast(filters, dtype)
