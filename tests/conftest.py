@@ -82,10 +82,17 @@ LONGEST_FILES_FIRST = (
     'test_runtimes.py',
     'test_train_cli.py',
     'test_docs.py',
-    'test_streaming_export.py',
+    'test_training.py',
     'test_serving.py',
+    'test_frontend.py',
+    'test_optimizers.py',
     'test_augmentation.py',
+    'test_training_loop.py',
+    'test_streaming_export.py',
     'test_conformance.py',
+    'test_efficient_leaf.py',
+    'test_stream_cadence.py',
+    'test_storage.py',
 )
 
 
