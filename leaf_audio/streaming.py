@@ -652,7 +652,8 @@ Args:
       # Const nodes of the traced graph (an eager tensor would be captured
       # as an extra input, which tf2onnx keeps as one).
       filters = tf.constant(filters)
-      terms = terms and tuple(tf.constant(term) for term in terms)
+      if terms is not None:
+        terms = tuple(tf.constant(term) for term in terms)
     else:
       filters, dtype = parts.filters()
       filters = tf.cast(filters, dtype)
