@@ -315,8 +315,11 @@ def _streaming_module(loaded, saved_model_dir):
 
 def _to_tflite(module, function, key: str) -> bytes:
   with tempfile.TemporaryDirectory() as folder:
-    tf.saved_model.save(module, folder,
-                        signatures={key: function.get_concrete_function()})
+    # The converter reads the forward graph only: tracing each custom
+    # gradient (e.g. leaf_audio.blocks') would cost seconds for nothing.
+    tf.saved_model.save(
+        module, folder, signatures={key: function.get_concrete_function()},
+        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     converter = tf.lite.TFLiteConverter.from_saved_model(
         folder, signature_keys=[key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
