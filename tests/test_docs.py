@@ -13,19 +13,15 @@ TensorFlow Datasets reads a prepared LeafSynthetic of a few clips from a
 scratch data dir.
 """
 
-import contextlib
 import doctest
 import importlib.util
-import io
 import json
 import os
 import re
-import runpy
 import shlex
 import subprocess
 import sys
 
-from absl import flags
 import gin
 import pytest
 from tensorflow_datasets.core import constants as tfds_constants
@@ -35,6 +31,7 @@ from experiments import configurables  # pylint: disable=unused-import
 from experiments import gin_files as configuration
 from experiments.training import job as training  # pylint: disable=unused-import
 from experiments.data import synthetic
+import experiments_helpers as helpers
 
 DOCS = REPO_ROOT / 'docs'
 NETWORK_MARK = '<!-- docs-test: network -->'
@@ -139,82 +136,16 @@ class PageRunner:
                    for argv in argvs)
 
 
-def _forget_module(module):
-  """Drops `module` from sys.modules and from its package's attributes
-  (`from package import module` reads the attribute first)."""
-  sys.modules.pop(module, None)
-  parent, _, name = module.rpartition('.')
-  if parent in sys.modules and hasattr(sys.modules[parent], name):
-    delattr(sys.modules[parent], name)
-
-
-@contextlib.contextmanager
-def only_absl_flags():
-  """Hides every flag but absl's own while a binary runs, then restores them.
-
-  A binary defines its flags (--model_dir, ...) when its module runs, and
-  binaries imported as modules (experiments.inspect in test_inspect) have
-  defined theirs already. The modules that defined the hidden flags (e.g.
-  experiments.run_flags, shared by several binaries) are imported afresh
-  while the binary runs, so that they define their flags again.
-  """
-  registry = flags.FLAGS
-  hidden = [(module, flag)
-            for module, module_flags in registry.flags_by_module_dict().items()
-            if not module.startswith('absl.') for flag in module_flags]
-  for _, flag in hidden:
-    if flag.name in registry:
-      delattr(registry, flag.name)
-  # Only this project's modules: TensorFlow's must not be imported twice.
-  defining = {module for module, _ in hidden
-              if module in sys.modules and module.startswith('experiments.')}
-  saved_modules = {module: sys.modules[module] for module in defining}
-  for module in defining:
-    _forget_module(module)
-  try:
-    yield
-  finally:
-    # Modules that defined flags while the binary ran are forgotten too, so
-    # that the next binary that imports them defines their flags again.
-    defined = {module for module in registry.flags_by_module_dict()
-               if module in sys.modules and module.startswith('experiments.')}
-    for module in defining | defined:
-      _forget_module(module)
-    for module, loaded in saved_modules.items():
-      sys.modules[module] = loaded
-      parent, _, name = module.rpartition('.')
-      if parent in sys.modules:
-        setattr(sys.modules[parent], name, loaded)
-    for name in list(registry):
-      module = registry.find_module_defining_flag(name, default='')
-      if not module.startswith('absl.'):
-        delattr(registry, name)
-    for module, flag in hidden:
-      registry[flag.name] = flag
-      registry.register_flag_by_module(module, flag)
-
-
 def run_module_main(module, args, where):
   """`python -m module args`, in this process; returns its stdout."""
   if module == 'experiments.train':
     args = args + TINY_TRAINING
-  saved_argv = sys.argv
-  sys.argv = [module] + args
-  gin.clear_config()
-  printed = io.StringIO()
-  code = 0
-  try:
-    with only_absl_flags(), contextlib.redirect_stdout(printed):
-      runpy.run_module(module, run_name='__main__', alter_sys=True)
-  except SystemExit as exit_:
-    code = exit_.code
-  finally:
-    sys.argv = saved_argv
-    gin.clear_config()
-  assert code in (None, 0), (
-      f'{where}: python -m {module} {shlex.join(args)} exited with {code!r}; '
-      f'it printed:\n{printed.getvalue()[-3000:]}')
-  return printed.getvalue()
+  result = helpers.run_module_in_process(module, *args)
+  assert result.returncode == 0, (
+      f'{where}: python -m {module} {shlex.join(args)} exited with '
+      f'{result.returncode!r}; it printed:\n{result.stdout[-3000:]}\n'
+      f'--- stderr\n{result.stderr[-3000:]}')
+  return result.stdout
 
 
 def run_page(page, workdir, tfds_dir, monkeypatch):

@@ -329,8 +329,9 @@ def test_export_cli_refuses_a_streaming_tflite_of_a_normalised_model(
       'window_samples': WINDOW, 'sample_rate': SAMPLE_RATE,
       'multi_label': False, 'label_names': ['a', 'b', 'c']}))
   path = tmp_path / 'streaming.tflite'
-  result = helpers.run_module('experiments.export', f'--model_dir={model_dir}',
-                              f'--streaming_tflite={path}', timeout=600)
+  result = helpers.run_module_in_process(
+      'experiments.export', f'--model_dir={model_dir}',
+      f'--streaming_tflite={path}')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and 'LoudnessNormalization' in last
