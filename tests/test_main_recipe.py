@@ -5,6 +5,7 @@ levels. Its own file, so that the parallel test processes run it beside
 tests/test_runtimes.py's tiny-model tests."""
 
 from concurrent import futures
+import json
 
 import numpy as np
 import pytest
@@ -66,6 +67,18 @@ def main_recipe_run(tmp_path_factory):
       timeout=3600)
   assert result.returncode == 0, result.stderr[-3000:]
   return model_dir
+
+
+def test_main_recipe_run_records_its_identity(main_recipe_run):
+  """default.gin on the embedded dataset: LEAF and the ConvNet on the 10
+  classes of LeafSynthetic (tests/test_training.py's tiny runs use tone
+  folders)."""
+  run = json.loads((main_recipe_run / 'run.json').read_text())
+  assert run['frontend'] == 'Leaf' and run['encoder'] == 'ConvNet'
+  assert run['dataset'].startswith('leaf_synthetic')
+  assert len(set(run['label_names'])) == 10
+  metrics = json.loads((main_recipe_run / 'test_metrics.json').read_text())
+  assert 0. <= metrics['accuracy'] <= 1.
 
 
 MAIN_CLIPS = 40

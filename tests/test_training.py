@@ -1,8 +1,7 @@
-"""Every gin config trains; runs leave the documented files; bad configs fail
+"""Every encoder and task config trains; runs leave the documented files; bad configs fail
 clearly. Runs here are tiny (a tone folder, 2 steps) and in-process."""
 
 import json
-import pathlib
 
 import gin
 import keras
@@ -15,14 +14,14 @@ from experiments.training import run_files as checkpoints
 from experiments import configurables  # pylint: disable=unused-import
 from experiments import gin_files as configuration
 from experiments.training import job as training
-from experiments.data import synthetic
 import experiments_helpers as helpers
 
 # Each test trains or exports a model: minutes in all (make test-fast skips).
 pytestmark = pytest.mark.slow
 
 GIN_DIR = REPO_ROOT / 'gin_configs'
-FRONTENDS = ['leaf', 'mel', 'tfbanks', 'sincnet', 'sincnet_plus']
+# Every frontend gin file trains in tests/test_training_loop.py
+# (test_frontend_files_compose_on_default_gin_without_warnings).
 
 
 
@@ -38,25 +37,6 @@ def train_in_process(model_dir, configs, bindings):
 
 def gin_file(name):
   return GIN_DIR / f'{name}.gin'
-
-
-@pytest.mark.parametrize('frontend', FRONTENDS)
-def test_every_frontend_config_trains(tmp_path, tone_folder, data_dir,
-                                      frontend):
-  configs = [gin_file('common'), gin_file(frontend), gin_file('convnet')]
-  bindings = helpers.tiny_bindings(tone_folder, data_dir,
-                                   **{'ConvNet.filters': '[4, 8]'})
-  metrics = train_in_process(tmp_path, configs, bindings)
-  assert set(metrics) == {'accuracy', 'top5_accuracy'}
-  assert 0. <= metrics['accuracy'] <= 1.
-  run = json.loads((tmp_path / 'run.json').read_text())
-  assert run['label_names'] == ['high', 'low']
-  model = keras.saving.load_model(tmp_path / 'best.keras')
-  frontend_layer = model.frontend
-  assert type(frontend_layer).__name__ == run['frontend']
-  for name in ('config.gin', 'last.keras', 'metrics.csv', 'test_metrics.json'):
-    assert (tmp_path / name).exists(), name
-  assert f'@leaf_audio.{run["frontend"]}' in (tmp_path / 'config.gin').read_text()
 
 
 @pytest.mark.parametrize('encoder, overrides', [
@@ -92,26 +72,6 @@ def test_task_configs_parse_and_name_a_known_dataset(task):
   if name not in ('folder', 'leaf_synthetic'):
     # The builder's code ships with TFDS, so this needs no network.
     assert tfds.builder_cls(name) is not None
-
-
-def test_default_config_trains_on_the_embedded_dataset(tmp_path, data_dir,
-                                                       monkeypatch):
-  # The embedded set's splits, cut to a few clips of each class: preparing
-  # the full 2800 clips is most of this test's time, and the run reads the
-  # same builder either way.
-  monkeypatch.setattr(synthetic, 'SPLIT_SIZES',
-                      {'train': 40, 'validation': 10, 'test': 10})
-  bindings = [
-      f'load_dataset.data_dir = {str(data_dir)!r}', 'train.num_epochs = 1',
-      'train.steps_per_epoch = 2', 'train.batch_size = 4',
-      'train.export = False', 'train.verbose = 0'
-  ]
-  metrics = train_in_process(tmp_path, [gin_file('default')], bindings)
-  run = json.loads((tmp_path / 'run.json').read_text())
-  assert run['frontend'] == 'Leaf' and run['encoder'] == 'ConvNet'
-  assert run['dataset'].startswith('leaf_synthetic')
-  assert len(run['label_names']) == 10
-  assert 0. <= metrics['accuracy'] <= 1.
 
 
 def test_a_run_with_another_identity_is_refused_and_left_intact(

@@ -237,12 +237,21 @@ def test_frontend_files_compose_on_default_gin_without_warnings(
   bindings = tiny(tone_folder, data_dir, **{
       'train.steps_per_epoch': 1, 'train.precise_batch_norm_batches': 1})
   with caplog.at_level(logging.INFO, logger='absl'):
-    train_in_process(tmp_path, configs, bindings)
+    metrics = train_in_process(tmp_path, configs, bindings)
   warnings = [r.getMessage() for r in caplog.records
               if r.levelno >= logging.WARNING and 'not used' in r.getMessage()]
   assert not warnings
+  # The run and its documented files.
+  assert set(metrics) >= {'accuracy', 'top5_accuracy'}
+  assert 0. <= metrics['accuracy'] <= 1.
   run = json.loads((tmp_path / 'run.json').read_text())
-  assert f'leaf_audio.{run["frontend"]}' in (tmp_path / 'config.gin').read_text()
+  assert run['label_names'] == ['high', 'low']
+  for name in ('config.gin', 'last.keras', 'metrics.csv', 'test_metrics.json'):
+    assert (tmp_path / name).exists(), name
+  assert f'@leaf_audio.{run["frontend"]}' in (
+      tmp_path / 'config.gin').read_text()
+  model = keras.saving.load_model(tmp_path / 'best.keras')
+  assert type(model.frontend).__name__ == run['frontend']
 
 
 def test_a_changed_frontend_argument_is_refused_and_nothing_changes(
