@@ -235,8 +235,8 @@ def export_tiny_run(root):
   The classifier (`Leaf(n_filters=8)`, `ConvNet((4, 8))`, len(TINY_LABELS)
   classes, no loudness normalisation, so that it streams and its stream can
   equal the offline model) is saved as a run in root/run (best.keras,
-  run.json), then `python -m experiments.export` writes root/run/export and
-  the four converted files of TINY_FILES in root.
+  run.json), then `python -m experiments.export`'s main (in this process)
+  writes root/run/export and the four converted files of TINY_FILES in root.
 
   Returns:
     {'model_dir', 'saved_model' (the export's version folder), each flag of
@@ -263,9 +263,10 @@ def export_tiny_run(root):
   (model_dir / 'run.json').write_text(json.dumps({
       'window_samples': TINY_WINDOW, 'sample_rate': SAMPLE_RATE,
       'multi_label': False, 'label_names': TINY_LABELS}))
-  result = run_module('experiments.export', f'--model_dir={model_dir}',
-                      *[f'--{flag}={root / name}'
-                        for flag, name in TINY_FILES.items()])
+  # The binary's main, in this process (which has TensorFlow already).
+  result = run_module_in_process(
+      'experiments.export', f'--model_dir={model_dir}',
+      *[f'--{flag}={root / name}' for flag, name in TINY_FILES.items()])
   if result.returncode != 0:
     raise RuntimeError(f'python -m experiments.export failed:\n'
                        f'{result.stderr[-3000:]}')
