@@ -11,21 +11,24 @@ from tests.conftest import max_abs
 TOLERANCE = 1e-5
 
 # name -> (constructor, sample rate); 22.05 kHz gives even windows (552).
+# EfficientLeaf in 2 groups: the same grouped streaming code as the paper's
+# 8 (each group is a branch of every traced graph); tests/test_conformance.py
+# streams gin_configs/efficient_leaf.gin's 8 groups.
 FRONTENDS = {
     'mel': lambda: leaf_audio.MelFilterbanks(),
     'leaf': lambda: leaf_audio.Leaf(),
     'leaf_preemp': lambda: leaf_audio.Leaf(preemp=True),
     'efficient_leaf_pcen': lambda: leaf_audio.EfficientLeaf(
-        compression='pcen'),
+        compression='pcen', num_groups=2),
     'sincnet': lambda: leaf_audio.SincNet(),
     'sincnet_plus': lambda: leaf_audio.SincNetPlus(),
     'leaf_22k': lambda: leaf_audio.Leaf(sample_rate=22050),
     'mel_22k': lambda: leaf_audio.MelFilterbanks(sample_rate=22050),
     'efficient_leaf_log_pcen_22k': lambda: leaf_audio.EfficientLeaf(
-        sample_rate=22050, compression='log_pcen'),
+        sample_rate=22050, compression='log_pcen', num_groups=2),
     # Frame-wise at inference: log gain, then batch norm's moving statistics.
     'efficient_leaf_logtbn_no_median': lambda: leaf_audio.EfficientLeaf(
-        compression=leaf_audio.LogTBN(median=None)),
+        compression=leaf_audio.LogTBN(median=None), num_groups=2),
 }
 
 _STREAMS = {}
