@@ -255,6 +255,9 @@ def test_two_input_pipelines_augment_each_example_as_one_pipeline_does():
 
 
 def train_in_process(model_dir, bindings):
+  """A tiny run of the augmentation recipe, with mel: augmentation acts on
+  the waveform before any frontend (LEAF's runs resume exactly in
+  tests/test_training_loop.py), and mel traces in a fraction of the time."""
   import gin  # pylint: disable=g-import-not-at-top
   from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
   from experiments import configurables  # pylint: disable=g-import-not-at-top,unused-import
@@ -263,7 +266,7 @@ def train_in_process(model_dir, bindings):
   gin.clear_config()
   try:
     gin_files.parse([str(REPO_ROOT / 'gin_configs' / name) for name in (
-        'common.gin', 'leaf.gin', 'convnet.gin', 'augmentation.gin')],
+        'common.gin', 'mel.gin', 'convnet.gin', 'augmentation.gin')],
                     bindings)
     return job.train(model_dir=str(model_dir))
   finally:
