@@ -34,12 +34,19 @@ install: $(VENV)/.installed-test
 TEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 
+# The package's bytecode, compiled once: the suite starts about 80 Python
+# processes, which would each compile it again where PYTHONDONTWRITEBYTECODE
+# is set (as on CI machines).
+COMPILE := $(BIN)/python -m compileall -q leaf_audio experiments > /dev/null
+
 # The full suite (what CI runs).
 test: $(VENV)/.installed-test
+	$(COMPILE)
 	$(PYTEST) --durations=25 tests
 
 # The suite without the tests marked slow (a few minutes), for development.
 test-fast: $(VENV)/.installed-test
+	$(COMPILE)
 	$(PYTEST) -m "not slow" tests
 
 train: $(VENV)/.installed-experiments
