@@ -178,8 +178,8 @@ def test_predict_reads_old_flat_exports_and_new_versions(tmp_path):
   assert export_directory.saved_model_path(new) == str(new / '2')
   assert export_directory.saved_model_path(old) == str(old)
   for folder in (old, new):
-    result = helpers.run_module('experiments.predict',
-                                f'--saved_model={folder}', '--top_k=2',
-                                str(tmp_path / 'a.wav'))
+    result = helpers.run_module_in_process('experiments.predict',
+                                           f'--saved_model={folder}',
+                                           '--top_k=2', str(tmp_path / 'a.wav'))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == f'{tmp_path / "a.wav"}: b (0.500), c (0.300)'
