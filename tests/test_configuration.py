@@ -38,8 +38,9 @@ def test_includes_resolve_from_the_repository_root(tmp_path):
 def test_the_train_cli_prints_one_line_for_a_missing_include(tmp_path):
   config = tmp_path / 'broken.gin'
   config.write_text("include 'nowhere/at_all.gin'\n")
-  result = helpers.run_module('experiments.train', f'--gin_config={config}',
-                              f'--model_dir={tmp_path / "run"}')
+  result = helpers.run_module_in_process('experiments.train',
+                                         f'--gin_config={config}',
+                                         f'--model_dir={tmp_path / "run"}')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
       f'error: file "{config}", line 1: include \'nowhere/at_all.gin\' names '
