@@ -59,12 +59,13 @@ def main_recipe_run(tmp_path_factory):
     patch.setattr(synthetic, 'SPLIT_SIZES', MAIN_RECIPE_SPLITS)
     synthetic.LeafSynthetic(data_dir=str(data_dir)).download_and_prepare()
   model_dir = root / 'run'
-  result = experiments_helpers.run_module(
-      'experiments.train', '--gin_config=gin_configs/default.gin',
+  default_gin = experiments_helpers.REPO_ROOT / 'gin_configs' / 'default.gin'
+  # The binary's main in this process (no second TensorFlow import).
+  result = experiments_helpers.run_module_in_process(
+      'experiments.train', f'--gin_config={default_gin}',
       f"--gin_bindings=load_dataset.data_dir = '{data_dir}'",
       '--gin_bindings=train.export = False',
-      '--gin_bindings=train.verbose = 0', f'--model_dir={model_dir}',
-      timeout=3600)
+      '--gin_bindings=train.verbose = 0', f'--model_dir={model_dir}')
   assert result.returncode == 0, result.stderr[-3000:]
   return model_dir
 
