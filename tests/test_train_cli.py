@@ -142,8 +142,9 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path,
   assert process.returncode != 0
   assert 'interrupted: rerun the same command to resume' in stderr
   assert 'Traceback' not in stderr
-  resumed = subprocess.run(command, cwd=REPO_ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+  # The same command again, as its main in this process (the killed run's
+  # test resumes in a process of its own).
+  resumed = helpers.run_module_in_process(*command[2:])
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert epochs_logged(model_dir) == [0, 1]
 
