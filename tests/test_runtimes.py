@@ -253,9 +253,11 @@ def test_export_refuses_a_users_file_before_writing_anything(tmp_path):
   assert user.read_bytes() == b'my own model'
   assert sorted(os.listdir(tmp_path)) == ['mine.onnx', 'run']
   assert not os.listdir(model_dir)  # no export folder either
-  result = helpers.run_module('experiments.export', f'--model_dir={model_dir}',
-                              f'--tflite={tmp_path / "a.tflite"}',
-                              f'--onnx={user}')
+  # The binary's main (tests/test_serving.py runs its one-line error in a
+  # process of its own).
+  result = helpers.run_module_in_process(
+      'experiments.export', f'--model_dir={model_dir}',
+      f'--tflite={tmp_path / "a.tflite"}', f'--onnx={user}')
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'error: --onnx: {str(user)!r} exists and was not written by')
