@@ -116,15 +116,14 @@ def last_weights(model_dir):
 @pytest.mark.slow
 def test_training_with_multiplier_zero_moves_only_the_encoder(
     tmp_path, tone_folder, data_dir):
-  folder = tone_folder
   common = {'ConvNet.filters': '[4, 8]', 'train.learning_rate': '1e-2',
             'train.frontend_learning_rate_multiplier': '0.0'}
   run = tmp_path / 'run'
-  train_in_process(run, helpers.tiny_bindings(folder, data_dir, **common))
+  train_in_process(run, helpers.tiny_bindings(tone_folder, data_dir, **common))
   frontend_1, others_1 = last_weights(run)
   # One more epoch, resumed from the checkpoint (optimizer state included).
   train_in_process(run, helpers.tiny_bindings(
-      folder, data_dir, **common, **{'train.num_epochs': '2'}))
+      tone_folder, data_dir, **common, **{'train.num_epochs': '2'}))
   frontend_2, others_2 = last_weights(run)
   for before, after in zip(frontend_1, frontend_2):
     np.testing.assert_array_equal(after, before)
@@ -149,12 +148,11 @@ def test_training_with_multiplier_one_builds_the_default_optimizer():
 
 @pytest.mark.parametrize('value', ['-0.5', 'True', "'fast'"])
 def test_bad_multipliers_get_clear_errors(tmp_path, tone_folder, value):
-  folder = tone_folder
   with pytest.raises(ValueError,
                      match='frontend_learning_rate_multiplier must be a '
                      'number >= 0'):
     train_in_process(tmp_path / 'run', helpers.tiny_bindings(
-        folder, tmp_path / 'tfds',
+        tone_folder, tmp_path / 'tfds',
         **{'train.frontend_learning_rate_multiplier': value}))
 
 
@@ -268,10 +266,9 @@ def test_stage_rates_need_a_frontend_with_stages():
 @pytest.mark.slow
 def test_training_only_the_compression_keeps_every_other_stage_at_init(
     tmp_path, tone_folder, data_dir):
-  folder = tone_folder
   run = tmp_path / 'run'
   train_in_process(run, helpers.tiny_bindings(
-      folder, data_dir, **{
+      tone_folder, data_dir, **{
           'ConvNet.filters': '[4, 8]', 'train.learning_rate': '1e-2',
           'train.frontend_stage_learning_rates':
               "{'preemphasis': 0, 'filterbank': 0, 'pooling': 0}"}))
