@@ -107,10 +107,13 @@ def test_a_signal_ends_a_worker_blocked_in_tensorflow_within_10_s(
 def test_sigterm_mid_epoch_checkpoints_that_step_and_the_run_resumes(
     tmp_path, tone_folder):
   model_dir = tmp_path / 'run'
+  # An epoch far longer than the test waits (a fast machine makes about 150
+  # of these steps a second), so that the signal comes mid-epoch.
+  steps = 100_000
   command = [sys.executable, '-m', 'experiments.train', *helpers.train_args(
       model_dir, CONFIGS, helpers.tiny_bindings(tone_folder, tmp_path / 'tfds', **{
           'ConvNet.filters': '[4, 8]', 'train.num_epochs': 2,
-          'train.steps_per_epoch': 400, 'train.verbose': 1}))]
+          'train.steps_per_epoch': steps, 'train.verbose': 1}))]
   process = subprocess.Popen(command, cwd=REPO_ROOT, env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              bufsize=0)
@@ -118,7 +121,7 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_run_resumes(
   # once training runs.
   deadline = time.time() + 300
   shown = b''
-  while time.time() < deadline and b'/400' not in shown:
+  while time.time() < deadline and f'/{steps}'.encode() not in shown:
     chunk = os.read(process.stdout.fileno(), 4096)
     if not chunk:
       break
@@ -139,7 +142,7 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_run_resumes(
             reader.get_variable_to_shape_map()
             if key in ('epoch/.ATTRIBUTES/VARIABLE_VALUE',
                        'step/.ATTRIBUTES/VARIABLE_VALUE')}
-  assert values['epoch'] == 0 and 0 < values['step'] < 400  # That step.
+  assert values['epoch'] == 0 and 0 < values['step'] < steps  # That step.
   assert not (model_dir / '.run.lock.json').exists()  # Released.
 
 
