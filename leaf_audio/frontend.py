@@ -13,6 +13,7 @@ All frontends take float audio [batch, samples] or [batch, samples, 1] in
 [-1, 1] and return [batch, frames, n_filters] in float32.
 """
 
+import contextlib
 import functools
 import inspect
 import types
@@ -363,6 +364,23 @@ class Frontend(keras.layers.Layer):
   def active_method(self):
     """'fft', 'fft_builtin' or 'direct': how this frontend computes its first stages."""
     return self._method
+
+  @contextlib.contextmanager
+  def computing_with(self, method: str):
+    """Inside, this frontend computes its first stages with `method` (one of
+    `methods.METHODS`), on its own weights; `methods.computed_with` does it
+    for every frontend of a model. Raises as the constructor does if the
+    method cannot compute the stages."""
+    owner = type(self).__name__
+    previous = self._method
+    self._method = methods.resolve(owner, methods.check_method(owner, method),
+                                   self._stages['filterbank'],
+                                   self._stages['activation'],
+                                   self._stages['pooling'], self.compute_dtype)
+    try:
+      yield self
+    finally:
+      self._method = previous
 
   def _check_enough_samples(self, input_shape):
     """The waveform shape [batch, samples, 1]; raises if 'valid' framing lacks a window."""

@@ -22,6 +22,8 @@ stages run directly. A frontend's `active_method` is the method it runs:
 'direct', 'fft' or 'fft_builtin'.
 """
 
+import contextlib
+
 import keras
 
 from leaf_audio import fft_filterbank
@@ -107,6 +109,35 @@ def _set_method(config, method):
   elif isinstance(config, (list, tuple)):
     for value in config:
       _set_method(value, method)
+
+
+@contextlib.contextmanager
+def computed_with(model, method: str):
+  """Inside, every leaf_audio frontend of `model` (a Keras model or layer)
+  computes with `method`, on the model's own weights.
+
+  For tracing a function in another method without copying the model (as
+  `with_method` does): an export's `tflite` and `onnx` signatures call the
+  serving model inside `computed_with(model, 'auto_builtin')` and
+  `computed_with(model, 'direct')`, so the SavedModel holds one set of
+  weights. The method is read when a function is traced, so enter it inside
+  the traced function's body (each trace then sees it), in one thread.
+
+  Args:
+    model: a Keras model or layer that contains leaf_audio frontends.
+    method: one of `METHODS`.
+
+  Yields:
+    `model`.
+  """
+  check_method('computed_with', method)
+  with contextlib.ExitStack() as frontends:
+    # Keras 3 has no public walk over the layers of any layer (only
+    # keras.Model.layers, one level deep).
+    for layer in model._flatten_layers(include_self=True):  # pylint: disable=protected-access
+      if callable(getattr(layer, 'computing_with', None)):
+        frontends.enter_context(layer.computing_with(method))
+    yield model
 
 
 def with_method(model, method: str):

@@ -290,6 +290,43 @@ def test_with_method_copies_a_model_with_its_weights():
   np.testing.assert_allclose(direct(waveform), model(waveform), atol=1e-4)
 
 
+def test_computed_with_traces_another_method_on_the_same_weights():
+  model = keras.Sequential([keras.Input((3000,)), leaf_audio.Leaf(),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+  waveform = noise(3000)
+  direct_copy = methods.with_method(model, 'direct')
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3000], tf.float32)])
+  def direct(waveform):
+    with methods.computed_with(model, 'direct'):
+      return model(waveform)
+
+  traced = direct.get_concrete_function()
+  assert model.layers[0].active_method == 'fft'  # Restored after the trace.
+  ops = {op.type for op in traced.graph.get_operations()}
+  assert not {op for op in ops if 'FFT' in op} and 'Conv2D' in ops, ops
+  np.testing.assert_allclose(direct(waveform), direct_copy(waveform),
+                             atol=1e-5)
+  # The model's own variables, not copies: a change shows in the function.
+  assert {id(v) for v in traced.variables} <= {
+      id(v.value) for v in model.variables}
+  model.layers[-1].bias.assign([1., -1.])
+  np.testing.assert_allclose(direct(waveform) - direct_copy(waveform),
+                             np.tile([[1., -1.]], [len(waveform), 1]),
+                             atol=1e-5)
+  # A method that cannot compute the stages raises and changes nothing.
+  sincnet = leaf_audio.SincNet()
+  with pytest.raises(ValueError, match="method='fft' cannot compute"):
+    with methods.computed_with(sincnet, 'fft'):
+      pass
+  assert sincnet.active_method == 'direct'
+  with pytest.raises(RuntimeError, match='inside'):
+    with methods.computed_with(model, 'direct'):
+      assert model.layers[0].active_method == 'direct'
+      raise RuntimeError('inside')
+  assert model.layers[0].active_method == 'fft'
+
+
 def test_clip_scales_are_powers_of_two_at_each_clips_peak():
   waveform = np.zeros([6, 50], np.float32)
   waveform[0, 3] = -3.

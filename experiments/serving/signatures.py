@@ -329,17 +329,15 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
                              tf.TensorSpec([], tf.bool)))
     return _outputs(logits, names, multi_label, ok)
 
-  # Same weights, frontends computed with TFLite builtins only (the FFT
-  # method's builtin variant where it applies): the function TFLite converts.
-  direct_model = methods.with_method(windowed_model, 'auto_builtin')
-
-  tflite = _converter_input(direct_model, multi_label)
+  # The same model and weights, its frontends computed with TFLite builtins
+  # only (the FFT method's builtin variant where it applies): the function
+  # TFLite converts.
+  tflite = _converter_input(windowed_model, 'auto_builtin', multi_label)
 
   # The same with the direct method, the function the ONNX converter takes:
   # onnxruntime runs it several times faster than the builtin FFT method's
   # DFTs (benchmarks/README.md).
-  onnx_model = methods.with_method(windowed_model, 'direct')
-  onnx = _converter_input(onnx_model, multi_label)
+  onnx = _converter_input(windowed_model, 'direct', multi_label)
 
   @tf.function(input_signature=[], autograph=False)
   def metadata():
@@ -354,8 +352,7 @@ def serving_functions(windowed_model, label_names, sample_rate: int,
     return facts
 
   return {'serving_default': serve_waveform, 'serve_wav': serve_wav,
-          'metadata': metadata, 'tflite': tflite, 'onnx': onnx,
-          '_direct_model': direct_model, '_onnx_model': onnx_model}
+          'metadata': metadata, 'tflite': tflite, 'onnx': onnx}
 
 
 def export_saved_model(windowed_model, label_names, sample_rate: int,
@@ -401,8 +398,6 @@ def export_saved_model(windowed_model, label_names, sample_rate: int,
       description['streaming_refused'] = str(error)
   functions = serving_functions(windowed_model, label_names, sample_rate,
                                 window_samples, multi_label, stream)
-  _list_variables(archive, functions.pop('_direct_model'))
-  _list_variables(archive, functions.pop('_onnx_model'))
   for name, function in functions.items():
     archive.add_endpoint(name, function)
   with export_directory.staged_export(export_dir, description) as staging:
@@ -422,10 +417,11 @@ def _list_variables(archive, model):
   archive.non_trainable_variables.extend(model.non_trainable_variables)
 
 
-def _converter_input(model, multi_label):
+def _converter_input(model, method, multi_label):
   """The signature a converter takes: waveform [batch, samples] (float32, any
   length) -> probabilities [batch, classes], valid [batch], with `model`'s
-  frontends computed as the converted file will compute them."""
+  frontends computed by `method` (`methods.METHODS`), as the converted file
+  will compute them, on the serving model's own weights."""
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.float32, name='waveform')
@@ -442,7 +438,9 @@ def _converter_input(model, multi_label):
                        waveform.dtype)
     waveform = tf.concat([waveform, padding], axis=0)
     finite = _finite_clips(waveform)
-    logits = model(_silence_invalid(waveform, finite), training=False)
+    # Entered at each trace (the export traces each function twice).
+    with methods.computed_with(model, method):
+      logits = model(_silence_invalid(waveform, finite), training=False)
     probabilities, valid = _valid_probabilities(logits, multi_label, finite)
     return {'probabilities': probabilities[:batch], 'valid': valid[:batch]}
 
