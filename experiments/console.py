@@ -15,6 +15,11 @@ flag, `-v N`) shows everything as before, on stderr.
       ...
     console.stop()                      # streams back as they were
 
+The other binaries (export, predict, stream, inspect) say what they do with
+print() and keep no log: they start the Console at the top of their module
+and end with `console.run(main)`, which hides only the libraries' output
+(`hide_library_logs`).
+
 One process has at most one Console at a time (it owns the process's stdout
 and stderr); `active()` returns it, or None when no binary started one
 (library use, notebooks), in which case `terminal()` and `save_log()` do
@@ -113,7 +118,9 @@ class Console:
     self._destination = None
     self._previous = ''
     self._handlers = []
+    self._redirected = []  # (log handler, its stream before hiding)
     self._saved_fd = None
+    self._own_err = False
     self.out, self.err = sys.stdout, sys.stderr
     self._stderr_before = sys.stderr
     if quiet:
@@ -122,10 +129,20 @@ class Console:
       sys.stderr.flush()
       self._saved_fd = os.dup(2)
       os.dup2(self._log.fileno(), 2)
-      self.err = io.TextIOWrapper(os.fdopen(self._saved_fd, 'wb', 0),
-                                  encoding='utf-8', errors='replace',
-                                  line_buffering=True, write_through=True)
-      sys.stderr = self.err
+      if sys.stderr is sys.__stderr__:
+        self.err = io.TextIOWrapper(os.fdopen(self._saved_fd, 'wb', 0),
+                                    encoding='utf-8', errors='replace',
+                                    line_buffering=True, write_through=True)
+        self._own_err = True
+        sys.stderr = self.err
+      # Else Python's stderr is not file descriptor 2 (a caller captures
+      # it, as contextlib.redirect_stderr does): our lines stay there.
+
+  @property
+  def terminal_fd(self) -> Optional[int]:
+    """A file descriptor of the terminal's stderr while quiet (file
+    descriptor 2 is then the log), else None."""
+    return self._saved_fd if self.quiet else None
 
   @classmethod
   def start(cls, argv) -> 'Console':
@@ -142,15 +159,29 @@ class Console:
     """From now on (flags are parsed), Python's stdout and stderr and absl's
     log records go to the log; our warnings still reach the terminal. With
     --verbosity, log records are also copied into the log."""
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-    handler = absl_logging.get_absl_handler()
     if not self.quiet:
+      from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
       copy = logging.StreamHandler(self._log)
-      copy.setFormatter(handler.formatter)
+      copy.setFormatter(absl_logging.get_absl_handler().formatter)
       logging.getLogger().addHandler(copy)
       self._handlers.append(copy)
       return
-    handler.python_handler.stream = self._log
+    self.hide_library_logs()
+    sys.stdout.flush()
+    sys.stdout = self._log
+    sys.stderr = self._log
+
+  def hide_library_logs(self) -> None:
+    """From now on (flags are parsed), log records (absl's, TensorFlow's,
+    the converters') go to the log, and this package's warnings reach the
+    terminal as `warning: ...` lines; Python's stdout and stderr stay on the
+    terminal. Nothing with --verbosity."""
+    if not self.quiet or self._redirected:
+      return
+    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    absl_handler = absl_logging.get_absl_handler().python_handler
+    self._redirected.append((absl_handler, absl_handler.stream))
+    absl_handler.stream = self._log
     # Libraries' own handlers (TensorFlow's 'tensorflow' logger) hold the
     # stderr of the moment they were made.
     terminal = (self.err, self.out, sys.__stderr__, sys.__stdout__)
@@ -158,13 +189,11 @@ class Console:
       for library_handler in getattr(logger, 'handlers', ()):
         if (isinstance(library_handler, logging.StreamHandler) and
             library_handler.stream in terminal):
+          self._redirected.append((library_handler, library_handler.stream))
           library_handler.setStream(self._log)
     ours = _OurWarnings(self.err)
     logging.getLogger().addHandler(ours)
     self._handlers.append(ours)
-    sys.stdout.flush()
-    sys.stdout = self._log
-    sys.stderr = self._log
 
   @contextlib.contextmanager
   def on_terminal(self):
@@ -207,12 +236,19 @@ class Console:
       for handler in self._handlers:
         logging.getLogger().removeHandler(handler)
       self._handlers = []
+      for handler, stream in reversed(self._redirected):
+        if isinstance(handler, logging.StreamHandler):
+          handler.setStream(stream)
+        else:  # absl's python handler
+          handler.stream = stream
+      self._redirected = []
       if self.quiet:
-        from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-        absl_logging.get_absl_handler().python_handler.stream = self.err
         self.err.flush()
         os.dup2(self._saved_fd, 2)
-        self.err.close()  # Closes the duplicate of the terminal's stderr.
+        if self._own_err:
+          self.err.close()  # Closes the duplicate of the terminal's stderr.
+        else:
+          os.close(self._saved_fd)
       sys.stdout, sys.stderr = self.out, self._stderr_before
       self._log.close()
       os.remove(self.log_path)
@@ -238,7 +274,28 @@ def terminal_stderr():
   console = active()
   if console is None or not console.quiet:
     return None
-  return console.err.fileno()
+  return console.terminal_fd
+
+
+def run(main) -> None:
+  """absl's `app.run(main)` for a binary that reports with print() and keeps
+  no log: once flags are parsed, the libraries' output is hidden (the
+  process's Console, started at the top of the binary's module before
+  TensorFlow is imported: `hide_library_logs`); the Console stops when the
+  binary ends, also on an error, whose traceback then reaches the terminal.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def quiet_main(argv):
+    console = active()
+    if console is not None:
+      console.hide_library_logs()
+    return main(argv)
+
+  try:
+    app.run(quiet_main)
+  finally:  # Also when flags do not parse.
+    stop_active()
 
 
 def stop_active() -> None:

@@ -24,14 +24,27 @@ new, empty or a previous export (see experiments/serving/export_directory.py).
 Every destination is checked before anything is written; anything refused is
 left intact. Errors print one `error: ...` line and exit with the status of
 their kind (experiments/errors.py; 1 for others).
+
+TensorFlow's and the converters' log lines are hidden unless --verbosity
+(-v) is given (experiments/console.py).
 """
 
+import sys
+
+from experiments import console as console_lib
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: what it prints then goes to the log.
+  console_lib.Console.start(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
 from experiments import errors
 from experiments import run_flags
 from experiments.serving.exporting import export_run  # pylint: disable=unused-import
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _MODEL_DIR = run_flags.MODEL_DIR
 flags.mark_flag_as_required('model_dir')
@@ -71,4 +84,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console_lib.run(main)

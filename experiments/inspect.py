@@ -15,19 +15,31 @@ at a constraint) and writes into model_dir/inspect/:
                            spectrogram (without --wav: a built-in chirp)
 Needs matplotlib (the `experiments` extra brings it). --model_dir may be on
 any TensorFlow file system (gs://...).
+
+TensorFlow's and the converters' log lines are hidden unless --verbosity
+(-v) is given (experiments/console.py).
 """
 
 import io
 import os
 import pathlib
+import sys
 from typing import Optional
 
+from experiments import console as console_lib
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: what it prints then goes to the log.
+  console_lib.Console.start(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 import numpy as np
 
 from experiments import errors
 from experiments import run_flags
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _MODEL_DIR = run_flags.MODEL_DIR
 flags.mark_flag_as_required('model_dir')
@@ -295,4 +307,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console_lib.run(main)

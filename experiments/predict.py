@@ -13,10 +13,20 @@ output says so. A file that cannot be classified (missing, damaged,
 truncated, non-finite samples) gets one `path: error: ...` line on stderr;
 the others are still classified, and the exit status is 1 if any file
 failed.
+
+TensorFlow's and the converters' log lines are hidden unless --verbosity
+(-v) is given (experiments/console.py).
 """
 
 import sys
 
+from experiments import console as console_lib
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: what it prints then goes to the log.
+  console_lib.Console.start(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 import numpy as np
@@ -25,6 +35,7 @@ from experiments import errors
 from experiments import model_flag
 from experiments.data import wav
 from experiments.serving import runtimes
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _MODEL = model_flag.MODEL
 flags.declare_key_flag('model')  # Listed by --helpshort.
@@ -99,4 +110,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console_lib.run(main)

@@ -12,8 +12,20 @@ export folder (its 'stream_step' signature, in TensorFlow) or a streaming
 .tflite / .onnx file of experiments.export (in LiteRT / onnxruntime; see
 experiments/serving/runtimes.py). scipy reads and resamples the file;
 matplotlib draws --plot. See docs/streaming.md.
+
+TensorFlow's and the converters' log lines are hidden unless --verbosity
+(-v) is given (experiments/console.py).
 """
 
+import sys
+
+from experiments import console as console_lib
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: what it prints then goes to the log.
+  console_lib.Console.start(sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 import numpy as np
@@ -22,6 +34,7 @@ from experiments import errors
 from experiments import model_flag
 from experiments.data import wav
 from experiments.serving import runtimes
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _MODEL = model_flag.MODEL
 flags.declare_key_flag('model')  # Listed by --helpshort.
@@ -87,4 +100,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console_lib.run(main)

@@ -103,6 +103,7 @@ def test_stream_cli_prints_the_top_label_over_time(exported, tmp_path):
                               f'--saved_model={export_dir}', f'--plot={plot}',
                               str(path), timeout=300)
   assert result.returncode == 0, result.stderr
+  assert not result.stderr  # TensorFlow's lines are hidden (experiments/console.py).
   lines = result.stdout.strip().splitlines()
   assert lines.pop() == f'plot written to {plot}' and plot.stat().st_size
   assert len(lines) == 12  # every 250 ms over 3 s
