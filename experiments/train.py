@@ -123,7 +123,7 @@ def summary(model_dir: str, metrics: dict) -> str:
   if storage.exists(export):
     lines += [f'Export: {export}',
               f'Next: {_python()} -m experiments.predict '
-              f'--saved_model={export} FILE.wav']
+              f'--model={export} FILE.wav']
   lines.append(f'Run folder: {model_dir} (log: train.log; TensorBoard: '
                f'tensorboard --logdir={storage.join(model_dir, "tensorboard")})')
   return '\n'.join(lines)
