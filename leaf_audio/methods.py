@@ -29,6 +29,7 @@ import keras
 from leaf_audio import fft_filterbank
 from leaf_audio import real_fft_filterbank
 from leaf_audio import stages
+from leaf_audio import sublayers
 
 METHODS = ('auto', 'direct', 'fft', 'fft_builtin', 'auto_builtin')
 # The methods that compute filterbank -> modulus -> pooling in one function.
@@ -132,9 +133,7 @@ def computed_with(model, method: str):
   """
   check_method('computed_with', method)
   with contextlib.ExitStack() as frontends:
-    # Keras 3 has no public walk over the layers of any layer (only
-    # keras.Model.layers, one level deep).
-    for layer in model._flatten_layers(include_self=True):  # pylint: disable=protected-access
+    for layer in sublayers.within(model):
       if callable(getattr(layer, 'computing_with', None)):
         frontends.enter_context(layer.computing_with(method))
     yield model

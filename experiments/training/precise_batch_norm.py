@@ -18,33 +18,14 @@ from typing import Iterable, List
 import keras
 import tensorflow as tf
 
+from leaf_audio import sublayers
+
 
 def batch_norm_layers(layer) -> List[keras.layers.BatchNormalization]:
-  """Every BatchNormalization layer inside `layer` (itself included), once.
-
-  Walks the layer's attributes (layers, and lists, tuples and dicts of
-  layers), the way Keras tracks sub-layers, in attribute order.
-  """
-  found, seen = [], set()
-
-  def visit(value):
-    if isinstance(value, keras.layers.Layer):
-      if id(value) in seen:
-        return
-      seen.add(id(value))
-      if isinstance(value, keras.layers.BatchNormalization):
-        found.append(value)
-      for attribute in vars(value).values():
-        visit(attribute)
-    elif isinstance(value, (list, tuple)):
-      for item in value:
-        visit(item)
-    elif isinstance(value, dict):
-      for item in value.values():
-        visit(item)
-
-  visit(layer)
-  return found
+  """Every BatchNormalization layer inside `layer` (itself included), once,
+  in attribute order (`leaf_audio.sublayers.within`)."""
+  return [inner for inner in sublayers.within(layer)
+          if isinstance(inner, keras.layers.BatchNormalization)]
 
 
 def training_forward(model):
