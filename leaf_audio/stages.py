@@ -23,8 +23,8 @@ through this interface, never through its class or its attributes:
                              'pools_itself': the samples a frame reads before
                              and after its window start, and its frames
   fft_problem(role)          '' when the FFT method applies, else why not
-  tflite_builtins            whether its streaming step converts to TFLite
-                             builtin ops
+  tflite_builtins            whether it and its streaming step convert to
+                             TFLite builtin ops
   pools_itself               a filterbank that also sets the frames
 
 A stage implements it by subclassing `Stage` next to `keras.layers.Layer`
@@ -119,7 +119,8 @@ class Stage:
 
   # A filterbank that also pools (its outputs are the frames).
   pools_itself = False
-  # Whether its streaming step converts to TFLite builtin ops.
+  # Whether it and its streaming step convert to TFLite builtin ops
+  # (experiments.export refuses --tflite otherwise).
   tflite_builtins = True
 
   def stage_geometry(self) -> Geometry:

@@ -269,6 +269,32 @@ def test_export_refuses_user_folders_and_the_run_and_leaves_them_intact(
   assert snapshot(tmp_path) == before
 
 
+def test_export_refuses_tflite_for_a_stage_without_builtins(tmp_path):
+  """SincNetPlus's sinc filterbank computes in float64, which TFLite's
+  builtins lack: --tflite and --streaming_tflite are refused at once, by
+  name, before the SavedModel is exported (the converter's own error came
+  after it, as an MLIR dump)."""
+  import leaf_audio  # pylint: disable=g-import-not-at-top
+  run = tmp_path / 'run'
+  run.mkdir()
+  model = models.AudioClassifier(leaf_audio.SincNetPlus(n_filters=4),
+                                 models.ConvNet((4,)), num_outputs=2,
+                                 normalization=None)
+  model.build((None, 1600))
+  model.save(run / 'best.keras')
+  (run / 'run.json').write_text(json.dumps({
+      'window_samples': 1600, 'sample_rate': 16000, 'multi_label': False,
+      'label_names': ['a', 'b']}))
+  before = snapshot(tmp_path)
+  for flag in ('tflite', 'streaming_tflite'):
+    with pytest.raises(ValueError) as error:
+      exporting.export_run(run, **{flag: tmp_path / f'{flag}.tflite'})
+    assert str(error.value).startswith(
+        f"--{flag}: SincNetPlus's filterbank (SincConv1D) has no TFLite "
+        'builtin form'), error.value
+    assert snapshot(tmp_path) == before
+
+
 def test_export_adds_a_version_cleans_stale_staging_and_is_readable(
     trained_run, tmp_path):
   run = tmp_path / 'run'

@@ -68,9 +68,32 @@ def export_run(model_dir, checkpoint='best.keras', export_dir=None, *,
     return _export_model(model, run, model_dir, export_dir, files, report)
 
 
+def _refuse_tflite_without_builtins(model, files) -> None:
+  """Raises ValueError, before any work, for --tflite / --streaming_tflite
+  when a stage of the model's frontend has no TFLite builtin form
+  (`leaf_audio.stages.Stage.tflite_builtins`, e.g. SincNet's float64
+  filterbank)."""
+  from leaf_audio import frontend as frontend_lib  # pylint: disable=g-import-not-at-top
+  from leaf_audio import stages  # pylint: disable=g-import-not-at-top
+  flags = sorted({'tflite', 'streaming_tflite'} & set(files))
+  frontend = getattr(model, 'frontend', None)
+  if not flags or not isinstance(frontend, frontend_lib.Frontend):
+    return
+  for role in frontend_lib.STAGES:
+    layer = getattr(frontend, role)
+    if layer is not None and not stages.of(layer).tflite_builtins:
+      raise ValueError(
+          f'--{flags[0]}: {type(frontend).__name__}\'s {role} '
+          f'({type(layer).__name__}) has no TFLite builtin form (its '
+          'tflite_builtins is False), so the model cannot be converted to '
+          '.tflite; serve the SavedModel (the export folder) instead. '
+          'Nothing was written.')
+
+
 def _export_model(model, run, model_dir, export_dir, files, report):
   """The SavedModel of `model`, then each converted file of `files`."""
   from experiments import models  # pylint: disable=g-import-not-at-top
+  _refuse_tflite_without_builtins(model, files)
   from experiments.serving import converters  # pylint: disable=g-import-not-at-top
   from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
   from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
