@@ -35,29 +35,15 @@ import sys
 import tempfile
 import time
 
-SAMPLE_RATE = 16000
-WINDOW_SAMPLES = 16000
-LABELS = [f'class_{index}' for index in range(10)]
-
 
 def export_once(folder):
   """Saves the main recipe's model as a run in `folder` and exports it:
   {row: seconds or MB}."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import leaf_audio  # pylint: disable=g-import-not-at-top
-  from experiments import models  # pylint: disable=g-import-not-at-top
   from experiments.serving import exporting  # pylint: disable=g-import-not-at-top
+  # benchmarks/runtimes.py, beside this script.
+  import runtimes  # pylint: disable=g-import-not-at-top
   folder = pathlib.Path(folder)
-  model_dir = folder / 'run'
-  model_dir.mkdir(parents=True)
-  keras.utils.set_random_seed(0)
-  model = models.AudioClassifier(leaf_audio.Leaf(), models.ConvNet((16, 32, 64)),
-                                 num_outputs=len(LABELS), normalization=None)
-  model.build((None, WINDOW_SAMPLES))
-  model.save(model_dir / 'best.keras')
-  (model_dir / 'run.json').write_text(json.dumps({
-      'window_samples': WINDOW_SAMPLES, 'sample_rate': SAMPLE_RATE,
-      'multi_label': False, 'label_names': LABELS}))
+  _, model_dir = runtimes.save_main_recipe_run(str(folder))
   times = []
 
   def report(message):

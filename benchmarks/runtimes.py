@@ -65,10 +65,11 @@ MODES = ('offline', 'frontend', 'stream', 'k10', 'transforms')
 TRANSFORM_ROWS, TRANSFORM_SIZE = 880, 2048
 
 
-def export(folder, modes=MODES):
+def save_main_recipe_run(folder):
+  """The main recipe's model (untrained), saved as a training run in
+  folder/run (best.keras, run.json): (model, run folder)."""
   import keras  # pylint: disable=g-import-not-at-top
   import leaf_audio  # pylint: disable=g-import-not-at-top
-  from experiments.serving import exporting as export_cli  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   model = models.AudioClassifier(
@@ -82,6 +83,12 @@ def export(folder, modes=MODES):
     json.dump({'window_samples': 16000, 'sample_rate': 16000,
                'multi_label': False,
                'label_names': [f'class_{i}' for i in range(10)]}, file)
+  return model, run
+
+
+def export(folder, modes=MODES):
+  from experiments.serving import exporting as export_cli  # pylint: disable=g-import-not-at-top
+  model, run = save_main_recipe_run(folder)
   written = export_cli.export_run(
       run, **{flag: os.path.join(folder, name) for flag, name in FILES.items()
                if 'stream' in modes or not flag.startswith('streaming')})

@@ -284,9 +284,7 @@ class Frontend(keras.layers.Layer):
     self._valid_window = (framer.kernel_size if getattr(
         framer, 'padding', None) == 'valid' else 0)
     self.method = methods.check_method(owner, method)
-    self._method = methods.resolve(owner, self.method, stages['filterbank'],
-                                   stages['activation'], stages['pooling'],
-                                   self.compute_dtype)
+    self._method = self._resolved(self.method)
     # Lets a Python list reach `call`, which says what it expects.
     self._allow_non_tensor_positional_args = True
 
@@ -371,16 +369,21 @@ class Frontend(keras.layers.Layer):
     `methods.METHODS`), on its own weights; `methods.computed_with` does it
     for every frontend of a model. Raises as the constructor does if the
     method cannot compute the stages."""
-    owner = type(self).__name__
     previous = self._method
-    self._method = methods.resolve(owner, methods.check_method(owner, method),
-                                   self._stages['filterbank'],
-                                   self._stages['activation'],
-                                   self._stages['pooling'], self.compute_dtype)
+    self._method = self._resolved(
+        methods.check_method(type(self).__name__, method))
     try:
       yield self
     finally:
       self._method = previous
+
+  def _resolved(self, method: str) -> str:
+    """The method this frontend runs for `method`: 'direct', 'fft' or
+    'fft_builtin'; raises if `method` cannot compute its stages."""
+    return methods.resolve(type(self).__name__, method,
+                           self._stages['filterbank'],
+                           self._stages['activation'],
+                           self._stages['pooling'], self.compute_dtype)
 
   def _check_enough_samples(self, input_shape):
     """The waveform shape [batch, samples, 1]; raises if 'valid' framing lacks a window."""

@@ -93,10 +93,10 @@ def _refuse_tflite_without_builtins(model, files) -> None:
 def _export_model(model, run, model_dir, export_dir, files, report):
   """The SavedModel of `model`, then each converted file of `files`."""
   from experiments import models  # pylint: disable=g-import-not-at-top
-  _refuse_tflite_without_builtins(model, files)
   from experiments.serving import converters  # pylint: disable=g-import-not-at-top
   from experiments.serving import signatures as serving  # pylint: disable=g-import-not-at-top
   from experiments.serving import streaming_signatures as streaming_export  # pylint: disable=g-import-not-at-top
+  _refuse_tflite_without_builtins(model, files)
   lookahead_samples = 0
   if {'streaming_tflite', 'streaming_onnx'} & set(files):
     try:
